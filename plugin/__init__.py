@@ -1,0 +1,54 @@
+"""gemini-annotate: pre-annotate FiftyOne datasets with Google Gemini, for people to review.
+
+Python::
+
+    import gemini_annotate
+    summary = gemini_annotate.annotate(dataset, task="detect", classes=["cat", "dog"])
+
+The same pipeline runs behind the FiftyOne App operators (this package is also
+a FiftyOne plugin, see ``fiftyone.yml``) and the ``gemini-annotate`` command.
+Names are imported on first use, so importing the package (or its pytest
+fixtures) does not load FiftyOne or the SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "annotate": ".pipeline",
+    "run_annotation": ".pipeline",
+    "AnnotationStopped": ".pipeline",
+    "RunProgress": ".pipeline",
+    "AnnotateConfig": ".config",
+    "DEFAULT_MODEL": ".config",
+    "GeminiError": ".gemini",
+    "RunSummary": ".runs",
+    "list_annotation_runs": ".runs",
+    "load_run_summary": ".runs",
+    "TASKS": ".tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+def register(plugin) -> None:
+    """FiftyOne's plugin entry point: registers the App operators."""
+    from .operators import register_operators
+
+    register_operators(plugin)

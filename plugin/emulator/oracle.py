@@ -1,0 +1,451 @@
+"""The oracle: Gemini replies made from labels already known for an image.
+
+The emulator recognises the image it receives (a 32×32 fingerprint, robust to
+resizing and re-encoding, compared with the known images in the orientation a
+viewer shows them) and answers with that image's known labels, written in the
+shape the request's schema asks for: boxes, polygon masks over the image
+(Gemini 3), PNG masks inside the box (Gemini 2.5), or points. Converting such a
+reply back must give the known labels again, up to the 0–1000 quantisation:
+that is what makes round trips measurable exactly.
+
+Like the real model, the emulator sees raw pixels: EXIF orientation in the file
+it receives is ignored, so an image sent without being turned upright is not
+recognised (and the mistake shows).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Optional
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..convert import relative_to_box_2d
+
+FINGERPRINT_SIDE = 32
+MATCH_THRESHOLD = 0.9
+ASPECT_TOLERANCE = 0.03
+PNG_MASK_SIDE = 256
+
+
+@dataclass(frozen=True)
+class KnownObject:
+    """One known object, in relative coordinates of the displayed image.
+
+    Attributes:
+        label: its class.
+        bounding_box: ``[x, y, w, h]`` in 0–1.
+        mask: an instance mask over the box (FiftyOne's convention), if known.
+        polygon: its outline as relative ``(x, y)`` points, if known.
+        point: a relative ``(x, y)`` point on it (defaults to the box centre).
+    """
+
+    label: str
+    bounding_box: tuple[float, float, float, float]
+    mask: Optional[np.ndarray] = None
+    polygon: Optional[tuple[tuple[float, float], ...]] = None
+    point: Optional[tuple[float, float]] = None
+
+
+@dataclass(frozen=True)
+class KnownImage:
+    """An image the oracle can recognise, and what is known about it."""
+
+    key: str
+    width: int
+    height: int
+    objects: tuple[KnownObject, ...] = ()
+    caption: Optional[str] = None
+    classification: Optional[str] = None
+    fingerprint: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class OracleNoise:
+    """Imperfections added to oracle answers, to make a dry run look like a real model.
+
+    Deterministic per image and ``seed``: the same image always gets the same answer.
+
+    Attributes:
+        miss_rate: chance an object is left out.
+        jitter: standard deviation of each box edge's shift, as a fraction of the
+            box's side.
+        false_positive_rate: expected spurious boxes per known object.
+        relabel_rate: chance an object gets another known class.
+        seed: the random seed.
+    """
+
+    miss_rate: float = 0.0
+    jitter: float = 0.0
+    false_positive_rate: float = 0.0
+    relabel_rate: float = 0.0
+    seed: int = 0
+
+
+def fingerprint(img: Image.Image) -> np.ndarray:
+    """A unit-norm, zero-mean 32×32 greyscale thumbnail of an image."""
+    img.draft("L", (FINGERPRINT_SIDE * 4, FINGERPRINT_SIDE * 4))
+    grey = img.convert("L").resize((FINGERPRINT_SIDE, FINGERPRINT_SIDE), Image.Resampling.BOX)
+    vector = np.asarray(grey, dtype=np.float32).ravel()
+    vector = vector - vector.mean()
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+class LabelIndex:
+    """Known images and their labels, searchable by image content. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._images: list[KnownImage] = []
+        self._matrix: Optional[np.ndarray] = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def add(self, key: str, image: Image.Image, objects: Iterable[KnownObject] = (),
+            *, caption: Optional[str] = None, classification: Optional[str] = None,
+            size: Optional[tuple[int, int]] = None) -> KnownImage:
+        """Adds an image (as displayed) with its known labels.
+
+        ``size`` is the displayed ``(width, height)`` when ``image`` is a reduced copy.
+        """
+        width, height = size or image.size
+        known = KnownImage(
+            key=key, width=width, height=height, objects=tuple(objects),
+            caption=caption, classification=classification, fingerprint=fingerprint(image.copy()),
+        )
+        with self._lock:
+            self._images.append(known)
+            self._matrix = None
+        return known
+
+    def add_file(self, key: str, path: str, objects: Iterable[KnownObject] = (), **known: Any) -> KnownImage:
+        """Adds an image file, turned upright by its EXIF orientation first."""
+        with Image.open(path) as img:
+            size = _display_size(img)
+            img.draft("RGB", (FINGERPRINT_SIDE * 8, FINGERPRINT_SIDE * 8))
+            upright = ImageOps.exif_transpose(img)
+            return self.add(key, upright, objects, size=size, **known)
+
+    @classmethod
+    def from_samples(cls, samples, label_field: Optional[str] = None, *,
+                     caption_field: Optional[str] = None,
+                     classification_field: Optional[str] = None) -> "LabelIndex":
+        """An index of a FiftyOne collection's images and the labels in its fields.
+
+        ``label_field`` may hold ``Detections`` (instance masks included),
+        ``Polylines`` or ``Keypoints``.
+        """
+        index = cls()
+        fields = ["id", "filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
+        rows = zip(*samples.values(fields))
+        for row in rows:
+            values = dict(zip(fields, row))
+            objects = objects_from_label(values.get(label_field)) if label_field else []
+            classification = values.get(classification_field) if classification_field else None
+            index.add_file(
+                values["id"], values["filepath"], objects,
+                caption=values.get(caption_field) if caption_field else None,
+                classification=getattr(classification, "label", classification),
+            )
+        return index
+
+    def find(self, image_bytes: bytes) -> Optional["Match"]:
+        """The known image these bytes show (as sent, EXIF ignored), or ``None``."""
+        try:
+            with Image.open(io.BytesIO(image_bytes)) as img:
+                sent_size = img.size
+                aspect = img.width / img.height
+                probe = fingerprint(img)
+        except Exception:
+            return None
+        with self._lock:
+            if not self._images:
+                return None
+            if self._matrix is None:
+                self._matrix = np.stack([k.fingerprint for k in self._images])
+            matrix, images = self._matrix, list(self._images)
+        scores = matrix @ probe
+        for i in np.argsort(-scores):
+            if scores[i] < MATCH_THRESHOLD:
+                return None
+            known = images[i]
+            if abs(known.width / known.height - aspect) <= ASPECT_TOLERANCE * aspect:
+                return Match(known, sent_size)
+        return None
+
+
+@dataclass(frozen=True)
+class Match:
+    """A received image recognised as a known one, and its size as received."""
+
+    known: KnownImage
+    sent_size: tuple[int, int]
+
+
+def _display_size(img: Image.Image) -> tuple[int, int]:
+    orientation = img.getexif().get(0x0112, 1)
+    return (img.height, img.width) if orientation in (5, 6, 7, 8) else (img.width, img.height)
+
+
+def objects_from_label(label: Any) -> list[KnownObject]:
+    """Known objects from a FiftyOne label (Detections, Polylines, Keypoints)."""
+    import fiftyone as fo
+
+    if label is None:
+        return []
+    objects = []
+    if isinstance(label, fo.Detections):
+        for det in label.detections:
+            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.mask))
+    elif isinstance(label, fo.Polylines):
+        for poly in label.polylines:
+            points = [p for shape in poly.points for p in shape]
+            if not points:
+                continue
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+            outline = max(poly.points, key=len)
+            objects.append(KnownObject(poly.label, box, polygon=tuple(map(tuple, outline))))
+    elif isinstance(label, fo.Keypoints):
+        for kp in label.keypoints:
+            for x, y in kp.points:
+                objects.append(KnownObject(kp.label, (x, y, 0.0, 0.0), point=(x, y)))
+    return objects
+
+
+# what the request asks for
+
+
+@dataclass(frozen=True)
+class AnswerForm:
+    """The reply shape a request asks for, read from its schema (or prompt).
+
+    Attributes:
+        kind: ``boxes``, ``polygon``, ``png``, ``points``, ``caption`` or ``classify``.
+        wrapper: the key wrapping the item list (``boxes``), or ``None`` for a bare list.
+        classes: the allowed labels when the schema has an enum.
+        fenced: whether to wrap the JSON in a Markdown fence (replies without a schema).
+        text_key: for caption/classify schemas, the property holding the answer.
+    """
+
+    kind: str
+    wrapper: Optional[str] = "boxes"
+    classes: Optional[tuple[str, ...]] = None
+    fenced: bool = False
+    text_key: Optional[str] = None
+
+
+def _resolve(schema: dict, node: Any) -> dict:
+    seen = 0
+    while isinstance(node, dict) and "$ref" in node and seen < 20:
+        path = node["$ref"].lstrip("#/").split("/")
+        target: Any = schema
+        for part in path:
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        node = target
+        seen += 1
+    if isinstance(node, dict) and "anyOf" in node:
+        options = [_resolve(schema, o) for o in node["anyOf"] if o.get("type") != "null"]
+        return options[0] if options else {}
+    return node if isinstance(node, dict) else {}
+
+
+def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
+    """Reads the answer shape from a structured-output schema, else from the prompt."""
+    if not schema:
+        lowered = prompt.lower()
+        if "segmentation mask" in lowered:
+            return AnswerForm("png", wrapper=None, fenced=True)
+        if "point" in lowered and "box_2d" not in lowered:
+            return AnswerForm("points", wrapper=None, fenced=True)
+        return AnswerForm("boxes", wrapper=None, fenced=True)
+
+    top = _resolve(schema, schema)
+    wrapper: Optional[str] = None
+    if top.get("type") == "array":
+        item = _resolve(schema, top.get("items", {}))
+    else:
+        props = top.get("properties", {})
+        item = {}
+        for name, prop in props.items():
+            prop = _resolve(schema, prop)
+            if prop.get("type") == "array" and _resolve(schema, prop.get("items", {})).get("type") == "object":
+                wrapper, item = name, _resolve(schema, prop["items"])
+                break
+        if not item:
+            for name, prop in props.items():
+                prop = _resolve(schema, prop)
+                if prop.get("enum") or (prop.get("type") == "array" and _resolve(schema, prop.get("items", {})).get("enum")):
+                    values = prop.get("enum") or _resolve(schema, prop["items"]).get("enum")
+                    return AnswerForm("classify", wrapper=None, classes=tuple(values), text_key=name)
+            text_key = next(iter(props), "text")
+            return AnswerForm("caption", wrapper=None, text_key=text_key)
+
+    item_props = {k: _resolve(schema, v) for k, v in item.get("properties", {}).items()}
+    label = item_props.get("label", {})
+    classes = tuple(label["enum"]) if label.get("enum") else None
+    mask = item_props.get("mask")
+    if "point" in item_props and "box_2d" not in item_props:
+        kind = "points"
+    elif mask is not None and mask.get("type") == "string":
+        kind = "png"
+    elif mask is not None:
+        kind = "polygon"
+    else:
+        kind = "boxes"
+    return AnswerForm(kind, wrapper=wrapper, classes=classes)
+
+
+# writing the answer
+
+
+def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int],
+                  noise: Optional[OracleNoise] = None) -> str:
+    """The reply text a perfect (or, with ``noise``, a plausible) model would give.
+
+    Args:
+        known: the recognised image.
+        form: the answer shape asked for.
+        sent_size: ``(width, height)`` of the image as received.
+        noise: imperfections to add, if any.
+    """
+    if form.kind == "caption":
+        return json.dumps({form.text_key: known.caption or ""})
+    if form.kind == "classify":
+        return json.dumps({form.text_key: known.classification or (form.classes or [""])[0]})
+
+    objects = list(known.objects)
+    if form.classes:
+        allowed = {c.casefold(): c for c in form.classes}
+        objects = [replace(o, label=allowed[o.label.casefold()]) for o in objects
+                   if o.label.casefold() in allowed]
+    if noise is not None:
+        objects = _add_noise(objects, noise, known.key, form.classes)
+
+    items = []
+    for obj in objects:
+        item: dict[str, Any]
+        if form.kind == "points":
+            x, y = obj.point if obj.point else (obj.bounding_box[0] + obj.bounding_box[2] / 2,
+                                                obj.bounding_box[1] + obj.bounding_box[3] / 2)
+            item = {"point": [round(y * 1000), round(x * 1000)], "label": obj.label}
+        else:
+            box_2d = relative_to_box_2d(obj.bounding_box)
+            if box_2d[2] <= box_2d[0] or box_2d[3] <= box_2d[1]:
+                continue
+            item = {"box_2d": box_2d, "label": obj.label}
+            if form.kind == "polygon":
+                polygon = _polygon_1000(obj, known)
+                if polygon is None:
+                    continue
+                item["mask"] = polygon
+            elif form.kind == "png":
+                png = _png_mask(obj, box_2d, sent_size, known)
+                if png is None:
+                    continue
+                item["mask"] = png
+        items.append(item)
+
+    payload: Any = {form.wrapper: items} if form.wrapper else items
+    text = json.dumps(payload)
+    return f"```json\n{json.dumps(payload, indent=2)}\n```" if form.fenced else text
+
+
+def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
+               classes: Optional[tuple[str, ...]]) -> list[KnownObject]:
+    rng = np.random.default_rng([noise.seed, zlib.crc32(key.encode())])
+    labels = sorted({o.label for o in objects} | set(classes or ()))
+    out = []
+    for obj in objects:
+        if rng.random() < noise.miss_rate:
+            continue
+        x, y, w, h = obj.bounding_box
+        if noise.jitter:
+            dx0, dx1 = rng.normal(0, noise.jitter * w, 2)
+            dy0, dy1 = rng.normal(0, noise.jitter * h, 2)
+            x0, x1 = np.clip([x + dx0, x + w + dx1], 0, 1)
+            y0, y1 = np.clip([y + dy0, y + h + dy1], 0, 1)
+            if x1 > x0 and y1 > y0:
+                obj = replace(obj, bounding_box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
+                              mask=None, polygon=None)
+        if labels and rng.random() < noise.relabel_rate:
+            obj = replace(obj, label=str(rng.choice(labels)))
+        out.append(obj)
+    extra = rng.poisson(noise.false_positive_rate * max(len(objects), 1)) if noise.false_positive_rate else 0
+    for _ in range(int(extra)):
+        w, h = rng.uniform(0.05, 0.3, 2)
+        x, y = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+        out.append(KnownObject(str(rng.choice(labels)) if labels else "object",
+                               (float(x), float(y), float(w), float(h))))
+    return out
+
+
+def _full_mask(obj: KnownObject, width: int, height: int) -> Optional[np.ndarray]:
+    """The object's mask over the whole image at ``width``×``height``, via FiftyOne."""
+    import fiftyone as fo
+
+    if obj.mask is not None:
+        det = fo.Detection(label=obj.label, bounding_box=list(obj.bounding_box), mask=obj.mask)
+        return det.to_segmentation(frame_size=(width, height), target=1).mask.astype(bool)
+    if obj.polygon is not None:
+        poly = fo.Polyline(label=obj.label, points=[list(obj.polygon)], closed=True, filled=True)
+        return poly.to_segmentation(frame_size=(width, height), target=1).mask.astype(bool)
+    return None
+
+
+def _polygon_1000(obj: KnownObject, known: KnownImage) -> Optional[list[list[int]]]:
+    if obj.polygon is not None:
+        outline = obj.polygon
+    elif obj.mask is not None:
+        import fiftyone as fo
+
+        det = fo.Detection(label=obj.label, bounding_box=list(obj.bounding_box), mask=obj.mask)
+        poly = det.to_polyline(tolerance=0, filled=True, frame_size=(known.width, known.height))
+        if not poly.points:
+            return None
+        outline = max(poly.points, key=_shoelace_area)
+    else:
+        x, y, w, h = obj.bounding_box
+        outline = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
+    if len(outline) < 3:
+        return None
+    return [[round(px * 1000), round(py * 1000)] for px, py in outline]
+
+
+def _shoelace_area(points) -> float:
+    pts = np.asarray(points, dtype=np.float64)
+    if len(pts) < 3:
+        return 0.0
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
+def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int],
+              known: KnownImage) -> Optional[str]:
+    """A Gemini 2.5-style mask: a 256×256 grey PNG over the box, base64 with a data URI prefix."""
+    width, height = sent_size
+    full = _full_mask(obj, width, height)
+    if full is None:
+        x, y, w, h = obj.bounding_box
+        full = np.zeros((height, width), dtype=bool)
+        full[round(y * height):round((y + h) * height), round(x * width):round((x + w) * width)] = True
+    y0, x0, y1, x1 = box_2d
+    top, left = int(y0 / 1000 * height), int(x0 / 1000 * width)
+    bottom, right = max(top + 1, int(np.ceil(y1 / 1000 * height))), max(left + 1, int(np.ceil(x1 / 1000 * width)))
+    crop = full[top:bottom, left:right].astype(np.float32)
+    if crop.size == 0:
+        return None
+    grey = cv2.resize(crop, (PNG_MASK_SIDE, PNG_MASK_SIDE), interpolation=cv2.INTER_LINEAR)
+    ok, png = cv2.imencode(".png", np.clip(grey * 255.0, 0, 255).astype(np.uint8))
+    if not ok:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")

@@ -1,0 +1,264 @@
+"""A local HTTP server that answers like Gemini, for the real google-genai SDK.
+
+Point the SDK at it with ``GOOGLE_GEMINI_BASE_URL`` (or ``base_url``) and it
+serves ``models/{model}:generateContent`` and ``interactions`` in their real
+wire format, answering from a :class:`~.scenarios.Scenario`. It listens on
+127.0.0.1 only, keeps a bounded log of what it received (never the API key)
+and stops by itself when its owner stops it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterable, Optional, Union
+
+from PIL import Image
+
+from ..media import estimate_image_tokens
+from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
+from .wire import (
+    EmulatorRequest,
+    WireError,
+    error_body,
+    generate_content_body,
+    interaction_body,
+    read_generate_content,
+    read_interaction,
+)
+
+_GENERATE = re.compile(r"/models/(?P<model>[^/:]+):generateContent$")
+_INTERACTIONS = re.compile(r"/interactions$")
+_SLEEP_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the emulator received (the key itself is never kept)."""
+
+    time: float
+    path: str
+    api: Optional[str]
+    model: Optional[str]
+    images: int
+    status: int
+    had_key: bool
+
+
+class EmulatorServer:
+    """The Gemini emulator.
+
+    Args:
+        scenario: how to answer.
+        host: the address to listen on (loopback by default).
+        port: the port; 0 picks a free one.
+        latency: seconds every answer takes (a number, or a callable returning one).
+        api_keys: keys accepted; others get Google's ``API_KEY_INVALID`` error.
+            ``None`` accepts any key.
+        models: model names served; others get 404. ``None`` serves any
+            ``gemini-*`` name.
+        keep_requests: how many full requests (images included) to keep in
+            :attr:`last_requests`, for tests that inspect what was sent.
+
+    Example::
+
+        with EmulatorServer(Canned('{"boxes": []}')) as emulator:
+            os.environ["GOOGLE_GEMINI_BASE_URL"] = emulator.url
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: Union[float, Callable[[], float]] = 0.0,
+        api_keys: Optional[Iterable[str]] = None,
+        models: Optional[Iterable[str]] = None,
+        keep_requests: int = 0,
+    ):
+        self.scenario = scenario
+        self.latency = latency
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.models = frozenset(models) if models is not None else None
+        self.records: deque[RequestRecord] = deque(maxlen=100_000)
+        self.last_requests: deque[EmulatorRequest] = deque(maxlen=max(keep_requests, 0))
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._in_flight = 0
+        self.max_in_flight = 0
+        self._httpd = _Server((host, port), _handler_for(self))
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def start(self) -> "EmulatorServer":
+        """Starts serving in a background thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="gemini-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serves in the calling thread until interrupted (the CLI's mode)."""
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self._httpd.server_close()
+
+    def stop(self) -> None:
+        """Stops serving; slow answers in progress end at once."""
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "EmulatorServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def count(self, api: Optional[str] = None) -> int:
+        """Requests received (of one API, if given)."""
+        with self._lock:
+            return sum(1 for r in self.records if api is None or r.api == api)
+
+    # request handling (called from handler threads)
+
+    def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, dict]:
+        path = path.split("?", 1)[0]
+        key = headers.get("x-goog-api-key")
+        request: Optional[EmulatorRequest] = None
+        status, payload, extra = 404, error_body(404, f"Method not found: {method} {path}"), {}
+        try:
+            if method == "POST" and (m := _GENERATE.search(path)):
+                request = read_generate_content(m["model"], self._json(body), key)
+            elif method == "POST" and _INTERACTIONS.search(path):
+                request = read_interaction(self._json(body), key)
+            if request is not None:
+                status, payload, extra = self._answer(request)
+        except WireError as e:
+            status, payload = 400, error_body(400, str(e))
+        with self._lock:
+            self.records.append(RequestRecord(
+                time.time(), path, request.api if request else None, request.model if request else None,
+                len(request.images) if request else 0, status, bool(key),
+            ))
+            if request is not None and self.last_requests.maxlen:
+                self.last_requests.append(request)
+        return status, payload, extra
+
+    @staticmethod
+    def _json(body: bytes) -> dict:
+        try:
+            value = json.loads(body or b"{}")
+        except ValueError:
+            raise WireError("Invalid JSON payload received.") from None
+        if not isinstance(value, dict):
+            raise WireError("Invalid JSON payload received: expected an object.")
+        return value
+
+    def _answer(self, request: EmulatorRequest) -> tuple[int, dict, dict]:
+        fault = self._check_access(request)
+        response = fault or self.scenario.respond(request)
+        self._sleep(self._latency() + response.delay)
+        if isinstance(response, EmulatorFault):
+            headers = {}
+            if response.retry_after_header is not None:
+                headers["Retry-After"] = f"{response.retry_after_header:g}"
+            return response.status, error_body(response.status, response.message, list(response.details)), headers
+        return 200, self._reply_body(request, response), {}
+
+    def _check_access(self, request: EmulatorRequest) -> Optional[EmulatorFault]:
+        if not request.api_key:
+            return EmulatorFault(403, "Method doesn't allow unregistered callers (callers without "
+                                      "established identity). Please use API Key or other form of API consumer identity.")
+        if self.api_keys is not None and request.api_key not in self.api_keys:
+            return bad_key_fault()
+        known = request.model.startswith("gemini-") if self.models is None else request.model in self.models
+        if not known:
+            return EmulatorFault(404, f"models/{request.model} is not found for API version v1beta, "
+                                      "or is not supported for generateContent.")
+        return None
+
+    def _reply_body(self, request: EmulatorRequest, reply: EmulatorReply) -> dict:
+        input_tokens = math.ceil(len(request.prompt) / 4) + sum(
+            _image_tokens(i.data) for i in request.images if i.data is not None
+        )
+        output_tokens = math.ceil(len(reply.text) / 4)
+        build = interaction_body if request.api == "interactions" else generate_content_body
+        return build(reply.text, reply.finish_reason, request.model, input_tokens, output_tokens)
+
+    def _latency(self) -> float:
+        return float(self.latency() if callable(self.latency) else self.latency)
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            self._stopping.wait(seconds)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+def _image_tokens(data: bytes) -> int:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return estimate_image_tokens(*img.size)
+    except Exception:
+        return 258
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+def _handler_for(emulator: EmulatorServer) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "gemini-annotate-emulator"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status, payload, extra = emulator.handle(self.command, self.path, self.headers, body)
+            data = json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (timeout): nothing to do
+
+        do_POST = do_GET = do_DELETE = _serve
+
+        def log_message(self, format, *args) -> None:  # keep test and CLI output clean
+            pass
+
+    return Handler

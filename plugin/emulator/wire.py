@@ -1,0 +1,228 @@
+"""Gemini's wire format, as google-genai 3.6 speaks it: request bodies in, reply bodies out.
+
+Requests of both APIs are read into one :class:`EmulatorRequest`; replies and
+errors are written in each API's own JSON. Field names are accepted in both
+camelCase and snake_case, as the SDK mixes them (``inlineData.mime_type``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+GENERATE_CONTENT = "generate_content"
+INTERACTIONS = "interactions"
+
+
+@dataclass(frozen=True)
+class EmulatedImage:
+    """An image part of a request: decoded bytes, or a URI the emulator cannot fetch."""
+
+    mime_type: str
+    data: Optional[bytes] = None
+    uri: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class EmulatorRequest:
+    """A model request, whichever API it came through.
+
+    Attributes:
+        api: ``generate_content`` or ``interactions``.
+        model: the model name (without ``models/``).
+        prompt: the text parts, joined by newlines.
+        images: the image parts, in order.
+        schema: the structured-output JSON schema, if any.
+        generation_config: the request's generation options as sent.
+        api_key: the ``x-goog-api-key`` header (held in memory only).
+    """
+
+    api: str
+    model: str
+    prompt: str
+    images: tuple[EmulatedImage, ...] = ()
+    schema: Optional[dict] = None
+    generation_config: dict = field(default_factory=dict)
+    api_key: Optional[str] = None
+
+
+class WireError(ValueError):
+    """A request body the real API would reject as malformed (HTTP 400)."""
+
+
+def _get(d: dict, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if name in d:
+            return d[name]
+    return default
+
+
+def decode_base64(data: str) -> bytes:
+    """Decodes base64 in either alphabet (generateContent sends URL-safe)."""
+    text = data.strip().translate(str.maketrans("-_", "+/"))
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise WireError(f"Invalid base64 image data: {e}") from None
+
+
+def read_generate_content(model: str, body: dict, api_key: Optional[str]) -> EmulatorRequest:
+    """Reads a ``models/{model}:generateContent`` body."""
+    contents = body.get("contents")
+    if isinstance(contents, dict):
+        contents = [contents]
+    if not isinstance(contents, list) or not contents:
+        raise WireError("* GenerateContentRequest.contents: contents is not specified")
+    texts, images = [], []
+    for content in contents:
+        for part in content.get("parts", []) if isinstance(content, dict) else []:
+            if "text" in part:
+                texts.append(str(part["text"]))
+            inline = _get(part, "inlineData", "inline_data")
+            if inline:
+                images.append(EmulatedImage(
+                    mime_type=_get(inline, "mimeType", "mime_type", default=""),
+                    data=decode_base64(inline.get("data", "")),
+                ))
+            file_data = _get(part, "fileData", "file_data")
+            if file_data:
+                images.append(EmulatedImage(
+                    mime_type=_get(file_data, "mimeType", "mime_type", default=""),
+                    uri=_get(file_data, "fileUri", "file_uri"),
+                ))
+    config = _get(body, "generationConfig", "generation_config", default={}) or {}
+    schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
+    return EmulatorRequest(
+        api=GENERATE_CONTENT,
+        model=model,
+        prompt="\n".join(texts),
+        images=tuple(images),
+        schema=schema,
+        generation_config=config,
+        api_key=api_key,
+    )
+
+
+def read_interaction(body: dict, api_key: Optional[str]) -> EmulatorRequest:
+    """Reads an ``interactions`` create body."""
+    model = body.get("model")
+    if not model:
+        raise WireError("model is required")
+    raw_input = body.get("input")
+    parts: list = []
+    if isinstance(raw_input, str):
+        parts = [{"type": "text", "text": raw_input}]
+    elif isinstance(raw_input, list):
+        for entry in raw_input:
+            if isinstance(entry, dict) and isinstance(entry.get("content"), list):
+                parts.extend(entry["content"])
+            elif isinstance(entry, dict) and isinstance(entry.get("content"), str):
+                parts.append({"type": "text", "text": entry["content"]})
+            else:
+                parts.append(entry)
+    else:
+        raise WireError("input is required")
+    texts, images = [], []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        elif part.get("type") == "image":
+            if part.get("data"):
+                images.append(EmulatedImage(part.get("mime_type", ""), data=decode_base64(part["data"])))
+            elif part.get("uri"):
+                images.append(EmulatedImage(part.get("mime_type", ""), uri=part["uri"]))
+    response_format = body.get("response_format") or {}
+    return EmulatorRequest(
+        api=INTERACTIONS,
+        model=str(model).rsplit("/", 1)[-1],
+        prompt="\n".join(texts),
+        images=tuple(images),
+        schema=response_format.get("schema") if isinstance(response_format, dict) else None,
+        generation_config=body.get("generation_config") or {},
+        api_key=api_key,
+    )
+
+
+def generate_content_body(text: str, finish_reason: str, model: str,
+                          input_tokens: int, output_tokens: int) -> dict:
+    """A ``GenerateContentResponse`` body."""
+    candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
+    if text or finish_reason in ("STOP", "MAX_TOKENS"):
+        candidate["content"] = {"role": "model", "parts": [{"text": text}]}
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": input_tokens,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": input_tokens + output_tokens,
+        },
+        "modelVersion": model,
+        "responseId": uuid.uuid4().hex[:20],
+    }
+
+
+_INTERACTION_STATUS = {"STOP": "completed", "MAX_TOKENS": "incomplete"}
+
+
+def interaction_body(text: str, finish_reason: str, model: str,
+                     input_tokens: int, output_tokens: int) -> dict:
+    """An ``Interaction`` body."""
+    return {
+        "id": f"v1_{uuid.uuid4().hex}",
+        "status": _INTERACTION_STATUS.get(finish_reason, "failed"),
+        "model": model,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "steps": [{"type": "model_output", "content": [{"type": "text", "text": text}]}],
+        "usage": {
+            "total_input_tokens": input_tokens,
+            "total_output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        },
+    }
+
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+    404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}
+
+
+def error_body(status: int, message: str, details: Optional[list] = None) -> dict:
+    """Google's error envelope: ``{"error": {"code", "message", "status", "details"}}``."""
+    error: dict[str, Any] = {"code": status, "message": message,
+                             "status": _STATUS_NAMES.get(status, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def retry_info(seconds: float) -> dict:
+    """The ``RetryInfo`` detail a real 429 carries."""
+    return {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{seconds:g}s"}
+
+
+def quota_failure(quota_id: str) -> dict:
+    """The ``QuotaFailure`` detail naming the exhausted quota."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+        "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                        "quotaId": quota_id}],
+    }
+
+
+def api_key_invalid() -> dict:
+    """The ``ErrorInfo`` detail of a rejected key."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com"},
+    }

@@ -1,0 +1,255 @@
+"""Images as Gemini should see them: upright, RGB, a sane size, encoded once.
+
+Gemini's coordinates are relative to the image *as sent*, and FiftyOne draws
+relative coordinates over the image *as displayed* (EXIF orientation applied).
+Sending the displayed orientation, and only ever scaling uniformly, keeps the
+two identical, so no label moves when an image is resized.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF (iPhone photos) are read through pillow-heif
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - pillow-heif is a dependency
+    pass
+
+# Decompression bombs are refused below with a clear reason instead of a warning.
+Image.MAX_IMAGE_PIXELS = None
+
+MAX_PIXELS = 200_000_000
+"""Images with more pixels than this are refused rather than decoded."""
+
+MAX_PASSTHROUGH_BYTES = 7 * 1024 * 1024
+"""Files up to this size may be sent as they are, without re-encoding."""
+
+JPEG_QUALITY = 90
+
+_SENDABLE_AS_IS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_EXIF_ORIENTATION = 0x0112
+
+TOKENS_PER_TILE = 258
+SMALL_IMAGE_SIDE = 384
+
+
+class ImageError(Exception):
+    """An image that cannot be prepared; the message says why, for one sample."""
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """Encoded image bytes ready for a request, with their geometry.
+
+    Attributes:
+        data: the encoded image.
+        mime_type: its MIME type.
+        width: width of the image as sent, in pixels.
+        height: height of the image as sent, in pixels.
+        display_width: width as a viewer shows it (EXIF applied), before resizing.
+        display_height: height as a viewer shows it, before resizing.
+    """
+
+    data: bytes
+    mime_type: str
+    width: int
+    height: int
+    display_width: int
+    display_height: int
+
+    @property
+    def estimated_tokens(self) -> int:
+        """Gemini's input-token estimate for this image as sent."""
+        return estimate_image_tokens(self.width, self.height)
+
+
+def estimate_image_tokens(width: int, height: int) -> int:
+    """Gemini's documented input-token estimate for one image.
+
+    258 tokens when both sides are at most 384 px; otherwise the image is cut
+    into crop units of ``floor(min(w, h) / 1.5)`` px, 258 tokens each.
+
+    >>> estimate_image_tokens(960, 540)  # unit 360 -> 3 x 2 tiles
+    1548
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    if width <= SMALL_IMAGE_SIDE and height <= SMALL_IMAGE_SIDE:
+        return TOKENS_PER_TILE
+    unit = max(1, math.floor(min(width, height) / 1.5))
+    tiles = math.ceil(width / unit) * math.ceil(height / unit)
+    return tiles * TOKENS_PER_TILE
+
+
+def prepare_image(path: str, max_side: int) -> PreparedImage:
+    """Loads an image file and prepares it for Gemini.
+
+    The file is sent unchanged when it already is an upright RGB/greyscale JPEG,
+    PNG or WEBP within ``max_side``; otherwise it is EXIF-transposed, converted
+    to RGB, downscaled so its longer side is at most ``max_side`` and encoded as
+    JPEG.
+
+    Args:
+        path: the image file.
+        max_side: the longest side allowed, in pixels.
+
+    Returns:
+        a :class:`PreparedImage`
+
+    Raises:
+        ImageError: the file is missing, unreadable, not an image, or too large.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {path}") from None
+    except IsADirectoryError:
+        raise ImageError(f"expected an image file, found a directory: {path}") from None
+    except OSError as e:
+        raise ImageError(f"cannot read image file {path}: {e.strerror or e}") from None
+    if not raw:
+        raise ImageError(f"image file is empty: {path}")
+    return prepare_image_bytes(raw, max_side, name=path)
+
+
+def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> PreparedImage:
+    """Like :func:`prepare_image`, for bytes already in memory."""
+    try:
+        img = Image.open(io.BytesIO(raw))
+    except UnidentifiedImageError:
+        raise ImageError(f"not a readable image: {name}") from None
+    except Exception as e:  # PIL raises many types for corrupt headers
+        raise ImageError(f"not a readable image: {name} ({e})") from None
+
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageError(f"image has no pixels: {name}")
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"image too large to decode safely: {name} is {width}x{height} "
+            f"(limit {MAX_PIXELS:,} pixels)"
+        )
+    if getattr(img, "n_frames", 1) > 1 and img.format not in _SENDABLE_AS_IS:
+        img.seek(0)
+
+    orientation = _orientation(img)
+    transposed = orientation in (5, 6, 7, 8)
+    display_width, display_height = (height, width) if transposed else (width, height)
+
+    if (
+        img.format in _SENDABLE_AS_IS
+        and orientation == 1
+        and img.mode in ("RGB", "L")
+        and max(width, height) <= max_side
+        and len(raw) <= MAX_PASSTHROUGH_BYTES
+        and getattr(img, "n_frames", 1) == 1
+    ):
+        _verify_decodes(img, name)
+        return PreparedImage(
+            data=raw,
+            mime_type=_SENDABLE_AS_IS[img.format],
+            width=width,
+            height=height,
+            display_width=display_width,
+            display_height=display_height,
+        )
+
+    try:
+        if img.format == "JPEG" and max(width, height) > max_side:
+            # decode at a reduced scale straight from the DCT: far cheaper than
+            # decoding full size and then shrinking
+            scale = max_side / max(width, height)
+            img.draft(img.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+        img.load()
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(img)
+    except ImageError:
+        raise
+    except Exception as e:
+        raise ImageError(f"cannot decode image {name}: {e}") from None
+
+    if max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+    out = io.BytesIO()
+    rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
+    return PreparedImage(
+        data=out.getvalue(),
+        mime_type="image/jpeg",
+        width=rgb.width,
+        height=rgb.height,
+        display_width=display_width,
+        display_height=display_height,
+    )
+
+
+def load_display_image(path: str) -> np.ndarray:
+    """Decodes an image file to an RGB array in its displayed orientation."""
+    with Image.open(path) as img:
+        img.load()
+        return np.asarray(_to_rgb(ImageOps.exif_transpose(img)))
+
+
+def guess_is_image(path: str) -> bool:
+    """Whether a path looks like an image file by its extension."""
+    return os.path.splitext(path)[1].lower() in {
+        ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".gif",
+        ".tif", ".tiff",
+    }
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _verify_decodes(img: Image.Image, name: str) -> None:
+    # A truncated file still has a valid header: decoding it is the only proof
+    # that Gemini will receive a real image. JPEG in draft mode decodes at 1/8
+    # scale, so this check costs a fraction of a full decode.
+    try:
+        probe = img.copy() if img.format != "JPEG" else img
+        if img.format == "JPEG":
+            probe.draft(probe.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+        probe.load()
+    except Exception as e:
+        raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Converts any PIL mode to 8-bit RGB; transparency is composited on white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        grey = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real FiftyOne database (a test database of its own), real
+COCO images and labels, and the Gemini emulator driven through the real SDK."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+# before FiftyOne is imported anywhere: tests get their own database, and the
+# mongod that runs on Debian 12 (6.0.5) is old but supported
+os.environ.setdefault("FIFTYONE_DATABASE_NAME", "gemini_annotate_tests")
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+
+import pytest  # noqa: E402
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR = os.path.join(TESTS_DIR, "data")
+COCO_DIR = os.path.join(DATA_DIR, "coco_val_tiny")
+TEST_API_KEY = "emulator-test-key"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_gemini(monkeypatch):
+    """No test can reach Google: without an emulator, requests go to a closed port."""
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("GEMINI_API_KEY", TEST_API_KEY)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture
+def dataset_name():
+    return f"gemini-annotate-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_dataset():
+    """Creates datasets that are deleted after the test."""
+    import fiftyone as fo
+
+    made = []
+
+    def make(name=None):
+        dataset = fo.Dataset(name or f"gemini-annotate-test-{uuid.uuid4().hex[:10]}")
+        made.append(dataset)
+        return dataset
+
+    yield make
+    for dataset in made:
+        if fo.dataset_exists(dataset.name):
+            fo.delete_dataset(dataset.name)
+
+
+@pytest.fixture(scope="session")
+def coco_dataset_session():
+    """The six COCO images with boxes and instance masks as ``ground_truth`` (read-only)."""
+    import fiftyone as fo
+
+    name = f"gemini-annotate-coco-{uuid.uuid4().hex[:8]}"
+    dataset = fo.Dataset.from_dir(
+        dataset_type=fo.types.COCODetectionDataset,
+        data_path=os.path.join(COCO_DIR, "images"),
+        labels_path=os.path.join(COCO_DIR, "labels.json"),
+        label_types=["segmentations"],
+        label_field="ground_truth",
+        name=name,
+        progress=False,
+    )
+    dataset.compute_metadata(progress=False)
+    yield dataset
+    fo.delete_dataset(name)
+
+
+@pytest.fixture
+def coco_dataset(coco_dataset_session):
+    """A private clone of the COCO dataset, free to modify."""
+    clone = coco_dataset_session.clone(f"gemini-annotate-coco-{uuid.uuid4().hex[:8]}")
+    yield clone
+    clone.delete()
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    """Starts emulators for a test (``emulator(scenario, **options)``), pointed at by the SDK."""
+    from gemini_annotate.emulator import EmulatorServer
+
+    servers = []
+
+    def start(scenario, **options):
+        options.setdefault("keep_requests", 32)
+        server = EmulatorServer(scenario, **options).start()
+        servers.append(server)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def oracle_for():
+    """An oracle scenario answering from a collection's labels in a field."""
+    from gemini_annotate.emulator import LabelIndex, Oracle
+
+    def build(samples, field="ground_truth", **options):
+        return Oracle(LabelIndex.from_samples(samples, field), **options)
+
+    return build
