@@ -17,6 +17,7 @@ retry loops are switched off (``attempts=1``): retries happen in one place,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -175,7 +176,10 @@ class GeminiClient:
         api_key: the key; resolved from the environment when ``None``.
         base_url: an endpoint replacing Google's; ``None`` leaves the SDK to
             read ``GOOGLE_GEMINI_BASE_URL``.
-        timeout: seconds allowed for one request.
+        timeout: seconds allowed for one request, from sending to the whole reply.
+        max_connections: connections kept open to the endpoint; at least the
+            run's concurrency, so no request waits for a connection and none
+            is re-opened between requests.
     """
 
     def __init__(
@@ -186,7 +190,9 @@ class GeminiClient:
         api_key: Optional[str] = None,
         base_url: Optional[str] = None,
         timeout: float = 120.0,
+        max_connections: int = 100,
     ):
+        import httpx2
         from google import genai
         from google.genai import types
 
@@ -201,6 +207,9 @@ class GeminiClient:
             base_url=base_url or None,
             timeout=int(timeout * 1000),
             retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"limits": httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections,
+            )},
         )
         self._client = genai.Client(api_key=self._key, http_options=http_options)
         self._profile = model_profile(model)
@@ -214,6 +223,7 @@ class GeminiClient:
             api_key=api_key,
             base_url=config.base_url,
             timeout=config.timeout,
+            max_connections=max(100, config.concurrency),
         )
 
     async def generate(self, request: GeminiRequest) -> GeminiReply:
@@ -223,9 +233,11 @@ class GeminiClient:
             GeminiError: the request failed; see its ``retryable``/``fatal``.
         """
         try:
-            if self.api == "interactions":
-                return await self._create_interaction(request)
-            return await self._generate_content(request)
+            # the SDK's timeout bounds each network read; this bounds the whole request
+            async with asyncio.timeout(self.timeout):
+                if self.api == "interactions":
+                    return await self._create_interaction(request)
+                return await self._generate_content(request)
         except GeminiError:
             raise
         except Exception as e:
@@ -394,10 +406,8 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
     from google.genai import _interactions_errors as ierrors
     from google.genai import errors
 
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover
-        httpx = None
+    # the SDK's transport is httpx2; plain httpx is checked too, for clients built on it
+    transports = [m for m in (_optional_module("httpx2"), _optional_module("httpx")) if m is not None]
 
     if isinstance(exc, errors.APIError):
         return _status_error(exc.code, exc.details, _headers(exc.response), model)
@@ -410,13 +420,21 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
         return _status_error(exc.status_code, exc.body, _headers(exc.response), model)
     if isinstance(exc, ierrors.APIError) and exc.status_code:
         return _status_error(exc.status_code, exc.body, None, model)
-    if httpx is not None and isinstance(exc, httpx.TimeoutException):
+    if any(isinstance(exc, m.TimeoutException) for m in transports):
         return _timeout_error(timeout)
-    if httpx is not None and isinstance(exc, httpx.TransportError):
-        return GeminiError(f"could not reach Gemini: {exc}", retryable=True, reason="CONNECTION")
+    if any(isinstance(exc, m.TransportError) for m in transports):
+        return GeminiError(f"could not reach Gemini: {type(exc).__name__}: {exc}", retryable=True,
+                           reason="CONNECTION")
     if isinstance(exc, TimeoutError):
         return _timeout_error(timeout)
     return GeminiError(f"unexpected error from the Gemini SDK: {type(exc).__name__}: {exc}")
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
 
 
 def _timeout_error(timeout: float) -> GeminiError:
@@ -506,7 +524,7 @@ def _is_daily_quota(details: list) -> bool:
 
 def scrub_secret(text: str, secret: Optional[str]) -> str:
     """Removes a secret (and anything that looks like a Google API key) from text."""
-    if secret:
+    if secret and len(secret) >= 8:  # a toy key such as "k" would blank out letters
         text = text.replace(secret, "[redacted]")
     return re.sub(r"AIza[0-9A-Za-z_\-]{35}", "[redacted]", text)
 
