@@ -2,6 +2,7 @@
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
     gemini-annotate annotate DATASET --task detect [--classes a,b] [--view-tag T] ...
+    gemini-annotate annotate DATASET ... --queue-shards 4   queue 4 delegated operations
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
     gemini-annotate runs DATASET                 list the runs recorded on a dataset
     gemini-annotate plugin-install               make the App find the plugin
@@ -44,13 +45,17 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         task=args.task, classes=args.classes, prompt=args.prompt, label_field=args.label_field,
         model=args.model, api=args.api, base_url=args.base_url, concurrency=args.concurrency,
         if_labeled=args.if_labeled, retry_failed=args.retry_failed, max_objects=args.max_objects,
-        run_key=args.run_key, timeout=args.timeout,
+        run_key=args.run_key, timeout=args.timeout, max_attempts=args.max_attempts,
+        max_requests=args.max_requests, max_tokens=args.max_tokens, shard=args.shard,
+        num_shards=args.num_shards,
     ).items() if v is not None}
     try:
         config = AnnotateConfig(**options)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    if args.queue_shards:
+        return _queue_shards(samples, config, args.queue_shards)
     try:
         summary = run_annotation(samples, config, progress=None if args.quiet else _print_progress)
     except AnnotationStopped as e:
@@ -58,6 +63,23 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         print(e.summary.describe())
         return EXIT_STOPPED
     print(summary.describe())
+    return EXIT_OK
+
+
+def _queue_shards(samples, config, num_shards: int) -> int:
+    from .shards import queue_annotation_shards
+
+    try:
+        ids = queue_annotation_shards(samples, config, num_shards)
+    except Exception as e:
+        print(f"error: could not queue the shards: {e}\n(is the plugin installed? run "
+              "`gemini-annotate plugin-install`)", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"queued {len(ids)} delegated operations for run {config.resolved_run_key!r}:")
+    for shard, op_id in enumerate(ids):
+        print(f"  shard {shard}/{num_shards}: {op_id}")
+    print("start workers with `fiftyone delegated launch` (one per process or machine; each needs "
+          "GEMINI_API_KEY and the plugin); follow them with `fiftyone delegated list`")
     return EXIT_OK
 
 
@@ -158,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--timeout", type=float, help="seconds per request")
+    p.add_argument("--max-attempts", type=int, help="attempts per request, retries included")
+    p.add_argument("--max-requests", type=int, help="stop (resumably) after this many requests")
+    p.add_argument("--max-tokens", type=int, help="stop (resumably) after this many tokens")
+    p.add_argument("--shard", type=int, help="run only this shard of the job (0-based)")
+    p.add_argument("--num-shards", type=int, help="how many shards the job is split into")
+    p.add_argument("--queue-shards", type=int, metavar="N",
+                   help="split the job into N shards queued as delegated operations for "
+                        "`fiftyone delegated launch` workers, and return")
     p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"])
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")

@@ -193,6 +193,8 @@ class _Stop(Exception):
         self.error = error
 
 
+TRUNCATED_REASON = "reply cut off at the output token limit (MAX_TOKENS): objects after the cut are missing"
+
 PAGE_SIZE = 1000
 """Samples read from the database per query while streaming over a view."""
 
@@ -461,6 +463,10 @@ class AnnotationJob:
         if outcome.status == "unreadable":
             return SampleResult(work.sample_id, STATUS_FAILED, reason=f"unreadable reply: {reason}")
         status = STATUS_PARTIAL if outcome.status == "partial" else STATUS_OK
+        if reply.truncated and status == STATUS_OK:
+            # whatever the parser salvaged, a cut reply may have lost objects
+            status = STATUS_PARTIAL
+            reason = "; ".join(filter(None, [reason, TRUNCATED_REASON]))
         return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count)
 
     def _check_stop(self, error: GeminiError) -> None:

@@ -9,6 +9,7 @@ and stops by itself when its owner stops it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -50,6 +51,9 @@ class RequestRecord:
     images: int
     status: int
     had_key: bool
+    image_digest: Optional[str] = None
+    """SHA-1 (hex) of the first inline image's bytes: which image was sent, to
+    count requests per sample."""
 
 
 class EmulatorServer:
@@ -139,6 +143,22 @@ class EmulatorServer:
         with self._lock:
             return sum(1 for r in self.records if api is None or r.api == api)
 
+    def requests_per_image(self) -> dict[str, int]:
+        """Requests received per image (by :attr:`RequestRecord.image_digest`)."""
+        with self._lock:
+            records = list(self.records)
+        counts: dict[str, int] = {}
+        for r in records:
+            if r.image_digest:
+                counts[r.image_digest] = counts.get(r.image_digest, 0) + 1
+        return counts
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered right now."""
+        with self._lock:
+            return self._in_flight
+
     # request handling (called from handler threads)
 
     def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, dict]:
@@ -155,11 +175,12 @@ class EmulatorServer:
                 status, payload, extra = self._answer(request)
         except WireError as e:
             status, payload = 400, error_body(400, str(e))
+        record = RequestRecord(
+            time.time(), path, request.api if request else None, request.model if request else None,
+            len(request.images) if request else 0, status, bool(key), _image_digest(request),
+        )
         with self._lock:
-            self.records.append(RequestRecord(
-                time.time(), path, request.api if request else None, request.model if request else None,
-                len(request.images) if request else 0, status, bool(key),
-            ))
+            self.records.append(record)
             if request is not None and self.last_requests.maxlen:
                 self.last_requests.append(request)
         return status, payload, extra
@@ -219,6 +240,16 @@ class EmulatorServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+
+def image_digest(data: bytes) -> str:
+    """The digest the request log keeps for an image's bytes."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
+    image = next((i for i in request.images if i.data is not None), None) if request else None
+    return image_digest(image.data) if image is not None else None
 
 
 def _image_tokens(data: bytes) -> int:
