@@ -213,6 +213,7 @@ class GeminiClient:
         )
         self._client = genai.Client(api_key=self._key, http_options=http_options)
         self._profile = model_profile(model)
+        self._config_cache: Optional[tuple] = None
 
     @classmethod
     def from_config(cls, config: AnnotateConfig, api_key: Optional[str] = None) -> "GeminiClient":
@@ -263,6 +264,24 @@ class GeminiClient:
                 parts.append(types.Part.from_bytes(data=image.data, mime_type=image.mime_type))
             else:
                 parts.append(types.Part.from_uri(file_uri=image.uri, mime_type=image.mime_type))
+        response = await self._client.aio.models.generate_content(
+            model=self.model,
+            contents=[types.Content(role="user", parts=parts)],
+            config=self._generate_content_config(request),
+        )
+        return reply_from_generate_content(response)
+
+    def _generate_content_config(self, request: GeminiRequest) -> Any:
+        """The request's ``GenerateContentConfig``, built once for a run's requests.
+
+        Validating the schema into SDK models costs about a millisecond per
+        request, and every request of a run asks the same thing.
+        """
+        key = (request.thinking_level, request.media_resolution)
+        cached = self._config_cache
+        if cached is not None and cached[0] is request.response_schema and cached[1] == key:
+            return cached[2]
+        types = self._types
         config: dict[str, Any] = {}
         if request.response_schema is not None:
             config["response_mime_type"] = "application/json"
@@ -272,12 +291,9 @@ class GeminiClient:
             config["thinking_config"] = types.ThinkingConfig(**thinking)
         if request.media_resolution:
             config["media_resolution"] = request.media_resolution
-        response = await self._client.aio.models.generate_content(
-            model=self.model,
-            contents=[types.Content(role="user", parts=parts)],
-            config=types.GenerateContentConfig(**config) if config else None,
-        )
-        return reply_from_generate_content(response)
+        built = types.GenerateContentConfig(**config) if config else None
+        self._config_cache = (request.response_schema, key, built)
+        return built
 
     # Interactions
 

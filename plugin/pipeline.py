@@ -250,14 +250,12 @@ class AnnotationJob:
         *,
         api_key: Optional[str] = None,
         progress: Optional[ProgressCallback] = None,
-        client: Optional[GeminiClient] = None,
     ):
         self.samples = samples
         self.dataset = samples._dataset
         self.config = config
         self.task: TaskSpec = get_task(config.task)
         self._api_key = api_key
-        self._client = client
         self._progress = progress
         self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field,
                                   shard=config.shard, num_shards=config.num_shards)
@@ -282,7 +280,7 @@ class AnnotationJob:
 
     async def run(self) -> RunSummary:
         started, loop_cpu = time.monotonic(), time.thread_time()
-        client = self._client or GeminiClient.from_config(self.config, api_key=self._api_key)
+        client = GeminiClient.from_config(self.config, api_key=self._api_key)
         loop = asyncio.get_running_loop()
         stop: Optional[GeminiError] = None
         with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1), "gemini-media") as media_pool, \
@@ -295,8 +293,7 @@ class AnnotationJob:
             except _Stop as e:
                 stop = e.error
             finally:
-                if self._client is None:
-                    await client.aclose()
+                await client.aclose()
                 await loop.run_in_executor(db_pool, self._write, self.writer.take())
 
         self.cpu.loop = time.thread_time() - loop_cpu

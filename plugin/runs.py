@@ -375,7 +375,7 @@ class LabelWriter:
         config: AnnotateConfig,
         *,
         batch_size: int = 256,
-        max_interval: float = 5.0,
+        max_interval: float = 10.0,
         on_first_write: Optional[Callable[[], None]] = None,
     ):
         self._dataset = dataset
