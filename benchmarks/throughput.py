@@ -170,8 +170,14 @@ def bare_sdk(url: str, api: str, concurrency: int, requests: int, image: bytes) 
         thinking_config=types.ThinkingConfig(thinking_level="MINIMAL"))
 
     async def run() -> float:
+        import httpx2
+
+        # the connection pool the pipeline's client uses, so only the pipeline differs
+        limits = httpx2.Limits(max_connections=max(100, concurrency),
+                               max_keepalive_connections=max(100, concurrency))
         client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(
-            base_url=url, retry_options=types.HttpRetryOptions(attempts=1)))
+            base_url=url, retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"limits": limits}))
         semaphore = asyncio.Semaphore(concurrency)
 
         async def one() -> None:

@@ -161,7 +161,10 @@ class EmulatorServer:
 
     # request handling (called from handler threads)
 
-    def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, dict]:
+    def handle(self, method: str, path: str, headers, body: bytes,
+               arrived: Optional[float] = None) -> tuple[int, dict, dict]:
+        """Answers one HTTP request; ``arrived`` (``time.monotonic()``) starts the latency clock."""
+        arrived = time.monotonic() if arrived is None else arrived
         path = path.split("?", 1)[0]
         key = headers.get("x-goog-api-key")
         request: Optional[EmulatorRequest] = None
@@ -172,7 +175,7 @@ class EmulatorServer:
             elif method == "POST" and _INTERACTIONS.search(path):
                 request = read_interaction(self._json(body), key)
             if request is not None:
-                status, payload, extra = self._answer(request)
+                status, payload, extra = self._answer(request, arrived)
         except WireError as e:
             status, payload = 400, error_body(400, str(e))
         record = RequestRecord(
@@ -195,10 +198,12 @@ class EmulatorServer:
             raise WireError("Invalid JSON payload received: expected an object.")
         return value
 
-    def _answer(self, request: EmulatorRequest) -> tuple[int, dict, dict]:
+    def _answer(self, request: EmulatorRequest, arrived: float) -> tuple[int, dict, dict]:
         fault = self._check_access(request)
         response = fault or self.scenario.respond(request)
-        self._sleep(self._latency() + response.delay)
+        # the latency runs from the request's arrival: reading it is the
+        # emulator's own work, and must not add to the latency a client sees
+        self._sleep(arrived + self._latency() + response.delay - time.monotonic())
         if isinstance(response, EmulatorFault):
             headers = {}
             if response.retry_after_header is not None:
@@ -270,11 +275,16 @@ def _handler_for(emulator: EmulatorServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "gemini-annotate-emulator"
+        # headers and body go out in two writes; with Nagle's algorithm the body
+        # waits for the client's delayed ACK (~40 ms), which would add to the
+        # emulator's latency
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
+            arrived = time.monotonic()
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, payload, extra = emulator.handle(self.command, self.path, self.headers, body)
+            status, payload, extra = emulator.handle(self.command, self.path, self.headers, body, arrived)
             data = json.dumps(payload).encode()
             try:
                 self.send_response(status)
