@@ -305,7 +305,8 @@ def test_a_batch_of_results_is_one_database_write(image_dataset, emulator, monke
 def test_sigkill_halfway_then_resume_labels_each_sample_once_and_resends_nothing_finished(
         image_dataset, emulator):
     dataset, digests = image_dataset(160, persistent=True)
-    server = emulator(Canned(THREE_BOXES), latency=0.25)
+    # 8 samples/s: the first batch is written by age (10 s) about halfway
+    server = emulator(Canned(THREE_BOXES), latency=0.5)
     command = [sys.executable, "-m", "gemini_annotate.cli", "annotate", dataset.name, "--label-field", "gemini",
                "--concurrency", "4", "--base-url", server.url, "--quiet"]
     written = dataset.mongo([{"$match": {"gemini_status": {"$ne": None}}}])
@@ -327,7 +328,7 @@ def test_sigkill_halfway_then_resume_labels_each_sample_once_and_resends_nothing
     assert 0 < len(finished) < 160
     assert len(sent_before) > len(finished)  # some answers were lost unwritten
 
-    summary = gemini_annotate.annotate(dataset, label_field="gemini", concurrency=8)
+    summary = gemini_annotate.annotate(dataset, label_field="gemini", concurrency=16)
 
     assert summary.skipped == len(finished) and summary.done == 160 - len(finished)
     sent_after = server.requests_per_image()
