@@ -18,6 +18,7 @@ retry loops are switched off (``attempts=1``): retries happen in one place,
 from __future__ import annotations
 
 import base64
+import importlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -394,11 +395,6 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
     from google.genai import _interactions_errors as ierrors
     from google.genai import errors
 
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover
-        httpx = None
-
     if isinstance(exc, errors.APIError):
         return _status_error(exc.code, exc.details, _headers(exc.response), model)
     if isinstance(exc, ierrors.APITimeoutError):
@@ -410,13 +406,26 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
         return _status_error(exc.status_code, exc.body, _headers(exc.response), model)
     if isinstance(exc, ierrors.APIError) and exc.status_code:
         return _status_error(exc.status_code, exc.body, None, model)
-    if httpx is not None and isinstance(exc, httpx.TimeoutException):
-        return _timeout_error(timeout)
-    if httpx is not None and isinstance(exc, httpx.TransportError):
-        return GeminiError(f"could not reach Gemini: {exc}", retryable=True, reason="CONNECTION")
+    for transport in _transport_modules():
+        if isinstance(exc, transport.TimeoutException):
+            return _timeout_error(timeout)
+        if isinstance(exc, transport.TransportError):
+            return GeminiError(f"could not reach Gemini: {type(exc).__name__}: {exc}",
+                               retryable=True, reason="CONNECTION")
     if isinstance(exc, TimeoutError):
         return _timeout_error(timeout)
     return GeminiError(f"unexpected error from the Gemini SDK: {type(exc).__name__}: {exc}")
+
+
+def _transport_modules() -> list:
+    """The HTTP libraries the SDK may use (``httpx2`` in google-genai 3.6, else ``httpx``)."""
+    modules = []
+    for name in ("httpx2", "httpx"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return modules
 
 
 def _timeout_error(timeout: float) -> GeminiError:

@@ -8,7 +8,7 @@ as structured output so the reply has a known shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Optional
 
 import fiftyone as fo
 from pydantic import Field, create_model
@@ -104,7 +104,9 @@ def detect_prompt(config: AnnotateConfig) -> str:
 def label_annotation(classes: Optional[tuple[str, ...]]) -> tuple[Any, Any]:
     """The pydantic field for an item's label: free text, or one of ``classes``."""
     if classes:
-        return (Literal[classes], Field(description=CLASS_LABEL_DESCRIPTION))  # type: ignore[valid-type]
+        # an explicit enum: pydantic writes a one-value Literal as "const", which
+        # Gemini's schema subset does not promise to honour
+        return (str, Field(description=CLASS_LABEL_DESCRIPTION, json_schema_extra={"enum": list(classes)}))
     return (str, Field(description=LABEL_DESCRIPTION))
 
 

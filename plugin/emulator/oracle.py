@@ -292,7 +292,8 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
 
     item_props = {k: _resolve(schema, v) for k, v in item.get("properties", {}).items()}
     label = item_props.get("label", {})
-    classes = tuple(label["enum"]) if label.get("enum") else None
+    classes = tuple(label["enum"]) if label.get("enum") else (
+        (label["const"],) if "const" in label else None)
     mask = item_props.get("mask")
     if "point" in item_props and "box_2d" not in item_props:
         kind = "points"
