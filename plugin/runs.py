@@ -62,7 +62,11 @@ class RunSummary:
     retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    thought_tokens: int = 0
     estimated_input_tokens: int = 0
+    files_uploaded: int = 0
+    files_reused: int = 0
+    batch_job: Optional[str] = None
     elapsed_seconds: float = 0.0
     stopped: Optional[str] = None
     failure_reasons: dict[str, int] = field(default_factory=dict)
@@ -84,6 +88,12 @@ class RunSummary:
             f"tokens in/out {self.input_tokens}/{self.output_tokens} "
             f"(estimated input {self.estimated_input_tokens}), {self.elapsed_seconds:.1f} s",
         ]
+        if self.thought_tokens:
+            lines.append(f"thinking tokens {self.thought_tokens} (billed as output)")
+        if self.files_uploaded or self.files_reused:
+            lines.append(f"File API: {self.files_uploaded} images uploaded, {self.files_reused} reused")
+        if self.batch_job:
+            lines.append(f"batch job {self.batch_job}")
         for reason, count in sorted(self.failure_reasons.items(), key=lambda kv: -kv[1])[:5]:
             lines.append(f"  failed ×{count}: {reason}")
         if self.stopped:
@@ -146,8 +156,15 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
 
     New labels that cover an object a kept label already covers (IoU above
     :data:`SAME_OBJECT_IOU`, whatever its class) are left out: the person's
-    version of that object stands.
+    version of that object stands. A single kept label (a reviewed
+    ``Classification``) stands whole; so does existing text (a caption, an
+    answer), which carries no review state to tell a person's edit from a
+    past run's output: replace text with ``if_labeled="overwrite"``.
     """
+    if isinstance(existing, str) and existing:
+        return existing
+    if isinstance(existing, fo.Label) and not isinstance(existing, fo.core.labels._HasLabelList):
+        return existing if is_kept_on_replace(existing) else new
     if existing is None or not isinstance(existing, fo.core.labels._HasLabelList):
         return new
     list_field = existing._LABEL_LIST_FIELD
@@ -157,7 +174,10 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
     if new is None:
         return type(existing)(**{list_field: kept})
     fresh = list(new[list_field] or [])
-    if fresh:
+    if fresh and isinstance(new, fo.Classifications):
+        kept_classes = {label.label for label in kept}
+        fresh = [label for label in fresh if label.label not in kept_classes]
+    elif fresh:
         ious = foui.compute_ious(fresh, kept, error_level=2)
         fresh = [label for label, row in zip(fresh, ious) if not (row > SAME_OBJECT_IOU).any()]
     return type(new)(**{list_field: kept + fresh})
