@@ -64,6 +64,8 @@ class RunProgress:
     done: int
     failed: int
     labels: int
+    message: Optional[str] = None
+    """What the run is waiting for, when it is not sending requests (a batch job's state)."""
 
     @property
     def finished(self) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable, Mapping, Optional
 from .config import AnnotateConfig
 from .costs import estimate_text_tokens
 from .gemini import GeminiClient, GeminiRequest, ImagePart, generate_with_retries
-from .media import ImageError, PreparedImage, estimate_image_tokens, prepare_image
+from .media import ImageError, PreparedImage, estimate_image_tokens, prepare_image, prepare_image_bytes
 from .prompts import PromptFieldError, fill_template, template_fields
 from .tasks import TaskSpec
 from .uploads import UploadCache
@@ -46,11 +46,14 @@ class SampleSource:
         filepath: its media path (or URL).
         values: the values of the fields the builder asked for
             (:attr:`RequestBuilder.fields`), by field path.
+        image_bytes: the encoded image, when it is not read from ``filepath``
+            (an image in memory).
     """
 
     sample_id: str
     filepath: str
     values: Mapping[str, Any] = field(default_factory=dict)
+    image_bytes: Optional[bytes] = None
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,10 @@ class RequestBuilder:
     Args:
         config: the run's configuration.
         task: its task.
-        uploads: the upload cache, required for ``image_transport="file_api"``.
+        uploads: the upload cache, needed for ``image_transport="file_api"``.
     """
 
     def __init__(self, config: AnnotateConfig, task: TaskSpec, *, uploads: Optional[UploadCache] = None):
-        if config.image_transport == "file_api" and uploads is None:
-            raise ValueError("image_transport='file_api' needs an upload cache")
         self.config = config
         self.task = task
         self.uploads = uploads
@@ -183,10 +184,13 @@ class RequestBuilder:
             height = source.values.get("metadata.height") or 0
             return (PreparedImage(b"", mime_type, width, height, width, height),
                     ImagePart(mime_type, uri=str(uri)))
-        if is_uri(source.filepath):
+        if source.image_bytes is None and is_uri(source.filepath):
             raise SampleError(f"the image is at a URL ({source.filepath}): use image_transport='uri'")
         try:
-            image = await run_blocking(prepare_image, source.filepath, config.max_image_side)
+            if source.image_bytes is not None:
+                image = await run_blocking(prepare_image_bytes, source.image_bytes, config.max_image_side)
+            else:
+                image = await run_blocking(prepare_image, source.filepath, config.max_image_side)
         except ImageError as e:
             raise SampleError(str(e)) from None
         if config.image_transport == "file_api":
@@ -195,11 +199,15 @@ class RequestBuilder:
         return image, ImagePart(image.mime_type, data=image.data)
 
     async def _upload(self, client: GeminiClient, image: PreparedImage, name: str) -> str:
-        assert self.uploads is not None
-        return await generate_with_retries(
-            lambda: self.uploads.uri_for(client, image.data, image.mime_type, display_name=name),
-            max_attempts=self.config.max_attempts,
-        )
+        uploads = self.uploads
+        if uploads is None:
+            raise SampleError("image_transport='file_api' needs the samples' dataset (it remembers "
+                              "the uploads); images given alone are sent inline")
+
+        async def upload() -> str:
+            return await uploads.uri_for(client, image.data, image.mime_type, display_name=name)
+
+        return await generate_with_retries(upload, max_attempts=self.config.max_attempts)
 
     async def _reference_parts(self, client: GeminiClient,
                                run_blocking: RunBlocking) -> tuple[tuple[ImagePart, int], ...]:

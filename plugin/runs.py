@@ -112,10 +112,19 @@ def record_run(samples: fo.core.collections.SampleCollection, config: AnnotateCo
         samples.register_run(key, run_config)
 
 
-def save_run_summary(dataset: fo.Dataset, summary: RunSummary) -> None:
-    """Stores a summary as the results of its run."""
-    results = dataset.init_run_results(summary.run_key, summary=summary.to_dict())
+def save_run_summary(dataset: fo.Dataset, summary: RunSummary, batch_job: Optional[dict] = None) -> None:
+    """Stores a summary as the results of its run, with the run's batch job record if it has one."""
+    extra = {"batch_job": batch_job} if batch_job is not None else {}
+    results = dataset.init_run_results(summary.run_key, summary=summary.to_dict(), **extra)
     dataset.save_run_results(summary.run_key, results, overwrite=True)
+
+
+def load_batch_job(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[dict]:
+    """The batch job record saved with a run (see :mod:`gemini_annotate.batch`), if any."""
+    if not samples._dataset.has_run(run_key):
+        return None
+    results = samples._dataset.load_run_results(run_key, cache=False)
+    return getattr(results, "batch_job", None) if results is not None else None
 
 
 def load_run_summary(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[RunSummary]:
