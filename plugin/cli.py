@@ -2,14 +2,17 @@
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
     gemini-annotate annotate DATASET --task detect [--classes a,b] [--view-tag T] ...
+    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
     gemini-annotate runs DATASET                 list the runs recorded on a dataset
+    gemini-annotate files DATASET [--delete]     File API uploads remembered for a dataset
     gemini-annotate plugin-install               make the App find the plugin
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -19,6 +22,10 @@ EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
 
 
 def _print_progress(progress) -> None:
+    if progress.message:
+        sys.stderr.write(f"{progress.message}\n")
+        sys.stderr.flush()
+        return
     sys.stderr.write(
         f"\r{progress.finished}/{progress.total} samples, {progress.failed} failed, "
         f"{progress.labels} labels"
@@ -28,36 +35,105 @@ def _print_progress(progress) -> None:
     sys.stderr.flush()
 
 
-def cmd_annotate(args: argparse.Namespace) -> int:
+def _load_samples(args: argparse.Namespace):
+    """The dataset (or its tagged view) a command names, or ``None`` after printing why not."""
     import fiftyone as fo
-
-    from .config import AnnotateConfig
-    from .pipeline import AnnotationStopped, run_annotation
 
     if not fo.dataset_exists(args.dataset):
         print(f"error: no FiftyOne dataset named {args.dataset!r}", file=sys.stderr)
-        return EXIT_ERROR
+        return None
     samples = fo.load_dataset(args.dataset)
-    if args.view_tag:
+    if getattr(args, "view_tag", None):
         samples = samples.match_tags(args.view_tag)
-    options = {k: v for k, v in dict(
-        task=args.task, classes=args.classes, prompt=args.prompt, label_field=args.label_field,
-        model=args.model, api=args.api, base_url=args.base_url, concurrency=args.concurrency,
-        if_labeled=args.if_labeled, retry_failed=args.retry_failed, max_objects=args.max_objects,
-        run_key=args.run_key, timeout=args.timeout,
-    ).items() if v is not None}
+    return samples
+
+
+_CONFIG_OPTIONS = (
+    "task", "classes", "prompt", "label_field", "model", "api", "base_url", "concurrency",
+    "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
+    "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
+    "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
+)
+
+
+def _config_from_args(args: argparse.Namespace):
+    """The run configuration the options describe, or ``None`` after printing why not."""
+    from .config import AnnotateConfig
+
+    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS
+               if getattr(args, name, None) is not None}
     try:
-        config = AnnotateConfig(**options)
+        return AnnotateConfig(**options)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .costs import compare_with_estimate, estimate_run
+    from .pipeline import AnnotationStopped, run_annotation
+
+    samples = _load_samples(args)
+    config = _config_from_args(args) if samples is not None else None
+    if config is None:
         return EXIT_ERROR
+    try:
+        estimate = estimate_run(samples, config, prices=args.prices)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet:
+        print(f"estimate before sending:\n{estimate.describe()}", file=sys.stderr)
     try:
         summary = run_annotation(samples, config, progress=None if args.quiet else _print_progress)
     except AnnotationStopped as e:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
         return EXIT_STOPPED
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     print(summary.describe())
+    if summary.done:
+        print(compare_with_estimate(summary, config, prices=args.prices))
+    return EXIT_OK
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .costs import estimate_run
+
+    samples = _load_samples(args)
+    config = _config_from_args(args) if samples is not None else None
+    if config is None:
+        return EXIT_ERROR
+    try:
+        estimate = estimate_run(samples, config, prices=args.prices)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.describe())
+    return EXIT_OK
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    from .gemini import GeminiError
+    from .uploads import delete_uploaded_files, remembered_uploads
+
+    samples = _load_samples(args)
+    if samples is None:
+        return EXIT_ERROR
+    if args.delete:
+        try:
+            deleted = delete_uploaded_files(samples, base_url=args.base_url)
+        except GeminiError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_STOPPED
+        print(f"deleted {deleted} uploaded file(s) of {args.dataset!r}")
+        return EXIT_OK
+    uploads = remembered_uploads(samples._dataset)
+    for record in uploads:
+        print(f"{record['name']}  expires {record['expires']}  {record['uri']}")
+    print(f"{len(uploads)} uploaded file(s) remembered for {args.dataset!r}")
     return EXIT_OK
 
 
@@ -146,15 +222,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemini-annotate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def add_job_options(p: argparse.ArgumentParser) -> None:
+        """The options describing a job, shared by annotate and estimate."""
+        p.add_argument("dataset", help="the FiftyOne dataset's name")
+        p.add_argument("--task", default="detect", choices=list(TASKS))
+        p.add_argument("--classes", help="comma-separated class names")
+        p.add_argument("--multi-label", action="store_true", default=None,
+                       help="classify: every class that applies (fo.Classifications)")
+        p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
+        p.add_argument("--question", help="vqa: the question; {field} names a sample field")
+        p.add_argument("--view-tag", help="only samples with this tag")
+        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+        p.add_argument("--model")
+        p.add_argument("--api", choices=["generate_content", "interactions"])
+        p.add_argument("--max-image-side", type=int, help="downscale images above this many pixels")
+        p.add_argument("--media-resolution", choices=["low", "medium", "high"],
+                       help="Gemini's per-image token budget")
+        p.add_argument("--image-transport", choices=["inline", "file_api", "uri"],
+                       help="send images inline, uploaded once via the File API, or by their URI")
+        p.add_argument("--uri-field", help="uri transport: the field holding each image's http(s)/gs:// URI")
+        p.add_argument("--reference-image", dest="reference_images", action="append",
+                       help="an image sent after each sample's image (repeatable)")
+        p.add_argument("--batch", action="store_true", default=None,
+                       help="use the Batch API (half price, results within 24 h, resumable)")
+        p.add_argument("--prices", help="a JSON file of prices per model overriding the built-in table")
+
     p = sub.add_parser("annotate", help="pre-annotate a FiftyOne dataset with Gemini")
-    p.add_argument("dataset", help="the FiftyOne dataset's name")
-    p.add_argument("--task", default="detect", choices=list(TASKS))
-    p.add_argument("--classes", help="comma-separated class names")
-    p.add_argument("--prompt", help="a prompt replacing the task's default")
-    p.add_argument("--view-tag", help="only samples with this tag")
-    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
-    p.add_argument("--model")
-    p.add_argument("--api", choices=["generate_content", "interactions"])
+    add_job_options(p)
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--timeout", type=float, help="seconds per request")
@@ -163,8 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send only the samples that failed last time")
     p.add_argument("--max-objects", type=int)
     p.add_argument("--run-key")
+    p.add_argument("--batch-poll-interval", type=float, help="seconds between checks of a batch job")
+    p.add_argument("--no-wait", dest="batch_wait", action="store_false", default=None,
+                   help="batch: return once submitted; run again to collect the results")
+    p.add_argument("--vertexai", action="store_true", default=None,
+                   help="use Vertex AI (Application Default Credentials) instead of an API key")
+    p.add_argument("--project", help="Vertex AI: the Google Cloud project")
+    p.add_argument("--location", help="Vertex AI: the region, e.g. us-central1 or global")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_annotate)
+
+    p = sub.add_parser("estimate", help="tokens and cost of a job, before running it")
+    add_job_options(p)
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(fn=cmd_estimate)
 
     p = sub.add_parser("demo", help="offline demo: the built-in emulator pre-annotates shipped images")
     p.add_argument("--name", default="gemini-annotate-demo")
@@ -195,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list the gemini-annotate runs of a dataset")
     p.add_argument("dataset")
     p.set_defaults(fn=cmd_runs)
+
+    p = sub.add_parser("files", help="File API uploads remembered for a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--delete", action="store_true", help="delete them from the File API and forget them")
+    p.add_argument("--base-url", help="the endpoint they were uploaded to (emulator, gateway)")
+    p.set_defaults(fn=cmd_files)
 
     p = sub.add_parser("plugin-install", help="link this plugin into FiftyOne's plugins directory")
     p.add_argument("--plugins-dir", help="default: fiftyone's plugins_dir setting")

@@ -36,7 +36,9 @@ def config_from_params(params: dict[str, Any]) -> AnnotateConfig:
         "model": params.get("model") or DEFAULT_MODEL,
         "if_labeled": params.get("if_labeled") or "skip",
     }
-    for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed"):
+    for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
+                 "question", "multi_label", "image_transport", "uri_field", "reference_images",
+                 "media_resolution", "batch"):
         if params.get(name) not in (None, ""):
             options[name] = params[name]
     return AnnotateConfig(**options)
@@ -51,6 +53,8 @@ def _api_key(ctx) -> Optional[str]:
 
 
 def _progress_label(progress: RunProgress) -> str:
+    if progress.message:
+        return progress.message
     return (f"{progress.finished}/{progress.total} samples "
             f"({progress.failed} failed, {progress.labels} labels)")
 
@@ -108,7 +112,9 @@ class AnnotateWithGemini(foo.Operator):
             widths, heights = target.values(["metadata.width", "metadata.height"])
         except Exception:
             return 0
-        return sum(estimate_image_tokens(w, h) if w and h else 258 for w, h in zip(widths, heights))
+        max_side = AnnotateConfig.model_fields["max_image_side"].default
+        return sum(estimate_image_tokens(w, h, max_side=max_side) if w and h else 258
+                   for w, h in zip(widths, heights))
 
     def resolve_delegation(self, ctx):
         if ctx.params.get("delegate") is not None:
