@@ -16,6 +16,9 @@ Batch API — is what :func:`gemini_annotate.annotate` is for.
 
 A sample whose request fails gets no label (FiftyOne's ``apply_model`` writes
 nothing for ``None``); the reason is logged and kept in :attr:`GeminiModel.failures`.
+``apply_model`` decodes each image itself before calling the model (and skips
+a whole batch when one file is unreadable); the model reads the file again to
+send it unchanged when it can, as an annotation run does.
 """
 
 from __future__ import annotations

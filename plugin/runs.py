@@ -263,6 +263,9 @@ class LabelWriter:
                 if not self._dataset.has_field(name):
                     self._dataset.add_sample_field(name, fo.StringField)
         labeled = {r.sample_id: r.label for r in batch if r.status != STATUS_FAILED}
+        if not self._dataset.has_field(config.label_field):
+            # nothing to clear yet, and FiftyOne cannot type a new field from Nones alone
+            labeled = {sid: label for sid, label in labeled.items() if label is not None}
         if labeled and config.if_labeled == "replace_unreviewed":
             labeled = self._merge_with_existing(labeled)
         if labeled:
