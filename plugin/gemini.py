@@ -624,6 +624,14 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
                                retryable=True, reason="CONNECTION")
     if isinstance(exc, TimeoutError):
         return _timeout_error(timeout)
+    from google.auth import exceptions as auth_errors
+
+    if isinstance(exc, auth_errors.GoogleAuthError):
+        return GeminiError(
+            f"Vertex AI credentials are missing or invalid ({type(exc).__name__}: {exc}). Sign in with "
+            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS.",
+            fatal=True, reason="VERTEX_AUTH",
+        )
     return GeminiError(f"unexpected error from the Gemini SDK: {type(exc).__name__}: {exc}")
 
 
