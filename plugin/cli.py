@@ -158,7 +158,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         import fiftyone as fo
 
         dataset = fo.load_dataset(args.oracle_dataset)
-        scenario = Oracle(LabelIndex.from_samples(dataset, args.oracle_field),
+        index = LabelIndex.from_samples(dataset, args.oracle_field, caption_field=args.oracle_caption_field,
+                                        classification_field=args.oracle_classification_field)
+        scenario = Oracle(index,
                           noise=OracleNoise(miss_rate=args.miss_rate, jitter=args.jitter,
                                             false_positive_rate=args.false_positive_rate))
     else:
@@ -166,7 +168,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if any((args.rate_limit, args.server_error, args.slow, args.truncate)):
         scenario = Faults(scenario, rate_limit=args.rate_limit, server_error=args.server_error,
                           slow=args.slow, truncate=args.truncate, retry_delay=args.retry_delay)
-    server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency)
+    server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency,
+                            batch_timing=(args.batch_pending, args.batch_running))
     print(f"Gemini emulator listening on {server.url}\n"
           f"  export GOOGLE_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=emulator", flush=True)
     try:
@@ -288,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canned", default='{"boxes": []}', help="the text to answer (without an oracle)")
     p.add_argument("--oracle-dataset", help="answer from the labels of this dataset")
     p.add_argument("--oracle-field", default="ground_truth")
+    p.add_argument("--oracle-caption-field", help="answer captions (and other questions) from this field")
+    p.add_argument("--oracle-classification-field", help="answer classifications from this field")
+    p.add_argument("--batch-pending", type=float, default=5.0, help="seconds a batch job stays PENDING")
+    p.add_argument("--batch-running", type=float, default=30.0, help="seconds a batch job then stays RUNNING")
     p.add_argument("--miss-rate", type=float, default=0.0)
     p.add_argument("--jitter", type=float, default=0.0)
     p.add_argument("--false-positive-rate", type=float, default=0.0)
