@@ -69,19 +69,29 @@ def _config_from_args(args: argparse.Namespace):
         return None
 
 
-def cmd_annotate(args: argparse.Namespace) -> int:
-    from .costs import compare_with_estimate, estimate_run
-    from .pipeline import AnnotationStopped, run_annotation
+def _job_from_args(args: argparse.Namespace):
+    """The samples, configuration and cost estimate the options describe, or ``None`` after printing why not."""
+    from .costs import estimate_run
 
     samples = _load_samples(args)
     config = _config_from_args(args) if samples is not None else None
     if config is None:
-        return EXIT_ERROR
+        return None
     try:
-        estimate = estimate_run(samples, config, prices=args.prices)
+        return samples, config, estimate_run(samples, config, prices=args.prices)
     except (OSError, ValueError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .costs import compare_with_estimate
+    from .pipeline import AnnotationStopped, run_annotation
+
+    job = _job_from_args(args)
+    if job is None:
         return EXIT_ERROR
+    samples, config, estimate = job
     if not args.quiet:
         print(f"estimate before sending:\n{estimate.describe()}", file=sys.stderr)
     try:
@@ -100,17 +110,10 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from .costs import estimate_run
-
-    samples = _load_samples(args)
-    config = _config_from_args(args) if samples is not None else None
-    if config is None:
+    job = _job_from_args(args)
+    if job is None:
         return EXIT_ERROR
-    try:
-        estimate = estimate_run(samples, config, prices=args.prices)
-    except (OSError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    estimate = job[2]
     print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.describe())
     return EXIT_OK
 

@@ -137,7 +137,7 @@ class AnnotateConfig(BaseModel):
 
     @field_validator("prompt", "question", "uri_field", "project", "location", mode="before")
     @classmethod
-    def _blank_prompt_is_none(cls, value):
+    def _blank_is_none(cls, value):
         if isinstance(value, str) and not value.strip():
             return None
         return value

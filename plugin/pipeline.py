@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from .runs import (
     record_run,
     save_run_summary,
 )
+from .sync import run_sync
 from .tasks import ReplyContext, TaskSpec, get_task
 from .uploads import UploadCache, upload_endpoint
 
@@ -149,8 +149,9 @@ def run_annotation(
     """Runs a configured job to the end; the synchronous entry of every front door.
 
     When the calling thread already runs an event loop (the App server, a
-    notebook), the job runs on its own loop in a worker thread, so the two
-    never interfere. With ``config.batch`` the job goes through the Batch API
+    notebook), the job runs on its own loop in a worker thread
+    (:func:`gemini_annotate.sync.run_sync`), so the two never interfere.
+    With ``config.batch`` the job goes through the Batch API
     (:mod:`gemini_annotate.batch`).
     """
 
@@ -161,28 +162,7 @@ def run_annotation(
             return BatchAnnotationJob(samples, config, api_key=api_key, progress=progress).run()
         return AnnotationJob(samples, config, api_key=api_key, progress=progress).run()
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(job())
-    return _run_in_thread(lambda: asyncio.run(job()))
-
-
-def _run_in_thread(fn: Callable[[], Any]) -> Any:
-    outcome: dict[str, Any] = {}
-
-    def target():
-        try:
-            outcome["value"] = fn()
-        except BaseException as e:  # re-raised in the caller's thread
-            outcome["error"] = e
-
-    thread = threading.Thread(target=target, name="gemini-annotate", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return run_sync(job)
 
 
 class _Stop(Exception):
