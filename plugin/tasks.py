@@ -7,6 +7,8 @@ as structured output so the reply has a known shape.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -251,11 +253,25 @@ def read_answer(reply: GeminiReply, key: str) -> Answer:
                 return Answer(None, "unreadable", (f"the reply's JSON has no {key!r}: {text[:120]}",))
             warnings.append(f"the answer was not under {key!r}")
             value = candidates[0]
+    elif value is None and (cut := _TRUNCATED_STRING.match(_OPENING_FENCE.sub("", text))) and cut["key"] == key:
+        # a long answer cut mid-string: keep what was written
+        value = _unescape_json_string(cut["text"])
     elif value is None:
         warnings.append("the reply was plain text, not JSON")
         value = text
     status: ParseStatus = "partial" if warnings else "ok"
     return Answer(value, status, tuple(warnings))
+
+
+_OPENING_FENCE = re.compile(r"^\s*`{3,}[A-Za-z]*[ \t]*\n")
+_TRUNCATED_STRING = re.compile(r'^\s*\{\s*"(?P<key>\w+)"\s*:\s*"(?P<text>(?:[^"\\]|\\.)*)\\?$', re.DOTALL)
+
+
+def _unescape_json_string(raw: str) -> str:
+    try:
+        return json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
 
 
 def interpret_text(key: str) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:

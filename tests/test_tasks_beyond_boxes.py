@@ -158,7 +158,8 @@ def test_classification_replies_are_matched_to_the_classes(coco_dataset, emulato
     ('```json\n{"caption": "A dog."}\n```', "STOP", "A dog.", "ok"),
     ('{"text": "A dog."}', "STOP", "A dog.", "partial"),
     ("A dog on a beach.", "STOP", "A dog on a beach.", "partial"),
-    ('{"caption": "A dog', "MAX_TOKENS", '{"caption": "A dog', "partial"),
+    ('{"caption": "A dog \\"Rex\\" runs', "MAX_TOKENS", 'A dog "Rex" runs', "partial"),
+    ('```json\n{"caption": "A dog', "MAX_TOKENS", "A dog", "partial"),
     ("", "STOP", None, "unreadable"),
     ('{"a": "x", "b": "y"}', "STOP", None, "unreadable"),
 ])
