@@ -10,7 +10,9 @@ Two Gemini APIs sit behind :class:`GeminiClient`:
   builds pydantic models on every call), which caps throughput on small hosts.
 
 Both honour ``GOOGLE_GEMINI_BASE_URL`` or an explicit ``base_url``, so every
-request can go to the local emulator or a compatible gateway. The SDK's own
+request can go to the local emulator or a compatible gateway. The same client
+uploads images through the File API, runs Batch API jobs, and reaches Vertex AI
+(``vertexai=True``, project, location; Application Default Credentials). The SDK's own
 retry loops are switched off (``attempts=1``): retries happen in one place,
 :func:`generate_with_retries`, which honours the server's retry delay.
 """
