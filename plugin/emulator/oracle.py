@@ -142,17 +142,18 @@ class LabelIndex:
         """An index of a FiftyOne collection's images and the labels in its fields.
 
         ``label_field`` may hold ``Detections`` (instance masks included),
-        ``Polylines`` or ``Keypoints``.
+        ``Polylines`` or ``Keypoints``. Images are keyed by file path, so noisy
+        answers are the same for the same file in any dataset.
         """
         index = cls()
-        fields = ["id", "filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
+        fields = ["filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
         rows = zip(*samples.values(fields))
         for row in rows:
             values = dict(zip(fields, row))
             objects = objects_from_label(values.get(label_field)) if label_field else []
             classification = values.get(classification_field) if classification_field else None
             index.add_file(
-                values["id"], values["filepath"], objects,
+                values["filepath"], values["filepath"], objects,
                 caption=values.get(caption_field) if caption_field else None,
                 classification=getattr(classification, "label", classification),
             )
