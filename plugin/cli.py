@@ -32,6 +32,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     import fiftyone as fo
 
     from .config import AnnotateConfig
+    from .gemini import GeminiError
     from .pipeline import AnnotationStopped, run_annotation
 
     if not fo.dataset_exists(args.dataset):
@@ -56,6 +57,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     except AnnotationStopped as e:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
+        return EXIT_STOPPED
+    except GeminiError as e:
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_STOPPED
     print(summary.describe())
     return EXIT_OK
