@@ -86,6 +86,7 @@ def _job_from_args(args: argparse.Namespace):
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .costs import compare_with_estimate
+    from .gemini import GeminiError
     from .pipeline import AnnotationStopped, run_annotation
 
     job = _job_from_args(args)
@@ -99,6 +100,9 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     except AnnotationStopped as e:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
+        return EXIT_STOPPED
+    except GeminiError as e:
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_STOPPED
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

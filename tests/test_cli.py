@@ -68,6 +68,18 @@ def test_bad_key_exits_with_a_clear_message_and_no_secret(coco_dataset, emulator
     assert not coco_dataset.has_field("gemini")
 
 
+def test_missing_key_is_a_clear_error_before_any_request(coco_dataset, emulator):
+    server = emulator(Canned('{"boxes": []}'))
+    _persist(coco_dataset)
+    env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
+
+    done = subprocess.run([sys.executable, "-m", "gemini_annotate.cli", "annotate", coco_dataset.name],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+    assert done.returncode == 2 and "No Gemini API key found" in done.stderr
+    assert "Traceback" not in done.stderr and server.count() == 0
+
+
 def test_unknown_dataset_is_a_clear_error():
     done = _cli("annotate", "no-such-dataset-anywhere")
     assert done.returncode == 1 and "no FiftyOne dataset named 'no-such-dataset-anywhere'" in done.stderr

@@ -150,9 +150,11 @@ class LabelIndex:
         ``label_field`` may hold ``Detections`` (instance masks included),
         ``Polylines`` or ``Keypoints``; ``caption_field`` strings;
         ``classification_field`` a ``Classification`` or ``Classifications``.
+        Images are keyed by file path, so noisy answers are the same for the
+        same file in any dataset.
         """
         index = cls()
-        fields = ["id", "filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
+        fields = ["filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
         rows = zip(*samples.values(fields))
         for row in rows:
             values = dict(zip(fields, row))
@@ -160,7 +162,7 @@ class LabelIndex:
             classification = values.get(classification_field) if classification_field else None
             several = getattr(classification, "classifications", None)
             index.add_file(
-                values["id"], values["filepath"], objects,
+                values["filepath"], values["filepath"], objects,
                 caption=values.get(caption_field) if caption_field else None,
                 classification=None if several is not None else getattr(classification, "label", classification),
                 classifications=[c.label for c in several or []],
