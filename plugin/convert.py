@@ -563,19 +563,23 @@ def _polygon_shapes(value: Any) -> Optional[list[list[Any]]]:
     """The shapes of a raw polygon value (one or several), or ``None`` when it is not one."""
     if not isinstance(value, (list, tuple)) or not value:
         return None
-    if all(_is_point_like(p) for p in value):
-        return [list(value)]
     if _is_flat_coordinates(value):
         return [_pairs(value)]
+    if any(_is_point_like(p) for p in value) and not any(_is_shape_like(p) for p in value):
+        return [list(value)]  # one shape; entries that are not points are skipped later
     shapes = []
     for shape in value:
-        if isinstance(shape, (list, tuple)) and shape and all(_is_point_like(p) for p in shape):
+        if _is_shape_like(shape):
             shapes.append(list(shape))
         elif _is_flat_coordinates(shape):
             shapes.append(_pairs(shape))
         else:
             return None
     return shapes
+
+
+def _is_shape_like(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(_is_point_like(p) for p in value)
 
 
 def _is_flat_coordinates(value: Any) -> bool:

@@ -97,7 +97,7 @@ def extract_json(text: str) -> JsonExtraction:
         return JsonExtraction(_join_blocks(blocks), "fenced")
 
     complete, cut_at = _top_level_values(stripped)
-    holders = [v for v in complete if isinstance(v, list) or _wraps_items(v)]
+    holders = [v for v in complete if _is_item_list(v) or _wraps_items(v)]
     if holders:
         return JsonExtraction(holders[0], "embedded")
     items = [v for v in complete if _is_item(v)]
@@ -221,6 +221,10 @@ def _python_literal(text: str) -> Any:
 
 def _is_item(value: Any) -> bool:
     return isinstance(value, dict) and any(k in value for k in ITEM_KEYS)
+
+
+def _is_item_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
 def _wraps_items(value: Any) -> bool:
