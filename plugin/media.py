@@ -163,7 +163,10 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
     if getattr(img, "n_frames", 1) > 1 and img.format not in _SENDABLE_AS_IS:
         img.seek(0)
 
-    orientation = display_orientation(img)
+    try:  # Pillow decodes a PNG to find its EXIF, so a corrupt one fails here
+        orientation = display_orientation(img)
+    except Exception as e:
+        raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
     transposed = orientation in (5, 6, 7, 8)
     display_width, display_height = (height, width) if transposed else (width, height)
     source = dict(
@@ -278,9 +281,10 @@ def guess_is_image(path: str) -> bool:
 
 
 def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent or invalid); Pillow tolerates malformed EXIF."""
     try:
         value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:
+    except (TypeError, ValueError):
         return 1
     return value if 1 <= value <= 8 else 1
 

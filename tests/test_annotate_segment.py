@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import cv2
 import fiftyone as fo
@@ -142,10 +143,8 @@ MESSY_SEGMENT_REPLIES = [
 
 
 def test_messy_segmentation_replies_never_fail_the_run(make_dataset, emulator):
-    from tests.conftest import COCO_DIR
-
     dataset = make_dataset()
-    path = f"{COCO_DIR}/images/000000547503.jpg"
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "coco_val_tiny", "images", "000000547503.jpg")
     dataset.add_samples([fo.Sample(filepath=path, case=row[0]) for row in MESSY_SEGMENT_REPLIES])
     replies = iter(MESSY_SEGMENT_REPLIES)
 
