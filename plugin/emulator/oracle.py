@@ -215,7 +215,7 @@ def objects_from_label(label: Any) -> list[KnownObject]:
     objects = []
     if isinstance(label, fo.Detections):
         for det in label.detections:
-            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.mask))
+            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.get_mask()))
     elif isinstance(label, fo.Polylines):
         for poly in label.polylines:
             points = [p for shape in poly.points for p in shape]
