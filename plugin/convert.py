@@ -33,7 +33,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, NamedTuple, Optional, Sequence
 
 import cv2
 import fiftyone as fo
@@ -292,6 +292,36 @@ def extra_attributes(item: dict) -> dict[str, Any]:
     return attributes
 
 
+def usable_items(
+    items: Iterable[dict],
+    read_geometry: Callable[[dict, ConversionReport], Optional[Any]],
+    policy: LabelPolicy,
+    report: ConversionReport,
+    key: Callable[[Any], tuple] = tuple,
+) -> Iterator[tuple[dict, str, Any]]:
+    """The items whose geometry and label can be used, each once: ``(item, label, geometry)``.
+
+    Every item is judged on its own; one that is dropped (no usable geometry,
+    a label outside the classes, an exact duplicate of an earlier item) is
+    counted in ``report`` and never takes the others with it. The same
+    geometry under two labels is two items.
+    """
+    seen: set[tuple] = set()
+    for item in items:
+        geometry = read_geometry(item, report)
+        if geometry is None:
+            continue
+        label = policy.resolve(item_label(item), report)
+        if label is None:
+            continue
+        identity = (label, *key(geometry))
+        if identity in seen:
+            report.dropped["duplicate item"] += 1
+            continue
+        seen.add(identity)
+        yield item, label, geometry
+
+
 def items_to_detections(
     items: Iterable[dict],
     *,
@@ -300,47 +330,30 @@ def items_to_detections(
 ) -> tuple[fo.Detections, ConversionReport]:
     """Converts parsed items with ``box_2d`` into ``fo.Detections``.
 
-    Each item is validated on its own: a bad item is dropped and counted, never
-    the whole reply. Exact duplicates (same label and box) are dropped; the same
-    box under different labels is kept.
-
     Args:
         items: item dicts from :func:`gemini_annotate.parse.parse_items`.
         policy: how labels are matched to classes.
         provenance: model and run written onto each label.
 
     Returns:
-        the detections and a :class:`ConversionReport`.
+        the detections and a :class:`ConversionReport` (see :func:`usable_items`).
     """
     report = ConversionReport()
-    detections = []
-    seen: set[tuple] = set()
-    for item in items:
-        raw_box = item_box(item)
-        if raw_box is None:
-            report.dropped["item has no box_2d"] += 1
-            continue
-        box = read_box_2d(raw_box, report)
-        if box is None:
-            continue
-        label = policy.resolve(item_label(item), report)
-        if label is None:
-            continue
-        key = (label, *box)
-        if key in seen:
-            report.dropped["duplicate item"] += 1
-            continue
-        seen.add(key)
-        detections.append(
-            fo.Detection(
-                label=label,
-                bounding_box=box_2d_to_relative(box),
-                **extra_attributes(item),
-                **provenance.attributes(),
-            )
-        )
+    detections = [
+        fo.Detection(label=label, bounding_box=box_2d_to_relative(box),
+                     **extra_attributes(item), **provenance.attributes())
+        for item, label, box in usable_items(items, _item_box_2d, policy, report)
+    ]
     report.kept = len(detections)
     return fo.Detections(detections=detections), report
+
+
+def _item_box_2d(item: dict, report: ConversionReport) -> Optional[list[float]]:
+    raw_box = item_box(item)
+    if raw_box is None:
+        report.dropped["item has no box_2d"] += 1
+        return None
+    return read_box_2d(raw_box, report)
 
 
 # points
@@ -359,29 +372,12 @@ def items_to_keypoints(
     point is pointed at the box's centre.
     """
     report = ConversionReport()
-    keypoints = []
-    seen: set[tuple] = set()
-    for item in items:
-        point = _item_point_or_box_centre(item, report)
-        if point is None:
-            continue
-        label = policy.resolve(item_label(item), report)
-        if label is None:
-            continue
-        key = (label, *point)
-        if key in seen:
-            report.dropped["duplicate item"] += 1
-            continue
-        seen.add(key)
-        keypoints.append(
-            fo.Keypoint(
-                label=label,
-                points=[point],
-                index=len(keypoints) + 1,
-                **extra_attributes(item),
-                **provenance.attributes(),
-            )
-        )
+    keypoints = [
+        fo.Keypoint(label=label, points=[point], index=number,
+                    **extra_attributes(item), **provenance.attributes())
+        for number, (item, label, point) in enumerate(
+            usable_items(items, _item_point_or_box_centre, policy, report), start=1)
+    ]
     report.kept = len(keypoints)
     return fo.Keypoints(keypoints=keypoints), report
 
@@ -776,6 +772,14 @@ class MaskOptions:
     tolerance: float = POLYGON_TOLERANCE
 
 
+class Segment(NamedTuple):
+    """One object's geometry: its ``box_2d`` (0–1000), instance mask, and polygon shapes if it came as one."""
+
+    box: list[float]
+    mask: np.ndarray
+    shapes: Optional[list[list[tuple[float, float]]]]
+
+
 def items_to_segments(
     items: Iterable[dict],
     *,
@@ -803,32 +807,30 @@ def items_to_segments(
     """
     report = ConversionReport()
     detections, polylines = [], []
-    seen: set[tuple] = set()
-    for item in items:
-        segment = _read_segment(item, policy, masks, report)
-        if segment is None:
-            continue
-        label, box, mask, shapes = segment
-        key = (label, *box, mask.shape, int(mask.sum()))
-        if key in seen:
-            report.dropped["duplicate item"] += 1
-            continue
-        seen.add(key)
-        bounding_box = box_2d_to_relative(box)
-        if shapes is None:
-            shapes = instance_mask_to_polygons(mask, bounding_box, masks.tolerance)
+
+    def read(item: dict, report: ConversionReport) -> Optional[Segment]:
+        return _read_segment(item, masks, report)
+
+    def identity(segment: Segment) -> tuple:
+        return (*segment.box, segment.mask.shape, int(segment.mask.sum()))
+
+    for number, (item, label, segment) in enumerate(
+            usable_items(items, read, policy, report, key=identity), start=1):
+        bounding_box = box_2d_to_relative(segment.box)
+        if segment.shapes is None:
+            shapes = instance_mask_to_polygons(segment.mask, bounding_box, masks.tolerance)
         else:
-            shapes = [[(x / SCALE, y / SCALE) for x, y in shape] for shape in shapes]
-        shared = dict(label=label, index=len(detections) + 1, instance=fo.Instance(),
+            shapes = [[(x / SCALE, y / SCALE) for x, y in shape] for shape in segment.shapes]
+        shared = dict(label=label, index=number, instance=fo.Instance(),
                       **extra_attributes(item), **provenance.attributes())
-        detections.append(fo.Detection(bounding_box=bounding_box, mask=mask, **shared))
+        detections.append(fo.Detection(bounding_box=bounding_box, mask=segment.mask, **shared))
         polylines.append(fo.Polyline(points=shapes, closed=True, filled=True, **shared))
     report.kept = len(detections)
     return fo.Detections(detections=detections), fo.Polylines(polylines=polylines), report
 
 
-def _read_segment(item: dict, policy: LabelPolicy, masks: MaskOptions, report: ConversionReport):
-    """``(label, box, mask, polygon shapes or None)`` for one item, or ``None`` (counted)."""
+def _read_segment(item: dict, masks: MaskOptions, report: ConversionReport) -> Optional[Segment]:
+    """An item's box and mask, in whichever form its mask came, or ``None`` (counted)."""
     raw_mask = item_mask(item)
     raw_box = item_box(item)
     if raw_mask is None:
@@ -841,9 +843,6 @@ def _read_segment(item: dict, policy: LabelPolicy, masks: MaskOptions, report: C
         if box is None:
             report.dropped["PNG mask without a box_2d to place it in"] += 1
             return None
-        label = policy.resolve(item_label(item), report)
-        if label is None:
-            return None
         try:
             probability = decode_png_mask(raw_mask)
         except MaskError as e:
@@ -853,7 +852,7 @@ def _read_segment(item: dict, policy: LabelPolicy, masks: MaskOptions, report: C
         if not mask.any():
             report.dropped["PNG mask is empty at the threshold"] += 1
             return None
-        return label, box.box, mask, None
+        return Segment(box.box, mask, None)
 
     shapes = read_polygon(raw_mask, report)
     if shapes is None:
@@ -866,11 +865,8 @@ def _read_segment(item: dict, policy: LabelPolicy, masks: MaskOptions, report: C
         report.repaired["box_2d taken from the polygon"] += 1
         box = Box2d(bounds, bounds)
     shapes = orient_polygon(shapes, box.box, report)
-    label = policy.resolve(item_label(item), report)
-    if label is None:
-        return None
     mask = polygon_to_instance_mask(shapes, box.box, masks.frame_size)
     if not mask.any():
         report.dropped["polygon covers no pixel of its box"] += 1
         return None
-    return label, box.box, mask, shapes
+    return Segment(box.box, mask, shapes)

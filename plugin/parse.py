@@ -22,7 +22,7 @@ import ast
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 ParseStatus = Literal["ok", "partial", "unreadable"]
 
@@ -244,53 +244,56 @@ def _join_blocks(blocks: list) -> Any:
 def _top_level_values(text: str) -> tuple[list, Optional[int]]:
     """The JSON values between prose, and where an unclosed one starts (if any).
 
-    Brackets inside JSON strings do not count; quotes in the prose outside
-    brackets are not strings.
+    Quotes in the prose outside brackets are not strings.
     """
     values: list = []
-    depth = 0
-    in_string = escaped = False
     start: Optional[int] = None
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"' and depth:
-            in_string = True
-        elif ch in "[{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch in "]}" and depth:
-            depth -= 1
-            if depth == 0 and start is not None:
-                value = _loads_lenient(text[start : i + 1])
-                if value is not _FAILED and isinstance(value, (list, dict)):
-                    values.append(value)
-                start = None
-    return values, (start if depth else None)
+    depth = 0
+    for i, bracket, depth in _brackets(text, quotes_at_top=False):
+        if bracket in "[{" and depth == 1:
+            start = i
+        elif bracket in "]}" and depth == 0 and start is not None:
+            value = _loads_lenient(text[start : i + 1])
+            if value is not _FAILED and isinstance(value, (list, dict)):
+                values.append(value)
+            start = None
+    return values, (start if depth > 0 else None)
 
 
 def _salvage_items(text: str) -> Optional[list]:
     """The complete objects of the first list in a truncated JSON text.
 
-    Scans string-aware (brackets inside strings do not count) for the first
-    ``[`` whose entries are objects, and decodes each entry that closed before
-    the text ends.
+    Finds the first ``[`` whose entries are objects, and decodes each entry
+    that closed before the text ends.
     """
-    start = _first_list_of_objects(text)
+    start = next((i for i, bracket, _ in _brackets(text)
+                  if bracket == "[" and text[i + 1 :].lstrip().startswith("{")), None)
     if start is None:
         return None
     items: list = []
+    item_start: Optional[int] = None
+    for i, bracket, depth in _brackets(text, start + 1):
+        if depth < 0:  # the list itself closed: not truncated after all
+            break
+        if bracket in "[{" and depth == 1:
+            item_start = i
+        elif bracket in "]}" and depth == 0 and item_start is not None:
+            value = _loads_lenient(text[item_start : i + 1])
+            if value is not _FAILED:
+                items.append(value)
+            item_start = None
+    return items
+
+
+def _brackets(text: str, start: int = 0, *, quotes_at_top: bool = True) -> Iterator[tuple[int, str, int]]:
+    """The brackets of ``text`` outside JSON strings, with the nesting depth after each.
+
+    A closing bracket with nothing open gives depth -1. With ``quotes_at_top``
+    false, quotes outside any bracket (prose) do not start strings.
+    """
     depth = 0
     in_string = escaped = False
-    item_start: Optional[int] = None
-    for i in range(start + 1, len(text)):
+    for i in range(start, len(text)):
         ch = text[i]
         if in_string:
             if escaped:
@@ -299,43 +302,17 @@ def _salvage_items(text: str) -> Optional[list]:
                 escaped = True
             elif ch == '"':
                 in_string = False
-            continue
-        if ch == '"':
+        elif ch == '"' and (depth or quotes_at_top):
             in_string = True
         elif ch in "[{":
-            if depth == 0:
-                item_start = i
             depth += 1
+            yield i, ch, depth
         elif ch in "]}":
-            if depth == 0:  # the list itself closed: not truncated after all
-                break
+            if depth == 0:
+                yield i, ch, -1
+                continue
             depth -= 1
-            if depth == 0 and item_start is not None:
-                value = _loads_lenient(text[item_start : i + 1])
-                if value is not _FAILED:
-                    items.append(value)
-                item_start = None
-    return items
-
-
-def _first_list_of_objects(text: str) -> Optional[int]:
-    in_string = escaped = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch == "[":
-            rest = text[i + 1 :].lstrip()
-            if rest.startswith("{"):
-                return i
-    return None
+            yield i, ch, depth
 
 
 def _preview(text: str, limit: int = 120) -> str:

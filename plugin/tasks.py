@@ -28,7 +28,7 @@ from .convert import (
 from .gemini import GeminiReply
 from .media import PreparedImage
 from .models import MaskForm, model_profile
-from .parse import ParsedReply, ParseStatus, parse_items
+from .parse import ParseStatus, parse_items
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
 LABEL_DESCRIPTION = "A descriptive label for the item."
@@ -143,15 +143,18 @@ def label_annotation(classes: Optional[tuple[str, ...]]) -> tuple[Any, Any]:
     return (str, Field(description=LABEL_DESCRIPTION))
 
 
+def item_list_schema(config: AnnotateConfig, list_key: str, list_name: str, item_name: str,
+                     **geometry: Any) -> dict:
+    """``{list_key: [{**geometry, "label": ...}]}`` as JSON schema, the label an enum of ``classes``."""
+    item = create_model(item_name, **geometry, label=label_annotation(config.classes))
+    wrapper = create_model(list_name, **{list_key: (list[item], ...)})  # type: ignore[valid-type]
+    return wrapper.model_json_schema()
+
+
 def detect_schema(config: AnnotateConfig) -> dict:
-    """``{"boxes": [{"box_2d": [int]*4, "label": str}]}``, the label an enum of ``classes``."""
-    box = create_model(
-        "BoundingBox",
-        box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
-        label=label_annotation(config.classes),
-    )
-    boxes = create_model("BoundingBoxes", boxes=(list[box], ...))  # type: ignore[valid-type]
-    return boxes.model_json_schema()
+    """``{"boxes": [{"box_2d": [int]*4, "label": str}]}``."""
+    return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
+                            box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)))
 
 
 def outcome_from_report(label: Any, parsed_status: ParseStatus, parse_warnings: tuple[str, ...],
@@ -177,14 +180,21 @@ def label_policy(config: AnnotateConfig) -> LabelPolicy:
     return LabelPolicy.for_classes(config.classes, config.unknown_labels)
 
 
-def interpret_detections(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-    """Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
-    parsed = parse_items(reply.text, truncated=reply.truncated)
-    if parsed.status == "unreadable":
-        return unreadable(*parsed.warnings)
-    detections, report = items_to_detections(
-        parsed.items, policy=label_policy(context.config), provenance=context.provenance)
-    return outcome_from_report(detections, parsed.status, parsed.warnings, report)
+def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
+                     ) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+    """A task's ``interpret``: tolerant parsing, then ``convert(items, policy=, provenance=)``."""
+    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+        parsed = parse_items(reply.text, truncated=reply.truncated)
+        if parsed.status == "unreadable":
+            return unreadable(*parsed.warnings)
+        label, report = convert(parsed.items, policy=label_policy(context.config), provenance=context.provenance)
+        return outcome_from_report(label, parsed.status, parsed.warnings, report)
+
+    return interpret
+
+
+interpret_detections = item_interpreter(items_to_detections)
+"""Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
 
 
 # segmentation
@@ -235,14 +245,9 @@ def segment_schema(config: AnnotateConfig) -> Optional[dict]:
     """The seed's polygon schema for the polygon form; no schema for PNG masks."""
     if not resolve_mask_form(config).structured:
         return None
-    segment = create_model(
-        "BoundingBox",
-        box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
-        mask=(list[list[int]], Field(description=POLYGON_MASK_DESCRIPTION)),
-        label=label_annotation(config.classes),
-    )
-    boxes = create_model("BoundingBoxes", boxes=(list[segment], ...))  # type: ignore[valid-type]
-    return boxes.model_json_schema()
+    return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
+                            box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
+                            mask=(list[list[int]], Field(description=POLYGON_MASK_DESCRIPTION)))
 
 
 MASK_TOKENS_REASON = (
@@ -291,24 +296,13 @@ def points_prompt(config: AnnotateConfig) -> str:
 
 
 def points_schema(config: AnnotateConfig) -> dict:
-    """``{"points": [{"point": [y, x], "label": str}]}``, the label an enum of ``classes``."""
-    point = create_model(
-        "Point",
-        point=(list[int], Field(description=POINT_DESCRIPTION)),
-        label=label_annotation(config.classes),
-    )
-    points = create_model("Points", points=(list[point], ...))  # type: ignore[valid-type]
-    return points.model_json_schema()
+    """``{"points": [{"point": [y, x], "label": str}]}``."""
+    return item_list_schema(config, "points", "Points", "Point",
+                            point=(list[int], Field(description=POINT_DESCRIPTION)))
 
 
-def interpret_points(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-    """Reply text → ``fo.Keypoints``, one keypoint per item."""
-    parsed = parse_items(reply.text, truncated=reply.truncated)
-    if parsed.status == "unreadable":
-        return unreadable(*parsed.warnings)
-    keypoints, report = items_to_keypoints(
-        parsed.items, policy=label_policy(context.config), provenance=context.provenance)
-    return outcome_from_report(keypoints, parsed.status, parsed.warnings, report)
+interpret_points = item_interpreter(items_to_keypoints)
+"""Reply text → ``fo.Keypoints``, one keypoint per item."""
 
 
 TASKS: dict[str, TaskSpec] = {

@@ -17,7 +17,6 @@ import zlib
 import cv2
 import fiftyone as fo
 import numpy as np
-import pytest
 from PIL import Image
 
 import gemini_annotate
