@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional
 
 import fiftyone as fo
 import fiftyone.utils.iou as foui
+import numpy as np
 
 from .config import AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
@@ -161,11 +162,25 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
         return type(existing)(**{list_field: kept})
     fresh = list(new[list_field] or [])
     if fresh:
-        # box IoUs for every label type: polygon IoUs would need shapely, which
-        # FiftyOne does not install, and boxes suffice to recognise an object
-        ious = foui.compute_ious(fresh, kept, error_level=2, use_boxes=True)
-        fresh = [label for label, row in zip(fresh, ious) if not (row > SAME_OBJECT_IOU).any()]
+        covered = _covers_same_object(fresh, kept)
+        fresh = [label for label, row in zip(fresh, covered) if not row.any()]
     return type(new)(**{list_field: kept + fresh})
+
+
+SAME_POINT_DISTANCE = 0.02
+"""A new point this close to a kept one (relative to the image sides) marks the same object."""
+
+
+def _covers_same_object(fresh: list, kept: list) -> np.ndarray:
+    """For each fresh label, which kept labels cover the same object."""
+    if isinstance(kept[0], fo.Keypoint):
+        # one point has no extent, so FiftyOne's keypoint similarity is undefined
+        a = np.array([np.nanmean(np.asarray(k.points, float), axis=0) for k in fresh])
+        b = np.array([np.nanmean(np.asarray(k.points, float), axis=0) for k in kept])
+        return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2) < SAME_POINT_DISTANCE
+    # box IoUs for every other label type: polygon IoUs would need shapely,
+    # which FiftyOne does not install, and boxes suffice to recognise an object
+    return foui.compute_ious(fresh, kept, error_level=2, use_boxes=True) > SAME_OBJECT_IOU
 
 
 class LabelWriter:
@@ -198,7 +213,7 @@ class LabelWriter:
         self._max_interval = max_interval
         self._on_first_write = on_first_write
         self._buffer: list[SampleResult] = []
-        self._label_fields: set[str] = set()
+        self._written_fields: set[str] = set()
         self._last_flush = time.monotonic()
         self.written = 0
         self.flushes = 0
@@ -250,7 +265,7 @@ class LabelWriter:
                 values = self._merge_with_existing(name, values)
             if values:
                 self._dataset.set_values(name, values, key_field="id")
-                self._label_fields.add(name)
+                self._written_fields.add(name)
         self._dataset.set_values(
             config.status_field, {r.sample_id: r.status for r in batch}, key_field="id"
         )
@@ -271,7 +286,7 @@ class LabelWriter:
 
     def declare_attributes(self) -> None:
         """Adds the labels' attributes (review, provenance) to the schema, for the App's filters."""
-        fields = [name for name in sorted(self._label_fields)
+        fields = [name for name in sorted(self._written_fields)
                   if isinstance(self._dataset.get_field(name), fo.EmbeddedDocumentField)
                   and issubclass(self._dataset.get_field(name).document_type, fo.Label)]
         if self.written and fields:

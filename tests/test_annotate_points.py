@@ -84,3 +84,21 @@ def test_app_form_offers_every_registered_task(coco_dataset):
     assert task.type.values == list(TASKS) == ["detect", "segment", "points"]
     config = config_from_params({"task": "segment", "mask_form": "png", "mask_threshold": 90})
     assert (config.task, config.mask_form, config.mask_threshold) == ("segment", "png", 90)
+
+
+def test_replace_unreviewed_keeps_points_people_accepted(coco_dataset, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset))
+    view = coco_dataset.limit(1)
+    gemini_annotate.annotate(view, task="points", label_field="pts")
+    sample = coco_dataset.first()
+    accepted = sample.pts.keypoints[0]
+    accepted.review, accepted.label = "accepted", "checked"
+    sample.save()
+    count = len(sample.pts.keypoints)
+
+    gemini_annotate.annotate(view, task="points", label_field="pts", if_labeled="replace_unreviewed")
+
+    keypoints = coco_dataset.first().pts.keypoints
+    # the accepted point stands, and the fresh point at the same place is not added again
+    assert len(keypoints) == count
+    assert [k.id for k in keypoints if k.label == "checked"] == [accepted.id]
