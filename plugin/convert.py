@@ -66,6 +66,10 @@ MAX_MASK_SIDE = 4096
 """Instance masks are stored at the box's size in pixels, up to this side
 (FiftyOne stretches a mask over its box when drawing and evaluating)."""
 
+MAX_MASK_PIXELS = 4096 * 4096
+"""Largest PNG mask decoded (Gemini's are about 256×256)."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MASK_TOKEN = re.compile(r"<(?:start_of_mask|end_of_mask|seg_\d+)>")
 _DATA_URI = re.compile(r"^data:[^,;]*(?:;[^,;]*)*;base64,", re.IGNORECASE)
 _RESERVED_ATTRIBUTES = frozenset(
@@ -437,6 +441,10 @@ def decode_png_mask(value: str) -> np.ndarray:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise MaskError("the mask is not valid base64") from None
+    if raw.startswith(_PNG_SIGNATURE) and len(raw) >= 24:
+        width, height = int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+        if width * height > MAX_MASK_PIXELS:
+            raise MaskError(f"the mask is {width}x{height} pixels, more than any box needs")
     grey = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE) if raw else None
     if grey is None or grey.size == 0:
         raise MaskError("the mask's base64 does not hold a PNG image")
@@ -506,12 +514,21 @@ def png_mask_to_instance_mask(
     """
     extent = box_pixel_region(box.extent, frame_size)
     inside = box_pixel_region(box.box, frame_size)
-    resized = cv2.resize(probability, (extent.width, extent.height), interpolation=cv2.INTER_LINEAR)
-    crop = resized[inside.top - extent.top:, inside.left - extent.left:][: inside.height, : inside.width]
-    size = mask_size_for(inside)
-    if crop.shape[::-1] != size:
-        crop = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
-    return crop > threshold
+    mask_width, mask_height = mask_size_for(inside)
+    # bilinear resampling of the map stretched over the extent, read only where
+    # the mask's pixel centres fall (as cv2.resize would, without first
+    # building the whole extent, which a wild box can make huge)
+    scale_x = probability.shape[1] / extent.width
+    scale_y = probability.shape[0] / extent.height
+    step_x = inside.width / mask_width * scale_x
+    step_y = inside.height / mask_height * scale_y
+    to_source = np.array([
+        [step_x, 0.0, 0.5 * step_x + (inside.left - extent.left) * scale_x - 0.5],
+        [0.0, step_y, 0.5 * step_y + (inside.top - extent.top) * scale_y - 0.5],
+    ])
+    resampled = cv2.warpAffine(probability, to_source, (mask_width, mask_height),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    return resampled > threshold
 
 
 def read_polygon(value: Any, report: ConversionReport) -> Optional[list[list[tuple[float, float]]]]:

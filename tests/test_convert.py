@@ -415,3 +415,26 @@ def test_png_mask_for_the_whole_image_box_covers_the_frame():
     mask = png_mask_to_instance_mask(np.full((3, 3), 255, np.uint8), Box2d([0, 0, 1000, 1000], [0, 0, 1000, 1000]), FRAME)
 
     assert mask.shape == (480, 640) and mask.all()
+
+
+def test_png_mask_of_a_wildly_oversized_box_is_cropped_without_building_the_whole_box():
+    grey = np.zeros((100, 100), np.uint8)
+    grey[:, 50:] = 255  # the right half of a box two billion units wide, which starts at x = 0
+    item = {"box_2d": [0, -1e9, 1000, 1e9], "mask": png_base64(grey), "label": "wide"}
+
+    dets, _, _ = segments([item])
+
+    assert dets.detections[0].mask.shape == (480, 640)  # the visible part: the whole image
+    assert dets.detections[0].mask.all()
+
+
+def test_png_mask_claiming_a_huge_size_is_refused_before_decoding():
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk).decode()
+
+    with pytest.raises(MaskError, match="100000x100000 pixels"):
+        decode_png_mask(bomb)
