@@ -764,11 +764,14 @@ def instance_mask_to_polygons(
                   for r, c in contour[:-1]]
         if len(points) >= 3:
             shapes.append(points)
-    return sorted(shapes, key=lambda s: -_shoelace_area(s))
+    return sorted(shapes, key=lambda s: -polygon_area(s))
 
 
-def _shoelace_area(points: Sequence[tuple[float, float]]) -> float:
+def polygon_area(points: Sequence[tuple[float, float]]) -> float:
+    """The area of a simple polygon (shoelace formula), in the units of its points squared."""
     pts = np.asarray(points, dtype=np.float64)
+    if len(pts) < 3:
+        return 0.0
     x, y = pts[:, 0], pts[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 

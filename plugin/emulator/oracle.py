@@ -32,6 +32,7 @@ from ..convert import (
     box_pixel_region,
     instance_mask_to_frame,
     instance_mask_to_polygons,
+    polygon_area,
     polygon_to_instance_mask,
     relative_to_box_2d,
 )
@@ -223,7 +224,7 @@ def objects_from_label(label: Any) -> list[KnownObject]:
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
-            outline = max(poly.points, key=_shoelace_area)
+            outline = max(poly.points, key=polygon_area)
             objects.append(KnownObject(poly.label, box, polygon=tuple(map(tuple, outline))))
     elif isinstance(label, fo.Keypoints):
         for kp in label.keypoints:
@@ -428,14 +429,6 @@ def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
     if len(outline) < 3:
         return None
     return [[round(px * 1000), round(py * 1000)] for px, py in outline]
-
-
-def _shoelace_area(points) -> float:
-    pts = np.asarray(points, dtype=np.float64)
-    if len(pts) < 3:
-        return 0.0
-    x, y = pts[:, 0], pts[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
 def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int]) -> Optional[str]:
