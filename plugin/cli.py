@@ -1,7 +1,7 @@
 """The ``gemini-annotate`` command.
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
-    gemini-annotate annotate DATASET --task detect [--classes a,b] [--view-tag T] ...
+    gemini-annotate annotate DATASET --task detect|segment|points [--classes a,b] [--view-tag T] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
     gemini-annotate runs DATASET                 list the runs recorded on a dataset
     gemini-annotate plugin-install               make the App find the plugin
@@ -45,7 +45,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         task=args.task, classes=args.classes, prompt=args.prompt, label_field=args.label_field,
         model=args.model, api=args.api, base_url=args.base_url, concurrency=args.concurrency,
         if_labeled=args.if_labeled, retry_failed=args.retry_failed, max_objects=args.max_objects,
-        run_key=args.run_key, timeout=args.timeout,
+        run_key=args.run_key, timeout=args.timeout, mask_form=args.mask_form,
+        mask_threshold=args.mask_threshold,
     ).items() if v is not None}
     try:
         config = AnnotateConfig(**options)
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")
     p.add_argument("--max-objects", type=int)
+    p.add_argument("--mask-form", choices=["polygon", "png"],
+                   help="segment: ask for polygons or PNG masks (default: what the model does best)")
+    p.add_argument("--mask-threshold", type=int, help="segment: PNG mask values above this are inside (default 127)")
     p.add_argument("--run-key")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_annotate)

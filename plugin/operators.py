@@ -36,7 +36,8 @@ def config_from_params(params: dict[str, Any]) -> AnnotateConfig:
         "model": params.get("model") or DEFAULT_MODEL,
         "if_labeled": params.get("if_labeled") or "skip",
     }
-    for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed"):
+    for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
+                 "mask_form", "mask_threshold"):
         if params.get(name) not in (None, ""):
             options[name] = params[name]
     return AnnotateConfig(**options)

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import fiftyone as fo
@@ -34,7 +34,7 @@ from .gemini import (
     TokenUsage,
     generate_with_retries,
 )
-from .media import ImageError, prepare_image
+from .media import ImageError, image_metadata, prepare_image
 from .runs import (
     STATUS_FAILED,
     STATUS_OK,
@@ -183,6 +183,7 @@ def _run_in_thread(fn: Callable[[], Any]) -> Any:
 class _Work:
     sample_id: str
     filepath: str
+    needs_metadata: bool = False
 
 
 class _Stop(Exception):
@@ -277,6 +278,7 @@ class AnnotationJob:
         labeled: set[str] = set()
         if config.if_labeled == "skip" and self.dataset.has_field(config.label_field):
             labeled = set(self.samples.exists(config.label_field).values("id"))
+        without_metadata = set(self.samples.exists("metadata", False).values("id"))
 
         todo, unsendable = [], []
         for sample_id, path, status in zip(ids, paths, statuses):
@@ -296,7 +298,7 @@ class AnnotationJob:
                     reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
                 ))
                 continue
-            todo.append(_Work(sample_id, path))
+            todo.append(_Work(sample_id, path, sample_id in without_metadata))
         return todo, unsendable
 
     async def _process_all(self, client, todo, loop, media_pool, db_pool) -> None:
@@ -365,7 +367,10 @@ class AnnotationJob:
 
         self._successes += 1
         self._usage = self._usage + reply.usage
-        return self._interpret(work, reply, image)
+        result = self._interpret(work, reply, image)
+        if work.needs_metadata:  # computed from the image as shown, EXIF applied
+            result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})
+        return result
 
     def _interpret(self, work: _Work, reply: GeminiReply, image) -> SampleResult:
         if reply.refused:
@@ -378,7 +383,8 @@ class AnnotationJob:
         if outcome.status == "unreadable":
             return SampleResult(work.sample_id, STATUS_FAILED, reason=f"unreadable reply: {reason}")
         status = STATUS_PARTIAL if outcome.status == "partial" else STATUS_OK
-        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count)
+        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count,
+                            fields=outcome.fields)
 
     def _check_stop(self, error: GeminiError) -> None:
         if error.fatal:
