@@ -1,7 +1,7 @@
 """The ``gemini-annotate`` command.
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
-    gemini-annotate annotate DATASET --task detect [--classes a,b] [--view-tag T] ...
+    gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
     gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
     gemini-annotate runs DATASET                 list the runs recorded on a dataset
@@ -53,6 +53,7 @@ _CONFIG_OPTIONS = (
     "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
     "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
     "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
+    "mask_form", "mask_threshold",
 )
 
 
@@ -266,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")
     p.add_argument("--max-objects", type=int)
+    p.add_argument("--mask-form", choices=["polygon", "png"],
+                   help="segment: ask for polygons or PNG masks (default: what the model does best)")
+    p.add_argument("--mask-threshold", type=int, help="segment: PNG mask values above this are inside (default 127)")
     p.add_argument("--run-key")
     p.add_argument("--batch-poll-interval", type=float, help="seconds between checks of a batch job")
     p.add_argument("--no-wait", dest="batch_wait", action="store_false", default=None,

@@ -18,6 +18,7 @@ DEFAULT_LABEL_FIELD = "gemini"
 
 ApiKind = Literal["generate_content", "interactions"]
 UnknownLabelPolicy = Literal["drop", "keep"]
+MaskFormChoice = Literal["polygon", "png"]
 IfLabeledPolicy = Literal["skip", "replace_unreviewed", "overwrite"]
 ImageTransport = Literal["inline", "file_api", "uri"]
 MediaResolution = Literal["low", "medium", "high"]
@@ -57,6 +58,12 @@ class AnnotateConfig(BaseModel):
             ``label_field``. Re-running a key resumes it.
         thinking_level: Gemini's thinking level; ``None`` uses the task's default.
         max_objects: ask for at most this many objects per image.
+        mask_form: for ``task="segment"``, ask for ``polygon`` masks or ``png``
+            probability masks; ``None`` asks for the form the model's family
+            produces best (see :func:`gemini_annotate.models.model_profile`).
+            Both forms are read whatever was asked for.
+        mask_threshold: PNG mask probabilities (0–255) above this are inside
+            the object.
         question: the question of the ``vqa`` task; may name sample fields as
             ``{field}`` placeholders, filled per sample (as in ``prompt``).
         multi_label: ``classify`` returns every class that applies
@@ -103,6 +110,8 @@ class AnnotateConfig(BaseModel):
     run_key: Optional[str] = None
     thinking_level: Optional[Literal["minimal", "low", "medium", "high"]] = None
     max_objects: Optional[int] = Field(None, ge=1)
+    mask_form: Optional[MaskFormChoice] = None
+    mask_threshold: int = Field(127, ge=0, le=254)
     question: Optional[str] = None
     multi_label: bool = False
     image_transport: ImageTransport = "inline"
@@ -201,6 +210,11 @@ class AnnotateConfig(BaseModel):
     def reason_field(self) -> str:
         """The per-sample field saying why a sample failed, is partial, or lost items."""
         return f"{self.label_field}_reason"
+
+    @property
+    def polylines_field(self) -> str:
+        """The field receiving the outlines of ``segment`` runs (``fo.Polylines``)."""
+        return f"{self.label_field}_polylines"
 
     def to_record(self) -> dict:
         """The JSON-serialisable configuration stored on the FiftyOne run.

@@ -37,8 +37,8 @@ def config_from_params(params: dict[str, Any]) -> AnnotateConfig:
         "if_labeled": params.get("if_labeled") or "skip",
     }
     for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
-                 "question", "multi_label", "image_transport", "uri_field", "reference_images",
-                 "media_resolution", "batch"):
+                 "mask_form", "mask_threshold", "question", "multi_label", "image_transport",
+                 "uri_field", "reference_images", "media_resolution", "batch"):
         if params.get(name) not in (None, ""):
             options[name] = params[name]
     return AnnotateConfig(**options)

@@ -16,7 +16,7 @@ import concurrent.futures
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import fiftyone as fo
@@ -31,6 +31,7 @@ from .gemini import (
     TokenUsage,
     generate_with_retries,
 )
+from .media import image_metadata
 from .request_builder import RequestBuilder, SampleError, SampleSource
 from .runs import (
     STATUS_FAILED,
@@ -192,6 +193,7 @@ class AnnotationJob:
         self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
                         if config.image_transport == "file_api" else None)
         self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
+        self._without_metadata: set[str] = set()
         self._usage = TokenUsage()
         self._reasons: Counter = Counter()
         self._refusals = 0
@@ -265,6 +267,7 @@ class AnnotationJob:
         labeled: set[str] = set()
         if config.if_labeled == "skip" and self.dataset.has_field(config.label_field):
             labeled = set(self.samples.exists(config.label_field).values("id"))
+        self._without_metadata = set(self.samples.exists("metadata", False).values("id"))
 
         todo, unsendable = [], []
         for i, (sample_id, path, status) in enumerate(zip(ids, paths, statuses)):
@@ -351,7 +354,11 @@ class AnnotationJob:
 
         self._successes += 1
         self._usage = self._usage + reply.usage
-        return self._interpret(work, reply, image)
+        result = self._interpret(work, reply, image)
+        if work.sample_id in self._without_metadata and image.data:
+            # computed from the image as shown, EXIF applied (not for images sent by URI)
+            result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})
+        return result
 
     def _interpret(self, work: SampleSource, reply: GeminiReply, image) -> SampleResult:
         if reply.refused:
@@ -364,7 +371,8 @@ class AnnotationJob:
         if outcome.status == "unreadable":
             return SampleResult(work.sample_id, STATUS_FAILED, reason=f"unreadable reply: {reason}")
         status = STATUS_PARTIAL if outcome.status == "partial" else STATUS_OK
-        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count)
+        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count,
+                            fields=outcome.fields)
 
     def _check_stop(self, error: GeminiError) -> None:
         if error.fatal:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import fiftyone as fo
 import fiftyone.utils.iou as foui
+import numpy as np
 
 from .config import AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
@@ -37,6 +38,8 @@ class SampleResult:
         reason: why it failed or is partial, or what was dropped; ``None`` when
             there is nothing to say.
         label_count: labels in ``label``.
+        fields: values for other fields of the sample, by field name (a
+            segmentation's outlines, computed metadata).
     """
 
     sample_id: str
@@ -44,6 +47,7 @@ class SampleResult:
     label: Any = None
     reason: Optional[str] = None
     label_count: int = 0
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,9 +191,25 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
         kept_classes = {label.label for label in kept}
         fresh = [label for label in fresh if label.label not in kept_classes]
     elif fresh:
-        ious = foui.compute_ious(fresh, kept, error_level=2)
-        fresh = [label for label, row in zip(fresh, ious) if not (row > SAME_OBJECT_IOU).any()]
+        covered = _covers_same_object(fresh, kept)
+        fresh = [label for label, row in zip(fresh, covered) if not row.any()]
     return type(new)(**{list_field: kept + fresh})
+
+
+SAME_POINT_DISTANCE = 0.02
+"""A new point this close to a kept one (relative to the image sides) marks the same object."""
+
+
+def _covers_same_object(fresh: list, kept: list) -> np.ndarray:
+    """For each fresh label, which kept labels cover the same object."""
+    if isinstance(kept[0], fo.Keypoint):
+        # one point has no extent, so FiftyOne's keypoint similarity is undefined
+        a = np.array([np.nanmean(np.asarray(k.points, float), axis=0) for k in fresh])
+        b = np.array([np.nanmean(np.asarray(k.points, float), axis=0) for k in kept])
+        return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2) < SAME_POINT_DISTANCE
+    # box IoUs for every other label type: polygon IoUs would need shapely,
+    # which FiftyOne does not install, and boxes suffice to recognise an object
+    return foui.compute_ious(fresh, kept, error_level=2, use_boxes=True) > SAME_OBJECT_IOU
 
 
 class LabelWriter:
@@ -222,6 +242,7 @@ class LabelWriter:
         self._max_interval = max_interval
         self._on_first_write = on_first_write
         self._buffer: list[SampleResult] = []
+        self._written_fields: set[str] = set()
         self._last_flush = time.monotonic()
         self.written = 0
         self.flushes = 0
@@ -262,14 +283,21 @@ class LabelWriter:
             for name in (config.status_field, config.reason_field):
                 if not self._dataset.has_field(name):
                     self._dataset.add_sample_field(name, fo.StringField)
-        labeled = {r.sample_id: r.label for r in batch if r.status != STATUS_FAILED}
-        if not self._dataset.has_field(config.label_field):
-            # nothing to clear yet, and FiftyOne cannot type a new field from Nones alone
-            labeled = {sid: label for sid, label in labeled.items() if label is not None}
-        if labeled and config.if_labeled == "replace_unreviewed":
-            labeled = self._merge_with_existing(labeled)
-        if labeled:
-            self._dataset.set_values(config.label_field, labeled, key_field="id")
+        by_field: dict[str, dict[str, Any]] = {
+            config.label_field: {r.sample_id: r.label for r in batch if r.status != STATUS_FAILED}
+        }
+        for result in batch:
+            for name, value in result.fields.items():
+                by_field.setdefault(name, {})[result.sample_id] = value
+        for name, values in by_field.items():
+            if not self._dataset.has_field(name):
+                # nothing to clear yet, and FiftyOne cannot type a new field from Nones alone
+                values = {sid: value for sid, value in values.items() if value is not None}
+            if values and config.if_labeled == "replace_unreviewed":
+                values = self._merge_with_existing(name, values)
+            if values:
+                self._dataset.set_values(name, values, key_field="id")
+                self._written_fields.add(name)
         self._dataset.set_values(
             config.status_field, {r.sample_id: r.status for r in batch}, key_field="id"
         )
@@ -280,13 +308,18 @@ class LabelWriter:
         self.flushes += 1
         return len(batch)
 
-    def _merge_with_existing(self, labeled: dict[str, Any]) -> dict[str, Any]:
+    def _merge_with_existing(self, name: str, labeled: dict[str, Any]) -> dict[str, Any]:
+        if not self._dataset.has_field(name):
+            return labeled
         ids = list(labeled)
-        existing_ids, existing = self._dataset.select(ids).values(["id", self._config.label_field])
+        existing_ids, existing = self._dataset.select(ids).values(["id", name])
         current = dict(zip(existing_ids, existing))
         return {sid: merge_kept_labels(current.get(sid), label) for sid, label in labeled.items()}
 
     def declare_attributes(self) -> None:
         """Adds the labels' attributes (review, provenance) to the schema, for the App's filters."""
-        if self.written and self._dataset.has_field(self._config.label_field):
-            self._dataset.add_dynamic_sample_fields(fields=[self._config.label_field])
+        fields = [name for name in sorted(self._written_fields)
+                  if isinstance(self._dataset.get_field(name), fo.EmbeddedDocumentField)
+                  and issubclass(self._dataset.get_field(name).document_type, fo.Label)]
+        if self.written and fields:
+            self._dataset.add_dynamic_sample_fields(fields=fields)

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
 
 import fiftyone as fo
 from pydantic import Field, create_model
 
 from .config import AnnotateConfig
-from .convert import ConversionReport, LabelPolicy, Provenance, items_to_detections
+from .convert import (
+    ConversionReport,
+    LabelPolicy,
+    MaskOptions,
+    Provenance,
+    is_mask_token_text,
+    item_mask,
+    items_to_detections,
+    items_to_keypoints,
+    items_to_segments,
+)
 from .gemini import GeminiReply
 from .media import PreparedImage
+from .models import MaskForm, model_profile
 from .parse import ParseStatus, extract_json, parse_items
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
@@ -34,6 +45,27 @@ DETECT_CLASSES_PROMPT = (
     "Label each item with exactly one of these class names. "
     "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
 )
+
+# Google's segmentation prompt (the same for both mask forms; the polygon form
+# adds the schema of the seed's guide, the PNG form follows Google's Gemini 2.5
+# recipe, which asks for no schema)
+SEGMENT_PROMPT = (
+    "Give the segmentation masks for {subject}. "
+    "Output a JSON list of segmentation masks where each entry contains the 2D "
+    'bounding box in the key "box_2d", the segmentation mask in key "mask", and '
+    'the text label in the key "label". {labels}'
+)
+POLYGON_MASK_DESCRIPTION = (
+    "The segmentation mask of the item as a polygon of [x,y] coordinates, normalized to 0-1000."
+)
+
+# Google's pointing prompt
+POINTS_PROMPT = (
+    "Point to {subject}. The label returned should be {labels} "
+    'The answer should follow the json format: [{{"point": <point>, "label": <label1>}}, ...]. '
+    "The points are in [y, x] format normalized to 0-1000."
+)
+POINT_DESCRIPTION = "The point on the item as [y, x] normalized to 0-1000."
 
 
 @dataclass(frozen=True)
@@ -56,12 +88,15 @@ class TaskOutcome:
             ``unreadable``.
         warnings: what was repaired, dropped or could not be read.
         label_count: labels in ``label``.
+        fields: values for other fields of the sample, by field name (the
+            outlines of a ``segment`` run, in ``<label_field>_polylines``).
     """
 
     label: Any
     status: ParseStatus
     warnings: tuple[str, ...]
     label_count: int
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,36 +150,166 @@ def label_annotation(classes: Optional[tuple[str, ...]]) -> tuple[Any, Any]:
     return (str, Field(description=LABEL_DESCRIPTION))
 
 
+def item_list_schema(config: AnnotateConfig, list_key: str, list_name: str, item_name: str,
+                     **geometry: Any) -> dict:
+    """``{list_key: [{**geometry, "label": ...}]}`` as JSON schema, the label an enum of ``classes``."""
+    item = create_model(item_name, **geometry, label=label_annotation(config.classes))
+    wrapper = create_model(list_name, **{list_key: (list[item], ...)})  # type: ignore[valid-type]
+    return wrapper.model_json_schema()
+
+
 def detect_schema(config: AnnotateConfig) -> dict:
-    """``{"boxes": [{"box_2d": [int]*4, "label": str}]}``, the label an enum of ``classes``."""
-    box = create_model(
-        "BoundingBox",
-        box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
-        label=label_annotation(config.classes),
-    )
-    boxes = create_model("BoundingBoxes", boxes=(list[box], ...))  # type: ignore[valid-type]
-    return boxes.model_json_schema()
+    """``{"boxes": [{"box_2d": [int]*4, "label": str}]}``."""
+    return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
+                            box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)))
 
 
 def outcome_from_report(label: Any, parsed_status: ParseStatus, parse_warnings: tuple[str, ...],
-                        report: ConversionReport) -> TaskOutcome:
+                        report: ConversionReport,
+                        fields: Optional[Mapping[str, Any]] = None) -> TaskOutcome:
     """Combines parsing and conversion notes into a :class:`TaskOutcome`."""
     return TaskOutcome(
         label=label,
         status=parsed_status,
         warnings=parse_warnings + tuple(report.warnings()),
         label_count=report.kept,
+        fields=dict(fields or {}),
     )
 
 
-def interpret_detections(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-    """Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
+def unreadable(*warnings: str) -> TaskOutcome:
+    """The outcome of a reply no labels could be read from."""
+    return TaskOutcome(None, "unreadable", tuple(warnings), 0)
+
+
+def label_policy(config: AnnotateConfig) -> LabelPolicy:
+    """How a configuration matches item labels to its classes."""
+    return LabelPolicy.for_classes(config.classes, config.unknown_labels)
+
+
+def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
+                     ) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+    """A task's ``interpret``: tolerant parsing, then ``convert(items, policy=, provenance=)``."""
+    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+        parsed = parse_items(reply.text, truncated=reply.truncated)
+        if parsed.status == "unreadable":
+            return unreadable(*parsed.warnings)
+        label, report = convert(parsed.items, policy=label_policy(context.config), provenance=context.provenance)
+        return outcome_from_report(label, parsed.status, parsed.warnings, report)
+
+    return interpret
+
+
+interpret_detections = item_interpreter(items_to_detections)
+"""Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
+
+
+# segmentation
+
+
+@dataclass(frozen=True)
+class MaskFormSpec:
+    """How one mask form is asked for.
+
+    Attributes:
+        name: ``polygon`` or ``png``.
+        structured: whether to send a response schema (the polygon form, as in
+            the seed's guide); Google's PNG recipe sends none, leaving the mask
+            to the model's own segmentation output.
+    """
+
+    name: MaskForm
+    structured: bool
+
+
+MASK_FORMS: dict[str, MaskFormSpec] = {
+    "polygon": MaskFormSpec("polygon", structured=True),
+    "png": MaskFormSpec("png", structured=False),
+}
+
+
+def resolve_mask_form(config: AnnotateConfig) -> MaskFormSpec:
+    """The mask form to ask for: the configured one, else the model family's."""
+    return MASK_FORMS[config.mask_form or model_profile(config.model).mask_form]
+
+
+def _subject(config: AnnotateConfig) -> str:
+    if config.classes:
+        return f"every instance of the following classes in the image: {', '.join(config.classes)}"
+    return "the prominent items in the image"
+
+
+def segment_prompt(config: AnnotateConfig) -> str:
+    """Google's segmentation prompt, narrowed to ``classes`` if given."""
+    if config.prompt:
+        return config.prompt
+    labels = ("Label each item with exactly one of these class names."
+              if config.classes else "Use descriptive labels.")
+    return SEGMENT_PROMPT.format(subject=_subject(config), labels=labels) + _limit_sentence(config)
+
+
+def segment_schema(config: AnnotateConfig) -> Optional[dict]:
+    """The seed's polygon schema for the polygon form; no schema for PNG masks."""
+    if not resolve_mask_form(config).structured:
+        return None
+    return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
+                            box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
+                            mask=(list[list[int]], Field(description=POLYGON_MASK_DESCRIPTION)))
+
+
+MASK_TOKENS_REASON = (
+    "the masks came as <seg_N> tokens instead of PNG images or polygons; "
+    "ask for polygons (mask_form='polygon') or use a model that returns PNG masks"
+)
+
+
+def interpret_segments(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+    """Reply text → ``fo.Detections`` with instance masks, and their outlines as ``fo.Polylines``.
+
+    Masks are read in whichever form they came (PNG or polygon). A reply whose
+    masks are raw ``<seg_N>`` tokens is unreadable: it holds no mask at all.
+    """
     parsed = parse_items(reply.text, truncated=reply.truncated)
     if parsed.status == "unreadable":
-        return TaskOutcome(None, "unreadable", parsed.warnings, 0)
-    policy = LabelPolicy.for_classes(context.config.classes, context.config.unknown_labels)
-    detections, report = items_to_detections(parsed.items, policy=policy, provenance=context.provenance)
-    return outcome_from_report(detections, parsed.status, parsed.warnings, report)
+        if is_mask_token_text(reply.text):
+            return unreadable(MASK_TOKENS_REASON)
+        return unreadable(*parsed.warnings)
+    if any(is_mask_token_text(item_mask(item)) for item in parsed.items):
+        return unreadable(MASK_TOKENS_REASON)
+    config, image = context.config, context.image
+    masks = MaskOptions(frame_size=(image.display_width, image.display_height),
+                        threshold=config.mask_threshold)
+    detections, polylines, report = items_to_segments(
+        parsed.items, policy=label_policy(config), provenance=context.provenance, masks=masks)
+    return outcome_from_report(detections, parsed.status, parsed.warnings, report,
+                               fields={config.polylines_field: polylines})
+
+
+# points
+
+
+def points_prompt(config: AnnotateConfig) -> str:
+    """Google's pointing prompt, narrowed to ``classes`` if given."""
+    if config.prompt:
+        return config.prompt
+    limit = f"no more than {config.max_objects} items" if config.max_objects else "the items"
+    if config.classes:
+        subject = f"{limit} of the following classes in the image: {', '.join(config.classes)}"
+        labels = "exactly one of these class names."
+    else:
+        subject = f"{limit} in the image" if config.max_objects else "the prominent items in the image"
+        labels = "an identifying name for the object detected."
+    return POINTS_PROMPT.format(subject=subject, labels=labels)
+
+
+def points_schema(config: AnnotateConfig) -> dict:
+    """``{"points": [{"point": [y, x], "label": str}]}``."""
+    return item_list_schema(config, "points", "Points", "Point",
+                            point=(list[int], Field(description=POINT_DESCRIPTION)))
+
+
+interpret_points = item_interpreter(items_to_keypoints)
+"""Reply text → ``fo.Keypoints``, one keypoint per item."""
 
 
 # caption, classify, vqa: one answer per image, no geometry
@@ -332,6 +497,25 @@ TASKS: dict[str, TaskSpec] = {
         build_schema=detect_schema,
         thinking_level="minimal",
         interpret=interpret_detections,
+    ),
+    "segment": TaskSpec(
+        name="segment",
+        description=("Instance segmentation: boxes with masks → fo.Detections, "
+                     "and their outlines → fo.Polylines in <label_field>_polylines"),
+        label_type=fo.Detections,
+        build_prompt=segment_prompt,
+        build_schema=segment_schema,
+        thinking_level="minimal",
+        interpret=interpret_segments,
+    ),
+    "points": TaskSpec(
+        name="points",
+        description="Pointing: one [y, x] point per object with its label → fo.Keypoints",
+        label_type=fo.Keypoints,
+        build_prompt=points_prompt,
+        build_schema=points_schema,
+        thinking_level="minimal",
+        interpret=interpret_points,
     ),
     "caption": TaskSpec(
         name="caption",
