@@ -81,7 +81,7 @@ def test_app_form_offers_every_registered_task(coco_dataset):
     form = AnnotateWithGemini().resolve_input(Context())
     task = form.type.properties["task"]
 
-    assert task.type.values == list(TASKS) == ["detect", "segment", "points"]
+    assert task.type.values == list(TASKS) == ["detect", "segment", "points", "caption", "classify", "vqa"]
     config = config_from_params({"task": "segment", "mask_form": "png", "mask_threshold": 90})
     assert (config.task, config.mask_form, config.mask_threshold) == ("segment", "png", 90)
 
