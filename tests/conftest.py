@@ -108,3 +108,22 @@ def oracle_for():
         return Oracle(LabelIndex.from_samples(samples, field), **options)
 
     return build
+
+
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    """A FiftyOne plugins directory holding this checkout, for this process and its children.
+
+    Returns the directory.
+    """
+    import fiftyone as fo
+
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    (plugins_dir / "gemini-annotate").symlink_to(REPO_ROOT, target_is_directory=True)
+    monkeypatch.setattr(fo.config, "plugins_dir", str(plugins_dir))
+    monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", str(plugins_dir))
+    return plugins_dir
