@@ -146,7 +146,7 @@ def _progress_label(progress: RunProgress) -> str:
 
 
 def _summary_markdown(summary: RunSummary) -> str:
-    return "```text\n" + summary.describe() + "\n```"
+    return "\n".join(f"- {line.strip()}" for line in summary.describe().splitlines())
 
 
 class AnnotateWithGemini(GeminiOperator):
@@ -605,7 +605,8 @@ class GeminiRuns(GeminiOperator):
             deleted = review.delete_run(ctx.dataset, run_key, delete_labels=bool(ctx.params.get("delete_labels")))
             ctx.trigger("reload_dataset")
             return {"message": f"run {run_key!r} deleted" + (f"; fields {', '.join(deleted)} deleted" if deleted else "")}
-        return {"message": "```text\n" + review.run_info(ctx.dataset, run_key).describe() + "\n```"}
+        lines = review.run_info(ctx.dataset, run_key).describe().splitlines()
+        return {"message": "\n".join(f"- {line.strip()}" for line in lines)}
 
     def resolve_output(self, ctx):
         return _message_output(ctx, "Gemini run")
