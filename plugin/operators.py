@@ -124,7 +124,8 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
     if_labeled = params.get("if_labeled") or "skip"
     if if_labeled == "new_field":
-        label_field = params.get("new_label_field") or label_field
+        default = _free_field_name(samples, label_field) if samples is not None else label_field
+        label_field = params.get("new_label_field") or default
         if_labeled = "skip"
     options = {
         "task": params.get("task") or "detect",

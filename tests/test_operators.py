@@ -170,3 +170,71 @@ def test_review_operators_accept_selected_labels_mark_promote_and_evaluate(coco_
     assert coco_dataset.count("reviewed_truth.detections") == len(statuses) - 1
     assert result["samples"] == 1 and result["false_positives"] == 1 and result["false_negatives"] == 0
     assert "| person |" in result["report"] and "mAP is not reported" in result["report"]
+
+
+def _form(dataset, name, params, monkeypatch=None):
+    """The annotate form as the App gets it: property name → its JSON."""
+    import asyncio
+
+    from fiftyone.operators.executor import ExecutionResult, resolve_type
+    from fiftyone.operators.registry import OperatorRegistry
+
+    request = {"dataset_name": dataset.name, "view": dataset.view()._serialize(), "params": params}
+    resolved = asyncio.run(resolve_type(OperatorRegistry(), f"{PLUGIN_NAME}/{name}", request))
+    assert not isinstance(resolved, ExecutionResult), resolved.error
+    return resolved.to_json()["type"]["properties"]
+
+
+def test_annotate_form_offers_what_to_do_with_labeled_samples_only_when_there_are_some(
+        coco_dataset, emulator, oracle_for, installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    assert "if_labeled" not in _form(coco_dataset, "annotate_with_gemini", {})
+
+    gemini_annotate.annotate(coco_dataset.limit(2), label_field="gemini")
+    form = _form(coco_dataset, "annotate_with_gemini", {"if_labeled": "new_field"})
+
+    choices = [c["value"] for c in form["if_labeled"]["view"]["choices"]]
+    assert choices == ["skip", "replace_unreviewed", "new_field", "overwrite"]
+    assert form["new_label_field"]["default"] == "gemini_2"
+    assert "6 of 6 sample(s)" in form["preview"]["view"]["description"]  # a new field: all are sent
+    assert "view_target" in form  # FiftyOne's dataset / view / selection choice
+
+
+def test_annotate_form_takes_classes_from_a_label_field(coco_dataset, installed_plugin):
+    form = _form(coco_dataset, "annotate_with_gemini", {"classes_from": "field", "classes_field": "ground_truth"})
+
+    assert "classes" not in form
+    found = form["classes_found"]["view"]["label"]
+    assert found.startswith(f"{len(coco_dataset.distinct('ground_truth.detections.label'))} classes: ")
+
+
+def test_annotate_form_warns_when_no_key_is_set(coco_dataset, installed_plugin, monkeypatch):
+    assert "no_key" not in _form(coco_dataset, "annotate_with_gemini", {})
+    monkeypatch.delenv("GEMINI_API_KEY")
+
+    warning = _form(coco_dataset, "annotate_with_gemini", {})["no_key"]["view"]
+    assert "GEMINI_API_KEY" in warning["description"]
+
+
+def test_annotate_form_warns_before_an_overwrite_loses_reviewed_labels(coco_dataset, emulator, oracle_for, installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset.limit(1), label_field="gemini")
+    review.mark_reviewed(coco_dataset.limit(1), "gemini")
+
+    form = _form(coco_dataset, "annotate_with_gemini", {"if_labeled": "overwrite"})
+
+    accepted = coco_dataset.count("gemini.detections")
+    assert form["overwrite_warning"]["view"]["label"].startswith(f"Overwriting replaces {accepted} label(s)")
+
+
+def test_runs_operator_inspects_and_deletes(coco_dataset, emulator, oracle_for, installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini", prompt="Find the cups.")
+    runs = operator("gemini_runs")
+
+    shown = runs._run_from_python(coco_dataset, {"run_key": "gemini", "action": "inspect"}).result["message"]
+    assert "prompt: Find the cups." in shown and "6 labeled" in shown
+
+    runs._run_from_python(coco_dataset, {"run_key": "gemini", "action": "delete", "delete_labels": True})
+    coco_dataset.reload()
+    assert coco_dataset.list_runs() == [] and not coco_dataset.has_field("gemini")
