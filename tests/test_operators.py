@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
-import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
-from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionRunState
 
 import gemini_annotate
@@ -20,8 +13,6 @@ from gemini_annotate.emulator import Canned
 from gemini_annotate.media import estimate_image_tokens
 from gemini_annotate.operators import PLUGIN_NAME, config_from_params
 from gemini_annotate.preview import preview_run, sent_size
-
-DELEGATED_TIMEOUT = 180.0
 
 
 def operator(name):
@@ -53,37 +44,21 @@ def test_operator_runs_on_the_view_it_is_given(coco_dataset, emulator, oracle_fo
 
 
 def test_delegated_run_completes_under_fiftyone_delegated_launch_with_the_same_labels(
-        coco_dataset, emulator, oracle_for, installed_plugin, tmp_path):
+        coco_dataset, emulator, oracle_for, installed_plugin, delegated_launch):
     emulator(oracle_for(coco_dataset))
     annotate = operator("annotate_with_gemini")
     annotate(coco_dataset, label_field="immediate", classes="person,bowl,cup")
 
     queued = annotate(coco_dataset, label_field="delegated", classes="person,bowl,cup", delegate=True)
-    op_id = queued.result["id"]
     assert not coco_dataset.has_field("delegated")  # queued, not run
+    (op,) = delegated_launch(coco_dataset.name)
 
-    log = open(tmp_path / "launch.log", "w")
-    launcher = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "fiftyone"), "delegated", "launch"],
-                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-    service = DelegatedOperationService()
-    try:
-        deadline = time.monotonic() + DELEGATED_TIMEOUT
-        while time.monotonic() < deadline:
-            state = service.get(op_id).run_state
-            if state in (ExecutionRunState.COMPLETED, ExecutionRunState.FAILED):
-                break
-            time.sleep(0.5)
-    finally:
-        launcher.terminate()
-        launcher.wait(30)
-        log.close()
-    op = service.get(op_id)
-    assert op.run_state == ExecutionRunState.COMPLETED, (op.run_state, op.status, (tmp_path / "launch.log").read_text()[-3000:])
+    assert op.id == queued.result["id"]
+    assert op.run_state == ExecutionRunState.COMPLETED, (op.status, delegated_launch.log[-3000:])
     coco_dataset.reload()
     assert _labels(coco_dataset, "delegated") == _labels(coco_dataset, "immediate")
     assert sum(len(v) for v in _labels(coco_dataset, "delegated").values()) > 0
     assert op.result.result["done"] == len(coco_dataset)
-    service.delete_operation(op_id)
 
 
 def test_missing_key_stops_the_operator_with_the_way_to_fix_it(coco_dataset, emulator, installed_plugin, monkeypatch):

@@ -49,8 +49,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def app(coco_dataset, emulator, oracle_for, installed_plugin):
+def app(coco_dataset, emulator, oracle_for, installed_plugin, monkeypatch):
     """The App serving the COCO samples, with the plugin loaded and the emulator as Gemini."""
+    # FiftyOne (open source) offers "Schedule" only with this setting, run by `fiftyone delegated launch`
+    monkeypatch.setenv("FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS", "true")
     coco_dataset.persistent = True  # the App server is another process
     coco_dataset.app_config.color_scheme = fo.ColorScheme(color_by="value", color_pool=COLOR_POOL)
     coco_dataset.save()
@@ -174,6 +176,45 @@ def test_annotate_accept_and_evaluate_in_the_app(app, playwright_browser, coco_d
         assert set(coco_dataset.select(selected).values("gemini_reviewed")) == {True}
     except Exception:
         ui.screenshot("failure.png")
+        raise
+    finally:
+        page.close()
+
+
+def test_run_scheduled_from_the_form_completes_under_delegated_launch(app, playwright_browser, coco_dataset,
+                                                                      delegated_launch):
+    _, url = app
+    page = playwright_browser.new_page(viewport={"width": 1400, "height": 950})
+    ui = AppPage(page)
+    try:
+        ui.open(url)
+        for field, schedule in (("now", False), ("scheduled", True)):
+            form = ui.open_operator("Annotate with Gemini")
+            form.locator("xpath=//*[text()='Class names']/following::input[1]").fill(CLASSES)
+            form.locator("xpath=//*[text()='Label field']/following::input[1]").fill(field)
+            form.get_by_text("6 of 6 sample(s) → 6 request(s)").wait_for(timeout=TIMEOUT_MS)
+            if schedule:
+                form.locator("button:right-of(:text('Execute'))").first.click()
+                page.get_by_text("Schedule", exact=True).first.click()
+                ui.screenshot("07-schedule-form.png")
+                form.get_by_role("button", name="Schedule").click()
+                page.get_by_text("scheduled", exact=False).first.wait_for(timeout=TIMEOUT_MS)
+                ui.screenshot("08-scheduled.png")
+            else:
+                ui.execute(form, "6 labeled (0 partial), 0 failed")
+                ui.close_output("Done")
+
+        coco_dataset.reload()
+        assert not coco_dataset.has_field("scheduled")  # queued, not run by the App
+        (op,) = delegated_launch(coco_dataset.name)
+
+        assert op.run_state == "completed", delegated_launch.log[-3000:]
+        coco_dataset.reload()
+        boxes = {field: [sorted((d.label, tuple(d.bounding_box)) for d in v.detections)
+                         for v in coco_dataset.values(field)] for field in ("now", "scheduled")}
+        assert boxes["scheduled"] == boxes["now"] and any(boxes["now"])
+    except Exception:
+        ui.screenshot("failure-scheduled.png")
         raise
     finally:
         page.close()
