@@ -141,6 +141,19 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     return AnnotateConfig(**options)
 
 
+def label_field_problem(dataset, config: AnnotateConfig) -> Optional[str]:
+    """Why ``config.label_field`` cannot receive this task's labels, or ``None`` if it can."""
+    if not dataset.has_field(config.label_field):
+        return None
+    expected = TASKS[config.task].label_type
+    found = getattr(dataset.get_field(config.label_field), "document_type", None)
+    if found is expected:
+        return None
+    kind = found.__name__ if found is not None else type(dataset.get_field(config.label_field)).__name__
+    return (f"{config.label_field!r} already holds {kind}, not {expected.__name__}: "
+            "choose another label field")
+
+
 def _progress_label(progress: RunProgress) -> str:
     return (f"{progress.finished}/{progress.total} samples "
             f"({progress.failed} failed, {progress.labels} labels)")
@@ -220,6 +233,9 @@ class AnnotateWithGemini(GeminiOperator):
 
         try:
             config = config_from_params(params, ctx.dataset)
+            problem = label_field_problem(ctx.dataset, config)
+            if problem:
+                raise ValueError(problem)
         except ValueError as e:
             inputs.view("invalid", types.Error(label="Check the form", description=str(e)))
             return types.Property(inputs, view=types.View(label="Annotate with Gemini"))
@@ -238,6 +254,9 @@ class AnnotateWithGemini(GeminiOperator):
 
     def execute(self, ctx):
         config = config_from_params(ctx.params, ctx.dataset)
+        problem = label_field_problem(ctx.dataset, config)
+        if problem:
+            raise ValueError(problem)
         target = ctx.target_view()
         api_key = _api_key(ctx)
         if ctx.delegated:
@@ -334,6 +353,17 @@ def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-a
     return chosen if chosen in fields else fields[-1]
 
 
+def _chosen_field(ctx) -> str:
+    """The pre-annotation field a review form names (the latest run's by default)."""
+    fields = review.pre_annotation_fields(ctx.dataset)
+    if not fields:
+        raise review.ReviewError("this dataset has no Gemini pre-annotations yet: run 'Annotate with Gemini' first")
+    field = ctx.params.get("label_field") or fields[-1]
+    if field not in fields:
+        raise review.ReviewError(f"{field!r} holds no Gemini pre-annotations; choose one of {', '.join(fields)}")
+    return field
+
+
 def _message_output(ctx, label: str):
     outputs = types.Object()
     outputs.str("message", label=label, view=types.MarkdownView())
@@ -388,7 +418,7 @@ class ReviewGeminiLabels(GeminiOperator):
         return view
 
     def execute(self, ctx):
-        field = ctx.params.get("label_field") or review.pre_annotation_fields(ctx.dataset)[-1]
+        field = _chosen_field(ctx)
         status = ctx.params.get("status") or review.ACCEPTED
         changed = review.set_review_status(self._labels(ctx, field), field, status)
         ctx.trigger("reload_dataset")
@@ -431,7 +461,7 @@ class MarkSamplesReviewed(GeminiOperator):
         return types.Property(inputs, view=types.View(label="Mark samples reviewed"))
 
     def execute(self, ctx):
-        field = ctx.params.get("label_field") or review.pre_annotation_fields(ctx.dataset)[-1]
+        field = _chosen_field(ctx)
         target = ctx.target_view()
         accepted = review.mark_reviewed(target, field)
         ctx.trigger("reload_dataset")
@@ -475,7 +505,7 @@ class PromoteReviewedLabels(GeminiOperator):
         return types.Property(inputs, view=types.View(label="Promote reviewed labels"))
 
     def execute(self, ctx):
-        field = ctx.params["label_field"]
+        field = _chosen_field(ctx)
         gt_field = ctx.params.get("gt_field") or "ground_truth"
         promoted = review.promote(ctx.target_view(), field, gt_field)
         ctx.trigger("reload_dataset")
@@ -544,7 +574,7 @@ class EvaluateGeminiLabels(GeminiOperator):
         return types.Property(inputs, view=types.View(label="Evaluate Gemini"))
 
     def execute(self, ctx):
-        field = ctx.params["label_field"]
+        field = _chosen_field(ctx)
         report = review.evaluate(
             ctx.dataset, field, gt_field=ctx.params.get("gt_field") or None,
             eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),

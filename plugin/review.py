@@ -85,6 +85,14 @@ def labels_in(value: Any) -> list[fo.Label]:
     return []
 
 
+def field_value(label_type: type, labels: list[fo.Label]) -> Any:
+    """The value of a field of ``label_type`` holding ``labels`` (the inverse of
+    :func:`labels_in`); a single-label field keeps the last one."""
+    if issubclass(label_type, fol._HasLabelList):
+        return label_type(**{label_type._LABEL_LIST_FIELD: list(labels)})
+    return labels[-1] if labels else None
+
+
 def label_path(samples: fo.core.collections.SampleCollection, label_field: str) -> str:
     """The path of the labels in a field: ``gemini.detections`` or ``gemini``.
 
@@ -251,10 +259,7 @@ def promote(
             continue
         copies = [_promoted_copy(label) for label in kept]
         promoted += len(copies)
-        if issubclass(source_type, fol._HasLabelList):
-            updates[sample_id] = source_type(**{source_type._LABEL_LIST_FIELD: others + copies})
-        else:
-            updates[sample_id] = copies[0] if copies else (others[0] if others else None)
+        updates[sample_id] = field_value(source_type, others + copies)
     if updates:
         dataset.set_values(gt_field, updates, key_field="id")
         dataset.add_dynamic_sample_fields(fields=[gt_field])
@@ -302,10 +307,7 @@ def keep_proposals(samples: fo.core.collections.SampleCollection, label_field: s
     updates = {}
     for sample_id, value in zip(*samples.values(["id", label_field])):
         proposals = [_same_id_copy(label) for label in labels_in(value) if _is_pre_annotation(label)]
-        if issubclass(label_type, fol._HasLabelList):
-            updates[sample_id] = label_type(**{label_type._LABEL_LIST_FIELD: proposals})
-        else:
-            updates[sample_id] = proposals[0] if proposals else None
+        updates[sample_id] = field_value(label_type, proposals)
     if updates:
         dataset.set_values(target, updates, key_field="id")
         dataset.add_dynamic_sample_fields(fields=[target])
@@ -384,10 +386,7 @@ def apply_corrections(
                 original[REVIEW_ATTRIBUTE] = REJECTED
                 now.append(original)
                 counts.rejected += 1
-        if issubclass(label_type, fol._HasLabelList):
-            updates[sample_id] = label_type(**{label_type._LABEL_LIST_FIELD: now})
-        else:
-            updates[sample_id] = now[0] if now else None
+        updates[sample_id] = field_value(label_type, now)
     if updates:
         dataset.set_values(label_field, updates, key_field="id")
         dataset.set_values(reviewed_field(label_field), dict.fromkeys(updates, True), key_field="id")
@@ -597,7 +596,7 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
 __all__ = [
     "ACCEPTED", "ADDED", "EDITED", "REJECTED", "REVIEW_STATUSES", "UNREVIEWED", "RUN_METHOD",
     "CorrectionCounts", "EvaluationReport", "ReviewCounts", "ReviewError", "RunInfo",
-    "apply_corrections", "delete_run", "evaluate", "keep_proposals", "label_path", "list_runs",
+    "apply_corrections", "delete_run", "evaluate", "field_value", "keep_proposals", "label_path", "list_runs",
     "mark_reviewed", "pre_annotation_fields", "promote", "proposed_field", "review_counts",
     "review_status", "reviewed_field", "run_info", "same_geometry", "set_review_status",
 ]

@@ -213,3 +213,21 @@ def test_runs_operator_inspects_and_deletes(coco_dataset, emulator, oracle_for, 
     runs._run_from_python(coco_dataset, {"run_key": "gemini", "action": "delete", "delete_labels": True})
     coco_dataset.reload()
     assert coco_dataset.list_runs() == [] and not coco_dataset.has_field("gemini")
+
+
+@pytest.mark.parametrize("label_field", ["ground_truth_status", "filepath", "metadata"])
+def test_annotate_refuses_a_field_that_holds_something_else(coco_dataset, emulator, oracle_for, installed_plugin,
+                                                            label_field):
+    coco_dataset.set_values("ground_truth_status", ["checked"] * len(coco_dataset))
+    server = emulator(oracle_for(coco_dataset))
+
+    form = _form(coco_dataset, "annotate_with_gemini", {"label_field": label_field})
+    assert "choose another label field" in form["invalid"]["view"]["description"]
+    with pytest.raises(Exception, match="choose another label field"):
+        operator("annotate_with_gemini")(coco_dataset, label_field=label_field, if_labeled="overwrite")
+    assert server.count() == 0
+
+
+def test_review_operators_say_when_there_is_nothing_to_review(coco_dataset, installed_plugin):
+    with pytest.raises(Exception, match="no Gemini pre-annotations yet"):
+        operator("mark_samples_reviewed")(coco_dataset, "ground_truth")
