@@ -33,7 +33,7 @@ from fiftyone import ViewField as F
 from . import review
 from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE
-from .gemini import API_KEY_ENV_VARS, GeminiError
+from .gemini import API_KEY_ENV_VARS
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
 from .preview import preview_run
 from .runs import RunSummary, load_run_summary
@@ -61,12 +61,9 @@ class GeminiOperator(foo.Operator):
         super().__init__(_builtin)
         self.plugin_name = PLUGIN_NAME  # replaced by FiftyOne's registration when loaded
 
-    def _run_from_python(self, samples, params: dict, *, delegate: bool = False,
-                         selected_labels: Optional[list[dict]] = None):
-        """Runs this operator through FiftyOne's executor, as the App would."""
+    def _run_from_python(self, samples, params: dict, *, delegate: bool = False):
+        """Runs this operator on ``samples`` through FiftyOne's executor, as the App would."""
         ctx = {"view": samples.view()}
-        if selected_labels:
-            ctx["selected_labels"] = selected_labels
 
         def execute():
             return foo.execute_operator(self.uri, ctx, params=params, request_delegation=delegate)
@@ -161,6 +158,12 @@ def _progress_label(progress: RunProgress) -> str:
 
 def _summary_markdown(summary: RunSummary) -> str:
     return "\n".join(f"- {line.strip()}" for line in summary.describe().splitlines())
+
+
+def _summary_output():
+    outputs = types.Object()
+    outputs.str("summary", label="Gemini run", view=types.MarkdownView())
+    return types.Property(outputs)
 
 
 class AnnotateWithGemini(GeminiOperator):
@@ -285,7 +288,7 @@ class AnnotateWithGemini(GeminiOperator):
         def job():
             try:
                 outcome["summary"] = run_annotation(target, config, api_key=api_key, progress=events.put)
-            except (AnnotationStopped, GeminiError) as e:
+            except Exception as e:  # raised again below, in the App's request
                 outcome["error"] = e
             finally:
                 events.put(None)
@@ -295,22 +298,19 @@ class AnnotateWithGemini(GeminiOperator):
             yield ctx.trigger("set_progress", {"progress": event.fraction, "label": _progress_label(event)})
         yield ctx.trigger("reload_dataset")
         error = outcome.get("error")
+        if isinstance(error, AnnotationStopped):
+            raise RuntimeError(f"{error}\n{error.summary.describe()}") from error
         if error is not None:
-            stopped = getattr(error, "summary", None)
-            raise RuntimeError(str(error) + (f"\n{stopped.describe()}" if stopped else ""))
+            raise error
         summary: RunSummary = outcome["summary"]
         yield ctx.trigger("notify", {"message": summary.describe().splitlines()[0], "variant": "success"})
-        outputs = types.Object()
-        outputs.str("summary", label="Gemini run", view=types.MarkdownView())
         yield ctx.trigger("show_output", {
-            "outputs": types.Property(outputs).to_json(),
+            "outputs": _summary_output().to_json(),
             "results": {"summary": _summary_markdown(summary)},
         })
 
     def resolve_output(self, ctx):
-        outputs = types.Object()
-        outputs.str("summary", label="Gemini run", view=types.MarkdownView())
-        return types.Property(outputs)
+        return _summary_output()
 
     def __call__(self, samples, task: str = "detect", *, classes=None, prompt: Optional[str] = None,
                  model: str = DEFAULT_MODEL, label_field: str = DEFAULT_LABEL_FIELD,
@@ -364,7 +364,7 @@ def _chosen_field(ctx) -> str:
     return field
 
 
-def _message_output(ctx, label: str):
+def _message_output(label: str):
     outputs = types.Object()
     outputs.str("message", label=label, view=types.MarkdownView())
     return types.Property(outputs)
@@ -425,7 +425,7 @@ class ReviewGeminiLabels(GeminiOperator):
         return {"message": f"{changed} label(s) in {field!r} now {status}"}
 
     def resolve_output(self, ctx):
-        return _message_output(ctx, "Review")
+        return _message_output("Review")
 
     def __call__(self, samples, label_field: str, status: str = review.ACCEPTED, *,
                  label_ids: Optional[list[str]] = None, classes: Optional[list[str]] = None):
@@ -468,7 +468,7 @@ class MarkSamplesReviewed(GeminiOperator):
         return {"message": f"{len(target)} sample(s) reviewed, {accepted} label(s) accepted"}
 
     def resolve_output(self, ctx):
-        return _message_output(ctx, "Reviewed")
+        return _message_output("Reviewed")
 
     def __call__(self, samples, label_field: str):
         return self._run_from_python(samples, {"label_field": label_field}).result
@@ -512,7 +512,7 @@ class PromoteReviewedLabels(GeminiOperator):
         return {"message": f"{promoted} label(s) promoted from {field!r} into {gt_field!r}"}
 
     def resolve_output(self, ctx):
-        return _message_output(ctx, "Promoted")
+        return _message_output("Promoted")
 
     def __call__(self, samples, label_field: str, gt_field: str = "ground_truth"):
         return self._run_from_python(samples, {"label_field": label_field, "gt_field": gt_field}).result
@@ -640,7 +640,7 @@ class GeminiRuns(GeminiOperator):
         return {"message": "\n".join(f"- {line.strip()}" for line in lines)}
 
     def resolve_output(self, ctx):
-        return _message_output(ctx, "Gemini run")
+        return _message_output("Gemini run")
 
 
 OPERATORS = (AnnotateWithGemini, ReviewGeminiLabels, MarkSamplesReviewed, PromoteReviewedLabels,
