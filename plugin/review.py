@@ -214,9 +214,15 @@ def review_counts(samples: fo.core.collections.SampleCollection, label_field: st
     flag = reviewed_field(label_field)
     if samples._dataset.has_field(flag):
         counts.reviewed_samples = samples.count_values(flag).get(True, 0)
-    statuses: Counter = Counter()
-    for value in samples.values(label_field):
-        statuses.update(review_status(label) for label in labels_in(value))
+    path = label_path(samples, label_field)
+    # aggregations, not a pass over every label: forms recompute this as they change
+    statuses = Counter(samples.count_values(f"{path}.{REVIEW_ATTRIBUTE}"))
+    missing = statuses.pop(None, 0)
+    if missing:
+        by_people = samples.filter_labels(
+            label_field, ~F(REVIEW_ATTRIBUTE).exists() & ~F(RUN_ATTRIBUTE).exists()).count(path)
+        statuses[ADDED] += by_people
+        statuses[UNREVIEWED] += missing - by_people
     counts.statuses = {s: statuses.get(s, 0) for s in REVIEW_STATUSES}
     return counts
 
