@@ -100,8 +100,11 @@ def load_corrections(
         a :class:`gemini_annotate.review.CorrectionCounts`.
     """
     dataset = samples._dataset
-    info = dataset.get_annotation_info(anno_key)
-    label_field = info.config.label_schema and next(iter(info.config.label_schema))
+    schema = dataset.get_annotation_info(anno_key).config.label_schema
+    if len(schema) != 1:
+        raise review.ReviewError(f"annotation run {anno_key!r} covers {len(schema)} fields; "
+                                 "a review round covers exactly one pre-annotation field")
+    (label_field,) = schema
     round_samples = dataset.load_annotation_view(anno_key)
     if submitted is None:
         submitted = submitted_samples(dataset.load_annotation_results(anno_key, **backend_options))

@@ -359,7 +359,8 @@ def apply_corrections(
     Args:
         samples: the samples that went to the tool.
         label_field: the field the corrections were loaded into.
-        before: sample id → the field's labels before loading the corrections.
+        before: sample id → the field's labels before loading the corrections,
+            for every sample of the round.
         reviewed_sample_ids: samples a person submitted in the tool.
 
     Returns:
@@ -370,34 +371,54 @@ def apply_corrections(
     label_type = samples.get_field(label_field).document_type
     counts = CorrectionCounts(reviewed_samples=len(reviewed))
     updates = {}
-    for sample_id, value in zip(*samples.select(list(reviewed)).values(["id", label_field])):
+    for sample_id, value in zip(*samples.select(list(before)).values(["id", label_field])):
         old = {label.id: label for label in before.get(sample_id, [])}
         now = labels_in(value)
-        present = {label.id for label in now}
-        for label in now:
-            original = old.get(label.id)
-            if original is None:
-                label[REVIEW_ATTRIBUTE] = ADDED
-                counts.added += 1
-            elif same_geometry(label, original):
-                if isinstance(label, fol.Detection) and label.mask is None:
-                    label.mask = original.mask
-                label[REVIEW_ATTRIBUTE] = _next_status(review_status(original), ACCEPTED)
-                counts.accepted += 1
-            else:
-                label[REVIEW_ATTRIBUTE] = EDITED
-                counts.edited += 1
-        for label_id, original in old.items():
-            if label_id not in present and _is_pre_annotation(original):
-                original[REVIEW_ATTRIBUTE] = REJECTED
-                now.append(original)
-                counts.rejected += 1
+        restored = _restore_masks(now, old)
+        if sample_id in reviewed:
+            _record_review(now, old, counts)
+        elif not restored:
+            continue
         updates[sample_id] = field_value(label_type, now)
     if updates:
         dataset.set_values(label_field, updates, key_field="id")
-        dataset.set_values(reviewed_field(label_field), dict.fromkeys(updates, True), key_field="id")
         dataset.add_dynamic_sample_fields(fields=[label_field])
+    if reviewed:
+        dataset.set_values(reviewed_field(label_field), dict.fromkeys(reviewed, True), key_field="id")
     return counts
+
+
+def _restore_masks(now: list[fo.Label], old: dict[str, fo.Label]) -> int:
+    # tools that edit boxes return no masks; a box that did not move keeps its mask
+    restored = 0
+    for label in now:
+        original = old.get(label.id)
+        if (isinstance(label, fol.Detection) and label.mask is None and original is not None
+                and original.mask is not None and same_geometry(label, original)):
+            label.mask = original.mask
+            restored += 1
+    return restored
+
+
+def _record_review(now: list[fo.Label], old: dict[str, fo.Label], counts: CorrectionCounts) -> None:
+    """Sets the statuses of one submitted sample's labels (``now`` gains the rejected ones)."""
+    present = {label.id for label in now}
+    for label in now:
+        original = old.get(label.id)
+        if original is None:
+            label[REVIEW_ATTRIBUTE] = ADDED
+            counts.added += 1
+        elif same_geometry(label, original):
+            label[REVIEW_ATTRIBUTE] = _next_status(review_status(original), ACCEPTED)
+            counts.accepted += 1
+        else:
+            label[REVIEW_ATTRIBUTE] = EDITED
+            counts.edited += 1
+    for label_id, original in old.items():
+        if label_id not in present and _is_pre_annotation(original):
+            original[REVIEW_ATTRIBUTE] = REJECTED
+            now.append(original)
+            counts.rejected += 1
 
 
 MAP_NOTE = (

@@ -197,3 +197,28 @@ def test_runs_can_be_listed_inspected_and_deleted(pre_annotated):
 def test_deleting_a_run_keeps_its_labels_unless_asked(pre_annotated):
     review.delete_run(pre_annotated, "gemini")
     assert pre_annotated.has_field("gemini") and pre_annotated.count("gemini.detections") > 0
+
+
+def test_corrections_keep_masks_of_boxes_that_did_not_move(pre_annotated):
+    import numpy as np
+
+    first, second = pre_annotated.limit(2)
+    for sample in (first, second):
+        for d in sample.gemini.detections[:2]:
+            d.mask = np.ones((4, 4), dtype=bool)
+        sample.save()
+    before = {s.id: list(s.gemini.detections) for s in pre_annotated.limit(2).select_fields("gemini")}
+    for sample in (first, second):  # what a box-only tool gives back: no masks
+        for d in sample.gemini.detections:
+            d.mask = None
+        sample.save()
+    first.gemini.detections[1].bounding_box = [0.0, 0.0, 0.1, 0.1]  # a person moved this box
+    first.save()
+
+    review.apply_corrections(pre_annotated, "gemini", before, reviewed_sample_ids=[first.id])
+
+    first_masks = [d.mask is not None for d in pre_annotated[first.id].gemini.detections[:2]]
+    second_masks = [d.mask is not None for d in pre_annotated[second.id].gemini.detections[:2]]
+    assert first_masks == [True, False] and second_masks == [True, True]
+    assert {d.review for d in pre_annotated[second.id].gemini.detections} == {"unreviewed"}
+    assert pre_annotated[second.id].gemini_reviewed is None
