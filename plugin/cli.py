@@ -4,9 +4,21 @@
     gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
     gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
-    gemini-annotate runs DATASET                 list the runs recorded on a dataset
+    gemini-annotate runs DATASET [RUN] [--delete [--delete-labels]]
+                                                 list, inspect or delete runs
+    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
+                                                 what a run would send and cost (requests, tokens, $)
     gemini-annotate files DATASET [--delete]     File API uploads remembered for a dataset
+    gemini-annotate review DATASET --label-field F (--accept|--reject|--mark-reviewed) ...
+    gemini-annotate promote DATASET --label-field F [--to ground_truth]
+    gemini-annotate evaluate DATASET --label-field F [--gt-field G] [--iou 0.5]
+    gemini-annotate labelstudio-send DATASET --label-field F --anno-key K --url U
+    gemini-annotate labelstudio-load DATASET --anno-key K --url U
+                                                 the annotation-tool round trip
     gemini-annotate plugin-install               make the App find the plugin
+
+Label Studio's API key is read from LABEL_STUDIO_API_KEY (or FiftyOne's own
+FIFTYONE_LABELSTUDIO_API_KEY), never from the command line.
 """
 
 from __future__ import annotations
@@ -35,17 +47,17 @@ def _print_progress(progress) -> None:
     sys.stderr.flush()
 
 
-def _load_samples(args: argparse.Namespace):
-    """The dataset (or its tagged view) a command names, or ``None`` after printing why not."""
+def _load(name: str):
     import fiftyone as fo
 
-    if not fo.dataset_exists(args.dataset):
-        print(f"error: no FiftyOne dataset named {args.dataset!r}", file=sys.stderr)
-        return None
-    samples = fo.load_dataset(args.dataset)
-    if getattr(args, "view_tag", None):
-        samples = samples.match_tags(args.view_tag)
-    return samples
+    if not fo.dataset_exists(name):
+        raise SystemExit(f"error: no FiftyOne dataset named {name!r}")
+    return fo.load_dataset(name)
+
+
+def _samples(args: argparse.Namespace):
+    dataset = _load(args.dataset)
+    return dataset.match_tags(args.view_tag) if getattr(args, "view_tag", None) else dataset
 
 
 _CONFIG_OPTIONS = (
@@ -74,8 +86,8 @@ def _job_from_args(args: argparse.Namespace):
     """The samples, configuration and cost estimate the options describe, or ``None`` after printing why not."""
     from .costs import estimate_run
 
-    samples = _load_samples(args)
-    config = _config_from_args(args) if samples is not None else None
+    samples = _samples(args)
+    config = _config_from_args(args)
     if config is None:
         return None
     try:
@@ -127,9 +139,7 @@ def cmd_files(args: argparse.Namespace) -> int:
     from .gemini import GeminiError
     from .uploads import delete_uploaded_files, remembered_uploads
 
-    samples = _load_samples(args)
-    if samples is None:
-        return EXIT_ERROR
+    samples = _samples(args)
     if args.delete:
         try:
             deleted = delete_uploaded_files(samples, base_url=args.base_url)
@@ -188,19 +198,98 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    import fiftyone as fo
+    from .review import ReviewError, delete_run, list_runs, run_info
 
-    from .runs import list_annotation_runs
-
-    dataset = fo.load_dataset(args.dataset)
-    keys = list_annotation_runs(dataset)
-    if not keys:
+    dataset = _load(args.dataset)
+    try:
+        if args.delete:
+            if not args.run:
+                print("error: name the run to delete", file=sys.stderr)
+                return EXIT_ERROR
+            deleted = delete_run(dataset, args.run, delete_labels=args.delete_labels)
+            print(f"run {args.run!r} deleted" + (f"; fields deleted: {', '.join(deleted)}" if deleted else ""))
+            return EXIT_OK
+        if args.run:
+            print(run_info(dataset, args.run).describe())
+            return EXIT_OK
+    except ReviewError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    runs = list_runs(dataset)
+    if not runs:
         print(f"no gemini-annotate runs on {args.dataset!r}")
-    for key in keys:
-        info = dataset.get_run_info(key)
-        config = info.config
-        print(f"{key}: task={config.task} model={config.model} field={config.label_field} "
-              f"classes={config.classes} started={info.timestamp}")
+    for info in runs:
+        done = f", {info.summary.done} labeled, {info.summary.labels} labels" if info.summary else ""
+        print(f"{info.run_key}: task={info.task} model={info.model} field={info.label_field} "
+              f"classes={info.classes} started={info.started}{done}")
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from fiftyone import ViewField as F
+
+    from .review import ACCEPTED, REJECTED, mark_reviewed, review_counts, set_review_status
+
+    samples = _samples(args)
+    if args.classes:
+        names = [c.strip() for c in args.classes.split(",") if c.strip()]
+        samples = samples.filter_labels(args.label_field, F("label").is_in(names), only_matches=False)
+    if args.accept or args.reject:
+        status = ACCEPTED if args.accept else REJECTED
+        changed = set_review_status(samples, args.label_field, status, args.label_ids or None)
+        print(f"{changed} label(s) now {status}")
+    if args.mark_reviewed:
+        accepted = mark_reviewed(samples, args.label_field)
+        print(f"{len(samples)} sample(s) marked reviewed, {accepted} label(s) accepted")
+    print(review_counts(_samples(args), args.label_field).describe())
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from .review import promote
+
+    promoted = promote(_samples(args), args.label_field, args.to)
+    print(f"{promoted} reviewed label(s) promoted from {args.label_field!r} into {args.to!r}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .review import ReviewError, evaluate
+
+    try:
+        report = evaluate(_samples(args), args.label_field, gt_field=args.gt_field,
+                          eval_key=args.eval_key, iou=args.iou)
+    except ReviewError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(report.describe())
+    print(report.note)
+    return EXIT_OK
+
+
+def _label_studio_credentials(url: str) -> dict:
+    # without a key here, FiftyOne reads its own FIFTYONE_LABELSTUDIO_API_KEY
+    key = os.environ.get("LABEL_STUDIO_API_KEY")
+    return {"url": url, **({"api_key": key} if key else {})}
+
+
+def cmd_labelstudio_send(args: argparse.Namespace) -> int:
+    from .annotation_tool import send_for_review
+
+    results = send_for_review(_samples(args), args.label_field, args.anno_key,
+                              project_name=args.project_name, **_label_studio_credentials(args.url))
+    print(f"{len(results.uploaded_tasks)} task(s) sent to Label Studio project {results.project_id} "
+          f"(annotation key {args.anno_key!r}); load the corrections with "
+          f"`gemini-annotate labelstudio-load {args.dataset} --anno-key {args.anno_key} --url {args.url}`")
+    return EXIT_OK
+
+
+def cmd_labelstudio_load(args: argparse.Namespace) -> int:
+    from .annotation_tool import load_corrections
+
+    counts = load_corrections(_load(args.dataset), args.anno_key, cleanup=args.cleanup,
+                              **_label_studio_credentials(args.url))
+    print(counts.describe())
     return EXIT_OK
 
 
@@ -281,8 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_annotate)
 
-    p = sub.add_parser("estimate", help="tokens and cost of a job, before running it")
+    p = sub.add_parser("estimate", help="what a job would send and cost, before running it")
     add_job_options(p)
+    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"],
+                   help="count the samples a run with this policy would send")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(fn=cmd_estimate)
 
@@ -316,8 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-delay", type=float, default=1.0)
     p.set_defaults(fn=cmd_emulator)
 
-    p = sub.add_parser("runs", help="list the gemini-annotate runs of a dataset")
+    p = sub.add_parser("runs", help="list, inspect or delete the gemini-annotate runs of a dataset")
     p.add_argument("dataset")
+    p.add_argument("run", nargs="?", help="inspect (or delete) this run")
+    p.add_argument("--delete", action="store_true", help="delete the run's record")
+    p.add_argument("--delete-labels", action="store_true",
+                   help="with --delete: also delete its label, status, reason, reviewed and proposed fields")
     p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("files", help="File API uploads remembered for a dataset")
@@ -325,6 +420,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delete", action="store_true", help="delete them from the File API and forget them")
     p.add_argument("--base-url", help="the endpoint they were uploaded to (emulator, gateway)")
     p.set_defaults(fn=cmd_files)
+
+    p = sub.add_parser("review", help="accept or reject pre-annotations, mark samples reviewed")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--view-tag", help="only samples with this tag")
+    p.add_argument("--classes", help="only labels of these classes (comma-separated)")
+    p.add_argument("--label-ids", nargs="*", help="only these labels")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--accept", action="store_true")
+    action.add_argument("--reject", action="store_true")
+    p.add_argument("--mark-reviewed", action="store_true",
+                   help="mark the samples reviewed; their unreviewed labels become accepted")
+    p.set_defaults(fn=cmd_review)
+
+    p = sub.add_parser("promote", help="copy accepted, edited and added labels into a ground-truth field")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--to", default="ground_truth", help="the ground-truth field")
+    p.add_argument("--view-tag")
+    p.set_defaults(fn=cmd_promote)
+
+    p = sub.add_parser("evaluate", help="precision and recall of the pre-annotations on reviewed samples")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--gt-field", help="default: the labels reviewers kept in the pre-annotation field")
+    p.add_argument("--eval-key")
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--view-tag")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("labelstudio-send", help="send pre-annotations to Label Studio for correction")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--anno-key", required=True, help="a name for this review round")
+    p.add_argument("--url", required=True, help="Label Studio's URL")
+    p.add_argument("--project-name")
+    p.add_argument("--view-tag")
+    p.set_defaults(fn=cmd_labelstudio_send)
+
+    p = sub.add_parser("labelstudio-load", help="load the corrections of a review round from Label Studio")
+    p.add_argument("dataset")
+    p.add_argument("--anno-key", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--cleanup", action="store_true", help="delete the round's tasks from Label Studio afterwards")
+    p.set_defaults(fn=cmd_labelstudio_load)
 
     p = sub.add_parser("plugin-install", help="link this plugin into FiftyOne's plugins directory")
     p.add_argument("--plugins-dir", help="default: fiftyone's plugins_dir setting")

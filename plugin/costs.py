@@ -115,11 +115,12 @@ def cost(input_tokens: int, output_tokens: int, price: Optional[ModelPrice], *, 
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """What a run is expected to cost, before it runs.
+    """What a run is expected to send and cost, before it runs.
 
     Attributes:
-        samples: samples counted.
-        requests: requests to send (one per sample).
+        samples: samples in the collection.
+        requests: requests a run would send (one per sample to send).
+        skipped: samples a run would leave alone (already labeled or finished).
         image_tokens: input tokens for images (reference images included).
         prompt_tokens: input tokens for prompt text (approximate).
         output_tokens: assumed output tokens (typical per task; thinking excluded).
@@ -127,11 +128,12 @@ class CostEstimate:
         batch: whether Batch API prices apply.
         input_cost: US dollars for input, or ``None`` if the model has no price.
         output_cost: US dollars for the assumed output, or ``None``.
-        unreadable: images whose size could not be read (counted at the minimum).
+        extrapolated: images whose size was not known, estimated from the others.
     """
 
     samples: int
     requests: int
+    skipped: int
     image_tokens: int
     prompt_tokens: int
     output_tokens: int
@@ -139,7 +141,7 @@ class CostEstimate:
     batch: bool
     input_cost: Optional[float]
     output_cost: Optional[float]
-    unreadable: int = 0
+    extrapolated: int = 0
 
     @property
     def input_tokens(self) -> int:
@@ -158,7 +160,8 @@ class CostEstimate:
         """A few lines for a terminal or the App."""
         mode = "Batch API" if self.batch else "standard"
         lines = [
-            f"{self.samples} samples → {self.requests} requests to {self.model} ({mode} prices)",
+            f"{self.requests} of {self.samples} sample(s) → {self.requests} request(s) to {self.model} "
+            f"({mode} prices); {self.skipped} skipped",
             f"input tokens ≈ {self.input_tokens:,} ({self.image_tokens:,} for images, "
             f"{self.prompt_tokens:,} for prompts)",
             f"output tokens ≈ {self.output_tokens:,} (a typical reply per task; thinking extra)",
@@ -168,67 +171,39 @@ class CostEstimate:
         else:
             lines.append(f"cost ≈ ${self.total_cost:,.4f} (input ${self.input_cost:,.4f}, "
                          f"output ${self.output_cost:,.4f}); prices as of {PRICES_AS_OF}, indicative")
-        if self.unreadable:
-            lines.append(f"{self.unreadable} image(s) could not be read; counted at the minimum")
+        if self.extrapolated:
+            lines.append(f"sizes of {self.extrapolated} image(s) unknown, estimated from the others")
         return "\n".join(lines)
-
-
-def image_sizes(samples) -> tuple[list[tuple[int, int]], int]:
-    """Each sample's displayed image size: from metadata, else the file's header.
-
-    Returns:
-        the sizes (``(0, 0)`` for an unreadable image) and how many were unreadable.
-    """
-    paths, widths, heights = samples.values(["filepath", "metadata.width", "metadata.height"])
-    sizes, unreadable = [], 0
-    for path, width, height in zip(paths, widths, heights):
-        if width and height:
-            sizes.append((width, height))
-            continue
-        try:
-            sizes.append(read_image_size(path))
-        except ImageError:
-            sizes.append((0, 0))
-            unreadable += 1
-    return sizes, unreadable
 
 
 def estimate_run(samples, config: AnnotateConfig, *, prices: Union[str, Mapping, None] = None) -> CostEstimate:
     """The tokens and cost of annotating ``samples`` with ``config``, before sending anything.
 
-    Every sample of the collection is counted (samples a rerun would skip
-    included). Prompt placeholders are counted as written.
+    Counts the samples a run would send (see
+    :func:`gemini_annotate.preview.preview_run`, which the App's form shows),
+    adds reference images and the task's typical output, and prices it all.
+    Prompt placeholders are counted as written.
     """
-    from .tasks import get_task
+    from .preview import preview_run
 
-    task = get_task(config.task)
-    sizes, unreadable = image_sizes(samples)
-    reference_sizes = []
+    preview = preview_run(samples, config)
+    reference_tokens = 0
     for path in config.reference_images:
         try:
-            reference_sizes.append(read_image_size(path))
+            width, height = read_image_size(path)
         except ImageError:
-            reference_sizes.append((0, 0))
-            unreadable += 1
-
-    def image_tokens(width: int, height: int) -> int:
-        if width <= 0 or height <= 0:
-            width = height = 1
-        return estimate_image_tokens(width, height, max_side=config.max_image_side,
-                                     media_resolution=config.media_resolution, model=config.model)
-
-    per_request_references = sum(image_tokens(w, h) for w, h in reference_sizes)
-    images = sum(image_tokens(w, h) for w, h in sizes) + per_request_references * len(sizes)
-    prompt = task.build_prompt(config)
-    prompts = estimate_text_tokens(prompt) * len(sizes)
-    outputs = TYPICAL_OUTPUT_TOKENS.get(config.task, DEFAULT_OUTPUT_TOKENS) * len(sizes)
+            width = height = 1  # unreadable or remote: the smallest image's cost
+        reference_tokens += estimate_image_tokens(width, height, max_side=config.max_image_side,
+                                                  media_resolution=config.media_resolution, model=config.model)
+    images = preview.image_tokens + reference_tokens * preview.to_send
+    outputs = TYPICAL_OUTPUT_TOKENS.get(config.task, DEFAULT_OUTPUT_TOKENS) * preview.to_send
     price = price_for(config.model, load_prices(prices))
     return CostEstimate(
-        samples=len(sizes), requests=len(sizes), image_tokens=images, prompt_tokens=prompts,
-        output_tokens=outputs, model=config.model, batch=config.batch,
-        input_cost=cost(images + prompts, 0, price, batch=config.batch),
+        samples=preview.samples, requests=preview.to_send, skipped=preview.skipped, image_tokens=images,
+        prompt_tokens=preview.prompt_tokens, output_tokens=outputs, model=config.model, batch=config.batch,
+        input_cost=cost(images + preview.prompt_tokens, 0, price, batch=config.batch),
         output_cost=cost(0, outputs, price, batch=config.batch),
-        unreadable=unreadable,
+        extrapolated=preview.to_send - preview.sized,
     )
 
 

@@ -66,22 +66,9 @@ def test_cli_accepts_every_registered_task(task):
     assert args.task == task and args.mask_form == "png" and args.mask_threshold == 100
 
 
-def test_app_form_offers_every_registered_task(coco_dataset):
-    from gemini_annotate.operators import AnnotateWithGemini, config_from_params
+def test_form_parameters_choose_the_mask_form_and_threshold():
+    from gemini_annotate.operators import config_from_params
 
-    class Context:  # what resolve_input reads from the App's execution context
-        params: dict = {}
-
-        def target_view(self):
-            return coco_dataset
-
-        def secret(self, name):
-            return None
-
-    form = AnnotateWithGemini().resolve_input(Context())
-    task = form.type.properties["task"]
-
-    assert task.type.values == list(TASKS) == ["detect", "segment", "points", "caption", "classify", "vqa"]
     config = config_from_params({"task": "segment", "mask_form": "png", "mask_threshold": 90})
     assert (config.task, config.mask_form, config.mask_threshold) == ("segment", "png", 90)
 

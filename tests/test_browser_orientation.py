@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import subprocess
 
@@ -22,14 +21,8 @@ from PIL import Image
 
 from gemini_annotate.media import prepare_image
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed"),
-]
+pytestmark = pytest.mark.browser
 
 PAGE = """<html><body><pre id="out">pending</pre><script>
 const images = %s, out = {};
@@ -55,7 +48,7 @@ def quadrants() -> Image.Image:
     return Image.fromarray(a)
 
 
-def test_chromium_shows_each_file_as_it_is_prepared_for_gemini(tmp_path):
+def test_chromium_shows_each_file_as_it_is_prepared_for_gemini(tmp_path, chromium):
     images, prepared = {}, {}
     mimes = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
     for fmt in mimes:
@@ -70,7 +63,7 @@ def test_chromium_shows_each_file_as_it_is_prepared_for_gemini(tmp_path):
     page = tmp_path / "page.html"
     page.write_text(PAGE % json.dumps(images))
 
-    dom = subprocess.run([CHROMIUM, *CHROMIUM_ARGS, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+    dom = subprocess.run([chromium.executable, *chromium.args, "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     shown = json.loads(re.search(r'<pre id="out">(.*?)</pre>', dom, re.DOTALL).group(1))
 

@@ -6,10 +6,8 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import fiftyone as fo
-import pytest
 
 from gemini_annotate.emulator import Canned
 

@@ -101,7 +101,7 @@ def test_cli_writes_the_task_label_type(described_dataset, emulator, described_o
 
 @pytest.mark.parametrize("options, check", TASK_CASES)
 def test_app_operator_writes_the_task_label_type(described_dataset, emulator, described_oracle,
-                                                  plugin_in_fiftyone, options, check):
+                                                  installed_plugin, options, check):
     emulator(described_oracle(described_dataset))
     params = {name: ",".join(value) if isinstance(value, list) else value for name, value in options.items()}
     if "question" in params:
