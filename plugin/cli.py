@@ -1,12 +1,14 @@
 """The ``gemini-annotate`` command.
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
-    gemini-annotate annotate DATASET --task detect|segment|points [--classes a,b] [--view-tag T] ...
+    gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
+    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
     gemini-annotate runs DATASET [RUN] [--delete [--delete-labels]]
                                                  list, inspect or delete runs
-    gemini-annotate estimate DATASET [--label-field F ...]
-                                                 what a run would send (requests, tokens)
+    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
+                                                 what a run would send and cost (requests, tokens, $)
+    gemini-annotate files DATASET [--delete]     File API uploads remembered for a dataset
     gemini-annotate review DATASET --label-field F (--accept|--reject|--mark-reviewed) ...
     gemini-annotate promote DATASET --label-field F [--to ground_truth]
     gemini-annotate evaluate DATASET --label-field F [--gt-field G] [--iou 0.5]
@@ -22,6 +24,7 @@ FIFTYONE_LABELSTUDIO_API_KEY), never from the command line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -31,6 +34,10 @@ EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
 
 
 def _print_progress(progress) -> None:
+    if progress.message:
+        sys.stderr.write(f"{progress.message}\n")
+        sys.stderr.flush()
+        return
     sys.stderr.write(
         f"\r{progress.finished}/{progress.total} samples, {progress.failed} failed, "
         f"{progress.labels} labels"
@@ -40,31 +47,67 @@ def _print_progress(progress) -> None:
     sys.stderr.flush()
 
 
-def cmd_annotate(args: argparse.Namespace) -> int:
+def _load(name: str):
     import fiftyone as fo
 
+    if not fo.dataset_exists(name):
+        raise SystemExit(f"error: no FiftyOne dataset named {name!r}")
+    return fo.load_dataset(name)
+
+
+def _samples(args: argparse.Namespace):
+    dataset = _load(args.dataset)
+    return dataset.match_tags(args.view_tag) if getattr(args, "view_tag", None) else dataset
+
+
+_CONFIG_OPTIONS = (
+    "task", "classes", "prompt", "label_field", "model", "api", "base_url", "concurrency",
+    "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
+    "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
+    "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
+    "mask_form", "mask_threshold",
+)
+
+
+def _config_from_args(args: argparse.Namespace):
+    """The run configuration the options describe, or ``None`` after printing why not."""
     from .config import AnnotateConfig
+
+    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS
+               if getattr(args, name, None) is not None}
+    try:
+        return AnnotateConfig(**options)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _job_from_args(args: argparse.Namespace):
+    """The samples, configuration and cost estimate the options describe, or ``None`` after printing why not."""
+    from .costs import estimate_run
+
+    samples = _samples(args)
+    config = _config_from_args(args)
+    if config is None:
+        return None
+    try:
+        return samples, config, estimate_run(samples, config, prices=args.prices)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .costs import compare_with_estimate
     from .gemini import GeminiError
     from .pipeline import AnnotationStopped, run_annotation
 
-    if not fo.dataset_exists(args.dataset):
-        print(f"error: no FiftyOne dataset named {args.dataset!r}", file=sys.stderr)
+    job = _job_from_args(args)
+    if job is None:
         return EXIT_ERROR
-    samples = fo.load_dataset(args.dataset)
-    if args.view_tag:
-        samples = samples.match_tags(args.view_tag)
-    options = {k: v for k, v in dict(
-        task=args.task, classes=args.classes, prompt=args.prompt, label_field=args.label_field,
-        model=args.model, api=args.api, base_url=args.base_url, concurrency=args.concurrency,
-        if_labeled=args.if_labeled, retry_failed=args.retry_failed, max_objects=args.max_objects,
-        run_key=args.run_key, timeout=args.timeout, mask_form=args.mask_form,
-        mask_threshold=args.mask_threshold,
-    ).items() if v is not None}
-    try:
-        config = AnnotateConfig(**options)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    samples, config, estimate = job
+    if not args.quiet:
+        print(f"estimate before sending:\n{estimate.describe()}", file=sys.stderr)
     try:
         summary = run_annotation(samples, config, progress=None if args.quiet else _print_progress)
     except AnnotationStopped as e:
@@ -74,7 +117,41 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     except GeminiError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_STOPPED
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     print(summary.describe())
+    if summary.done:
+        print(compare_with_estimate(summary, config, prices=args.prices))
+    return EXIT_OK
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    job = _job_from_args(args)
+    if job is None:
+        return EXIT_ERROR
+    estimate = job[2]
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.describe())
+    return EXIT_OK
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    from .gemini import GeminiError
+    from .uploads import delete_uploaded_files, remembered_uploads
+
+    samples = _samples(args)
+    if args.delete:
+        try:
+            deleted = delete_uploaded_files(samples, base_url=args.base_url)
+        except GeminiError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_STOPPED
+        print(f"deleted {deleted} uploaded file(s) of {args.dataset!r}")
+        return EXIT_OK
+    uploads = remembered_uploads(samples._dataset)
+    for record in uploads:
+        print(f"{record['name']}  expires {record['expires']}  {record['uri']}")
+    print(f"{len(uploads)} uploaded file(s) remembered for {args.dataset!r}")
     return EXIT_OK
 
 
@@ -99,7 +176,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         import fiftyone as fo
 
         dataset = fo.load_dataset(args.oracle_dataset)
-        scenario = Oracle(LabelIndex.from_samples(dataset, args.oracle_field),
+        index = LabelIndex.from_samples(dataset, args.oracle_field, caption_field=args.oracle_caption_field,
+                                        classification_field=args.oracle_classification_field)
+        scenario = Oracle(index,
                           noise=OracleNoise(miss_rate=args.miss_rate, jitter=args.jitter,
                                             false_positive_rate=args.false_positive_rate))
     else:
@@ -107,7 +186,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if any((args.rate_limit, args.server_error, args.slow, args.truncate)):
         scenario = Faults(scenario, rate_limit=args.rate_limit, server_error=args.server_error,
                           slow=args.slow, truncate=args.truncate, retry_delay=args.retry_delay)
-    server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency)
+    server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency,
+                            batch_timing=(args.batch_pending, args.batch_running))
     print(f"Gemini emulator listening on {server.url}\n"
           f"  export GOOGLE_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=emulator", flush=True)
     try:
@@ -115,19 +195,6 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
-
-
-def _load(name: str):
-    import fiftyone as fo
-
-    if not fo.dataset_exists(name):
-        raise SystemExit(f"error: no FiftyOne dataset named {name!r}")
-    return fo.load_dataset(name)
-
-
-def _samples(args: argparse.Namespace):
-    dataset = _load(args.dataset)
-    return dataset.match_tags(args.view_tag) if getattr(args, "view_tag", None) else dataset
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -155,19 +222,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
         done = f", {info.summary.done} labeled, {info.summary.labels} labels" if info.summary else ""
         print(f"{info.run_key}: task={info.task} model={info.model} field={info.label_field} "
               f"classes={info.classes} started={info.started}{done}")
-    return EXIT_OK
-
-
-def cmd_estimate(args: argparse.Namespace) -> int:
-    from .config import AnnotateConfig
-    from .preview import preview_run
-
-    samples = _samples(args)
-    options = {k: v for k, v in dict(
-        task=args.task, classes=args.classes, prompt=args.prompt, label_field=args.label_field,
-        if_labeled=args.if_labeled, max_image_side=args.max_image_side,
-    ).items() if v is not None}
-    print(preview_run(samples, AnnotateConfig(**options)).describe())
     return EXIT_OK
 
 
@@ -268,15 +322,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemini-annotate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def add_job_options(p: argparse.ArgumentParser) -> None:
+        """The options describing a job, shared by annotate and estimate."""
+        p.add_argument("dataset", help="the FiftyOne dataset's name")
+        p.add_argument("--task", default="detect", choices=list(TASKS))
+        p.add_argument("--classes", help="comma-separated class names")
+        p.add_argument("--multi-label", action="store_true", default=None,
+                       help="classify: every class that applies (fo.Classifications)")
+        p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
+        p.add_argument("--question", help="vqa: the question; {field} names a sample field")
+        p.add_argument("--view-tag", help="only samples with this tag")
+        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+        p.add_argument("--model")
+        p.add_argument("--api", choices=["generate_content", "interactions"])
+        p.add_argument("--max-image-side", type=int, help="downscale images above this many pixels")
+        p.add_argument("--media-resolution", choices=["low", "medium", "high"],
+                       help="Gemini's per-image token budget")
+        p.add_argument("--image-transport", choices=["inline", "file_api", "uri"],
+                       help="send images inline, uploaded once via the File API, or by their URI")
+        p.add_argument("--uri-field", help="uri transport: the field holding each image's http(s)/gs:// URI")
+        p.add_argument("--reference-image", dest="reference_images", action="append",
+                       help="an image sent after each sample's image (repeatable)")
+        p.add_argument("--batch", action="store_true", default=None,
+                       help="use the Batch API (half price, results within 24 h, resumable)")
+        p.add_argument("--prices", help="a JSON file of prices per model overriding the built-in table")
+
     p = sub.add_parser("annotate", help="pre-annotate a FiftyOne dataset with Gemini")
-    p.add_argument("dataset", help="the FiftyOne dataset's name")
-    p.add_argument("--task", default="detect", choices=list(TASKS))
-    p.add_argument("--classes", help="comma-separated class names")
-    p.add_argument("--prompt", help="a prompt replacing the task's default")
-    p.add_argument("--view-tag", help="only samples with this tag")
-    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
-    p.add_argument("--model")
-    p.add_argument("--api", choices=["generate_content", "interactions"])
+    add_job_options(p)
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--timeout", type=float, help="seconds per request")
@@ -288,8 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segment: ask for polygons or PNG masks (default: what the model does best)")
     p.add_argument("--mask-threshold", type=int, help="segment: PNG mask values above this are inside (default 127)")
     p.add_argument("--run-key")
+    p.add_argument("--batch-poll-interval", type=float, help="seconds between checks of a batch job")
+    p.add_argument("--no-wait", dest="batch_wait", action="store_false", default=None,
+                   help="batch: return once submitted; run again to collect the results")
+    p.add_argument("--vertexai", action="store_true", default=None,
+                   help="use Vertex AI (Application Default Credentials) instead of an API key")
+    p.add_argument("--project", help="Vertex AI: the Google Cloud project")
+    p.add_argument("--location", help="Vertex AI: the region, e.g. us-central1 or global")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_annotate)
+
+    p = sub.add_parser("estimate", help="what a job would send and cost, before running it")
+    add_job_options(p)
+    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"],
+                   help="count the samples a run with this policy would send")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(fn=cmd_estimate)
 
     p = sub.add_parser("demo", help="offline demo: the built-in emulator pre-annotates shipped images")
     p.add_argument("--name", default="gemini-annotate-demo")
@@ -307,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canned", default='{"boxes": []}', help="the text to answer (without an oracle)")
     p.add_argument("--oracle-dataset", help="answer from the labels of this dataset")
     p.add_argument("--oracle-field", default="ground_truth")
+    p.add_argument("--oracle-caption-field", help="answer captions (and other questions) from this field")
+    p.add_argument("--oracle-classification-field", help="answer classifications from this field")
+    p.add_argument("--batch-pending", type=float, default=5.0, help="seconds a batch job stays PENDING")
+    p.add_argument("--batch-running", type=float, default=30.0, help="seconds a batch job then stays RUNNING")
     p.add_argument("--miss-rate", type=float, default=0.0)
     p.add_argument("--jitter", type=float, default=0.0)
     p.add_argument("--false-positive-rate", type=float, default=0.0)
@@ -325,16 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --delete: also delete its label, status, reason, reviewed and proposed fields")
     p.set_defaults(fn=cmd_runs)
 
-    p = sub.add_parser("estimate", help="what a run would send: samples, requests, estimated tokens")
+    p = sub.add_parser("files", help="File API uploads remembered for a dataset")
     p.add_argument("dataset")
-    p.add_argument("--task", default="detect", choices=list(TASKS))
-    p.add_argument("--classes")
-    p.add_argument("--prompt")
-    p.add_argument("--view-tag")
-    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
-    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"])
-    p.add_argument("--max-image-side", type=int)
-    p.set_defaults(fn=cmd_estimate)
+    p.add_argument("--delete", action="store_true", help="delete them from the File API and forget them")
+    p.add_argument("--base-url", help="the endpoint they were uploaded to (emulator, gateway)")
+    p.set_defaults(fn=cmd_files)
 
     p = sub.add_parser("review", help="accept or reject pre-annotations, mark samples reviewed")
     p.add_argument("dataset")

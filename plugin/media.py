@@ -92,22 +92,69 @@ class PreparedImage:
         return estimate_image_tokens(self.width, self.height)
 
 
-def estimate_image_tokens(width: int, height: int) -> int:
+def fit_within(width: int, height: int, max_side: Optional[int]) -> tuple[int, int]:
+    """The size an image is sent at: scaled down uniformly so its longer side is at most ``max_side``.
+
+    >>> fit_within(4000, 3000, 1536)
+    (1536, 1152)
+    """
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def estimate_image_tokens(
+    width: int,
+    height: int,
+    *,
+    max_side: Optional[int] = None,
+    media_resolution: Optional[str] = None,
+    model: Optional[str] = None,
+) -> int:
     """Gemini's documented input-token estimate for one image.
 
     258 tokens when both sides are at most 384 px; otherwise the image is cut
-    into crop units of ``floor(min(w, h) / 1.5)`` px, 258 tokens each.
+    into crop units of ``floor(min(w, h) / 1.5)`` px, 258 tokens each. With
+    ``max_side`` the size is first reduced as :func:`prepare_image` would send
+    it; with ``media_resolution`` (``low``/``medium``/``high``) the count is
+    capped at the model family's per-image budget for that level.
 
     >>> estimate_image_tokens(960, 540)  # unit 360 -> 3 x 2 tiles
     1548
+    >>> estimate_image_tokens(960, 540, media_resolution="low", model="gemini-3-flash-preview")
+    280
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
+    width, height = fit_within(width, height, max_side)
     if width <= SMALL_IMAGE_SIDE and height <= SMALL_IMAGE_SIDE:
-        return TOKENS_PER_TILE
-    unit = max(1, math.floor(min(width, height) / 1.5))
-    tiles = math.ceil(width / unit) * math.ceil(height / unit)
-    return tiles * TOKENS_PER_TILE
+        tokens = TOKENS_PER_TILE
+    else:
+        unit = max(1, math.floor(min(width, height) / 1.5))
+        tokens = math.ceil(width / unit) * math.ceil(height / unit) * TOKENS_PER_TILE
+    if media_resolution:
+        from .models import model_profile
+
+        tokens = min(tokens, model_profile(model or "").media_resolution_tokens(media_resolution))
+    return tokens
+
+
+def read_image_size(path: str) -> tuple[int, int]:
+    """An image file's ``(width, height)`` as the App shows it, from its header only.
+
+    Raises:
+        ImageError: the file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            transposed = display_orientation(img) in (5, 6, 7, 8)
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {path}") from None
+    except Exception as e:
+        raise ImageError(f"not a readable image: {path} ({e})") from None
+    return (height, width) if transposed else (width, height)
 
 
 def prepare_image(path: str, max_side: int) -> PreparedImage:
@@ -204,8 +251,7 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
         raise ImageError(f"cannot decode image {name}: {e}") from None
 
     if max(rgb.size) > max_side:
-        scale = max_side / max(rgb.size)
-        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        size = fit_within(rgb.width, rgb.height, max_side)
         rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
     out = io.BytesIO()

@@ -133,7 +133,8 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
         "if_labeled": if_labeled,
     }
     for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
-                 "max_image_side", "mask_form", "mask_threshold"):
+                 "max_image_side", "mask_form", "mask_threshold", "question", "multi_label",
+                 "image_transport", "uri_field", "reference_images", "media_resolution", "batch"):
         if params.get(name) not in (None, ""):
             options[name] = params[name]
     return AnnotateConfig(**options)
@@ -153,6 +154,8 @@ def label_field_problem(dataset, config: AnnotateConfig) -> Optional[str]:
 
 
 def _progress_label(progress: RunProgress) -> str:
+    if progress.message:
+        return progress.message
     return (f"{progress.finished}/{progress.total} samples "
             f"({progress.failed} failed, {progress.labels} labels)")
 

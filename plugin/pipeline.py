@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -29,12 +28,11 @@ from .gemini import (
     GeminiClient,
     GeminiError,
     GeminiReply,
-    GeminiRequest,
-    ImagePart,
     TokenUsage,
     generate_with_retries,
 )
-from .media import ImageError, image_metadata, prepare_image
+from .media import image_metadata
+from .request_builder import RequestBuilder, SampleError, SampleSource
 from .runs import (
     STATUS_FAILED,
     STATUS_OK,
@@ -45,7 +43,9 @@ from .runs import (
     record_run,
     save_run_summary,
 )
+from .sync import run_sync
 from .tasks import ReplyContext, TaskSpec, get_task
+from .uploads import UploadCache, upload_endpoint
 
 _NOT_IMAGES = frozenset({fom.VIDEO, fom.POINT_CLOUD, fom.THREE_D})
 
@@ -65,6 +65,8 @@ class RunProgress:
     done: int
     failed: int
     labels: int
+    message: Optional[str] = None
+    """What the run is waiting for, when it is not sending requests (a batch job's state)."""
 
     @property
     def finished(self) -> int:
@@ -148,42 +150,20 @@ def run_annotation(
     """Runs a configured job to the end; the synchronous entry of every front door.
 
     When the calling thread already runs an event loop (the App server, a
-    notebook), the job runs on its own loop in a worker thread, so the two
-    never interfere.
+    notebook), the job runs on its own loop in a worker thread
+    (:func:`gemini_annotate.sync.run_sync`), so the two never interfere.
+    With ``config.batch`` the job goes through the Batch API
+    (:mod:`gemini_annotate.batch`).
     """
 
     def job():
+        if config.batch:
+            from .batch import BatchAnnotationJob
+
+            return BatchAnnotationJob(samples, config, api_key=api_key, progress=progress).run()
         return AnnotationJob(samples, config, api_key=api_key, progress=progress).run()
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(job())
-    return _run_in_thread(lambda: asyncio.run(job()))
-
-
-def _run_in_thread(fn: Callable[[], Any]) -> Any:
-    outcome: dict[str, Any] = {}
-
-    def target():
-        try:
-            outcome["value"] = fn()
-        except BaseException as e:  # re-raised in the caller's thread
-            outcome["error"] = e
-
-    thread = threading.Thread(target=target, name="gemini-annotate", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-@dataclass(frozen=True)
-class _Work:
-    sample_id: str
-    filepath: str
-    needs_metadata: bool = False
+    return run_sync(job)
 
 
 class _Stop(Exception):
@@ -210,8 +190,10 @@ class AnnotationJob:
         self._progress = progress
         self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field)
         self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
-        self._prompt = self.task.build_prompt(config)
-        self._schema = self.task.build_schema(config)
+        self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
+                        if config.image_transport == "file_api" else None)
+        self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
+        self._without_metadata: set[str] = set()
         self._usage = TokenUsage()
         self._reasons: Counter = Counter()
         self._refusals = 0
@@ -226,6 +208,7 @@ class AnnotationJob:
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
+        self.builder.check_fields(self.samples)
         client = GeminiClient.from_config(self.config, api_key=self._api_key)
         todo, unsendable = self._select()
         self.summary.selected = len(todo) + len(unsendable) + self.summary.skipped
@@ -249,6 +232,10 @@ class AnnotationJob:
         self.summary.elapsed_seconds = round(time.monotonic() - started, 3)
         self.summary.input_tokens = self._usage.input_tokens
         self.summary.output_tokens = self._usage.output_tokens
+        self.summary.thought_tokens = self._usage.thought_tokens
+        if self.uploads is not None:
+            self.summary.files_uploaded = self.uploads.uploaded
+            self.summary.files_reused = self.uploads.reused
         self.summary.failure_reasons = dict(self._reasons)
         if stop is not None:
             self.summary.stopped = stop.message
@@ -260,7 +247,7 @@ class AnnotationJob:
             raise AnnotationStopped(stop.message, self.summary)
         return self.summary
 
-    def _select(self) -> tuple[list[_Work], list[SampleResult]]:
+    def _select(self) -> tuple[list[SampleSource], list[SampleResult]]:
         """The samples to send, and those that cannot be sent (not images).
 
         With ``if_labeled="skip"``, samples that already have labels in the field
@@ -272,16 +259,18 @@ class AnnotationJob:
         has_status = self.dataset.has_field(config.status_field)
         if has_status:
             fields.append(config.status_field)
-        values = self.samples.values(fields)
+        extra_fields = self.builder.fields
+        values = self.samples.values(fields + extra_fields)
         ids, paths = values[0], values[1]
         statuses = values[2] if has_status else [None] * len(ids)
+        extra_values = values[len(fields):]
         labeled: set[str] = set()
         if config.if_labeled == "skip" and self.dataset.has_field(config.label_field):
             labeled = set(self.samples.exists(config.label_field).values("id"))
-        without_metadata = set(self.samples.exists("metadata", False).values("id"))
+        self._without_metadata = set(self.samples.exists("metadata", False).values("id"))
 
         todo, unsendable = [], []
-        for sample_id, path, status in zip(ids, paths, statuses):
+        for i, (sample_id, path, status) in enumerate(zip(ids, paths, statuses)):
             if config.retry_failed:
                 send = status == STATUS_FAILED
             elif config.if_labeled == "skip":
@@ -298,7 +287,7 @@ class AnnotationJob:
                     reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
                 ))
                 continue
-            todo.append(_Work(sample_id, path, sample_id in without_metadata))
+            todo.append(SampleSource(sample_id, path, {f: v[i] for f, v in zip(extra_fields, extra_values)}))
         return todo, unsendable
 
     async def _process_all(self, client, todo, loop, media_pool, db_pool) -> None:
@@ -332,20 +321,18 @@ class AnnotationJob:
             if flushing:
                 await asyncio.gather(*flushing)
 
-    async def _process_one(self, client: GeminiClient, work: _Work, loop, media_pool) -> SampleResult:
+    async def _process_one(self, client: GeminiClient, work: SampleSource, loop, media_pool) -> SampleResult:
         config = self.config
         try:
-            image = await loop.run_in_executor(media_pool, prepare_image, work.filepath, config.max_image_side)
-        except ImageError as e:
+            built = await self.builder.build(
+                work, client, lambda fn, *args: loop.run_in_executor(media_pool, fn, *args))
+        except SampleError as e:
             return SampleResult(work.sample_id, STATUS_FAILED, reason=str(e))
-        self.summary.estimated_input_tokens += image.estimated_tokens
-
-        request = GeminiRequest(
-            prompt=self._prompt,
-            images=(ImagePart(image.mime_type, data=image.data),),
-            response_schema=self._schema,
-            thinking_level=config.thinking_level or self.task.thinking_level,
-        )
+        except GeminiError as e:
+            self._check_stop(e)
+            return SampleResult(work.sample_id, STATUS_FAILED, reason=f"upload failed: {e.message}")
+        self.summary.estimated_input_tokens += built.estimated_input_tokens
+        request, image = built.request, built.image
 
         def count_retry(error: GeminiError, attempt: int) -> None:
             self.summary.retries += 1
@@ -368,11 +355,12 @@ class AnnotationJob:
         self._successes += 1
         self._usage = self._usage + reply.usage
         result = self._interpret(work, reply, image)
-        if work.needs_metadata:  # computed from the image as shown, EXIF applied
+        if work.sample_id in self._without_metadata and image.data:
+            # computed from the image as shown, EXIF applied (not for images sent by URI)
             result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})
         return result
 
-    def _interpret(self, work: _Work, reply: GeminiReply, image) -> SampleResult:
+    def _interpret(self, work: SampleSource, reply: GeminiReply, image) -> SampleResult:
         if reply.refused:
             return SampleResult(
                 work.sample_id, STATUS_FAILED,

@@ -13,18 +13,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 import fiftyone as fo
-from PIL import Image
 
 from .config import AnnotateConfig
-from .media import estimate_image_tokens
+from .costs import estimate_text_tokens
+from .media import ImageError, estimate_image_tokens, read_image_size
 from .tasks import get_task
 
 FALLBACK_TOKENS_PER_IMAGE = estimate_image_tokens(1024, 768)
 """Used for every image when no image size is known at all."""
-
-CHARACTERS_PER_TOKEN = 4
-"""A rough rule for English prompt text (Gemini counts about 4 characters a token)."""
-
 
 @dataclass(frozen=True)
 class RunPreview:
@@ -34,7 +30,8 @@ class RunPreview:
         samples: samples in the collection.
         to_send: samples that would be sent (one request each, before retries).
         skipped: samples left alone (already labeled or finished, per ``if_labeled``).
-        image_tokens: estimated input tokens for the images as sent (resized).
+        image_tokens: estimated input tokens for the images as sent (resized,
+            capped by ``media_resolution``).
         prompt_tokens: estimated input tokens for the prompt, over all requests.
         sized: samples to send whose image size was known or read.
         reviewed_labels: with ``if_labeled="overwrite"``, labels a person
@@ -65,24 +62,12 @@ class RunPreview:
                 f"{self.skipped} skipped")
 
 
-def sent_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """The size an image is sent at: downscaled so its longer side is at most ``max_side``."""
-    longer = max(width, height)
-    if longer <= max_side:
-        return width, height
-    scale = max_side / longer
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def header_size(path: str) -> Optional[tuple[int, int]]:
     """An image's displayed size from its header alone, or ``None`` if unreadable."""
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # unreadable images fail later, per sample, with their reason
+        return read_image_size(path)
+    except ImageError:  # unreadable images fail later, per sample, with their reason
         return None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def samples_to_send(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> fo.core.collections.SampleCollection:
@@ -135,7 +120,8 @@ def preview_run(
         size = header_size(path)
         if size is not None:
             known.append(size)
-    tokens = [estimate_image_tokens(*sent_size(w, h, config.max_image_side)) for w, h in known]
+    tokens = [estimate_image_tokens(w, h, max_side=config.max_image_side, media_resolution=config.media_resolution,
+                                    model=config.model) for w, h in known]
     per_unknown = (sum(tokens) / len(tokens)) if tokens else FALLBACK_TOKENS_PER_IMAGE
     image_tokens = sum(tokens) + math.ceil(per_unknown * (len(paths) - len(known)))
     prompt = get_task(config.task).build_prompt(config)
@@ -144,7 +130,7 @@ def preview_run(
         to_send=len(paths),
         skipped=total - len(paths),
         image_tokens=int(image_tokens),
-        prompt_tokens=math.ceil(len(prompt) / CHARACTERS_PER_TOKEN) * len(paths),
+        prompt_tokens=estimate_text_tokens(prompt) * len(paths),
         sized=len(known),
         reviewed_labels=_reviewed_labels(todo, config),
     )

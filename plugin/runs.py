@@ -66,7 +66,11 @@ class RunSummary:
     retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    thought_tokens: int = 0
     estimated_input_tokens: int = 0
+    files_uploaded: int = 0
+    files_reused: int = 0
+    batch_job: Optional[str] = None
     elapsed_seconds: float = 0.0
     stopped: Optional[str] = None
     failure_reasons: dict[str, int] = field(default_factory=dict)
@@ -88,6 +92,12 @@ class RunSummary:
             f"tokens in/out {self.input_tokens}/{self.output_tokens} "
             f"(estimated input {self.estimated_input_tokens}), {self.elapsed_seconds:.1f} s",
         ]
+        if self.thought_tokens:
+            lines.append(f"thinking tokens {self.thought_tokens} (billed as output)")
+        if self.files_uploaded or self.files_reused:
+            lines.append(f"File API: {self.files_uploaded} images uploaded, {self.files_reused} reused")
+        if self.batch_job:
+            lines.append(f"batch job {self.batch_job}")
         for reason, count in sorted(self.failure_reasons.items(), key=lambda kv: -kv[1])[:5]:
             lines.append(f"  failed ×{count}: {reason}")
         if self.stopped:
@@ -106,10 +116,19 @@ def record_run(samples: fo.core.collections.SampleCollection, config: AnnotateCo
         samples.register_run(key, run_config)
 
 
-def save_run_summary(dataset: fo.Dataset, summary: RunSummary) -> None:
-    """Stores a summary as the results of its run."""
-    results = dataset.init_run_results(summary.run_key, summary=summary.to_dict())
+def save_run_summary(dataset: fo.Dataset, summary: RunSummary, batch_job: Optional[dict] = None) -> None:
+    """Stores a summary as the results of its run, with the run's batch job record if it has one."""
+    extra = {"batch_job": batch_job} if batch_job is not None else {}
+    results = dataset.init_run_results(summary.run_key, summary=summary.to_dict(), **extra)
     dataset.save_run_results(summary.run_key, results, overwrite=True)
+
+
+def load_batch_job(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[dict]:
+    """The batch job record saved with a run (see :mod:`gemini_annotate.batch`), if any."""
+    if not samples._dataset.has_run(run_key):
+        return None
+    results = samples._dataset.load_run_results(run_key, cache=False)
+    return getattr(results, "batch_job", None) if results is not None else None
 
 
 def load_run_summary(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[RunSummary]:
@@ -150,8 +169,15 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
 
     New labels that cover an object a kept label already covers (IoU above
     :data:`SAME_OBJECT_IOU`, whatever its class) are left out: the person's
-    version of that object stands.
+    version of that object stands. A single kept label (a reviewed
+    ``Classification``) stands whole; so does existing text (a caption, an
+    answer), which carries no review state to tell a person's edit from a
+    past run's output: replace text with ``if_labeled="overwrite"``.
     """
+    if isinstance(existing, str) and existing:
+        return existing
+    if isinstance(existing, fo.Label) and not isinstance(existing, fo.core.labels._HasLabelList):
+        return existing if is_kept_on_replace(existing) else new
     if existing is None or not isinstance(existing, fo.core.labels._HasLabelList):
         return new
     list_field = existing._LABEL_LIST_FIELD
@@ -161,7 +187,10 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
     if new is None:
         return type(existing)(**{list_field: kept})
     fresh = list(new[list_field] or [])
-    if fresh:
+    if fresh and isinstance(new, fo.Classifications):
+        kept_classes = {label.label for label in kept}
+        fresh = [label for label in fresh if label.label not in kept_classes]
+    elif fresh:
         covered = _covers_same_object(fresh, kept)
         fresh = [label for label, row in zip(fresh, covered) if not row.any()]
     return type(new)(**{list_field: kept + fresh})
@@ -261,6 +290,9 @@ class LabelWriter:
             for name, value in result.fields.items():
                 by_field.setdefault(name, {})[result.sample_id] = value
         for name, values in by_field.items():
+            if not self._dataset.has_field(name):
+                # nothing to clear yet, and FiftyOne cannot type a new field from Nones alone
+                values = {sid: value for sid, value in values.items() if value is not None}
             if values and config.if_labeled == "replace_unreviewed":
                 values = self._merge_with_existing(name, values)
             if values:

@@ -7,6 +7,8 @@ as structured output so the reply has a known shape.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -28,7 +30,7 @@ from .convert import (
 from .gemini import GeminiReply
 from .media import PreparedImage
 from .models import MaskForm, model_profile
-from .parse import ParseStatus, parse_items
+from .parse import ParseStatus, extract_json, parse_items
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
 LABEL_DESCRIPTION = "A descriptive label for the item."
@@ -111,6 +113,8 @@ class TaskSpec:
             spatial tasks, as Google's guide advises), or ``None``.
         interpret: reply + context → :class:`TaskOutcome`.
         spatial: whether labels carry geometry (and so need image geometry).
+        check_config: raises ``ValueError`` for a configuration the task cannot
+            run (``classify`` without classes, ...), or ``None``.
     """
 
     name: str
@@ -121,6 +125,7 @@ class TaskSpec:
     thinking_level: Optional[str]
     interpret: Callable[[GeminiReply, ReplyContext], TaskOutcome]
     spatial: bool = True
+    check_config: Optional[Callable[[AnnotateConfig], None]] = None
 
 
 def _limit_sentence(config: AnnotateConfig) -> str:
@@ -307,6 +312,182 @@ interpret_points = item_interpreter(items_to_keypoints)
 """Reply text → ``fo.Keypoints``, one keypoint per item."""
 
 
+# caption, classify, vqa: one answer per image, no geometry
+
+CAPTION_PROMPT = (
+    "Write a caption for this image: one or two sentences describing its main subject, "
+    "the setting and any notable details."
+)
+CLASSIFY_PROMPT = "Classify this image. Answer with exactly one of these classes: "
+CLASSIFY_MULTI_PROMPT = (
+    "Which of these classes apply to this image? List every class that applies, "
+    "and none if none does: "
+)
+VQA_PROMPT = "Answer this question about the image concisely and factually.\nQuestion: "
+
+
+def caption_prompt(config: AnnotateConfig) -> str:
+    """The captioning prompt (or the user's)."""
+    return config.prompt or CAPTION_PROMPT
+
+
+def caption_schema(config: AnnotateConfig) -> dict:
+    """``{"caption": str}``."""
+    return create_model(
+        "Caption", caption=(str, Field(description="The caption of the image."))
+    ).model_json_schema()
+
+
+def classify_prompt(config: AnnotateConfig) -> str:
+    """The classification prompt naming the classes (or the user's)."""
+    if config.prompt:
+        return config.prompt
+    lead = CLASSIFY_MULTI_PROMPT if config.multi_label else CLASSIFY_PROMPT
+    return lead + ", ".join(config.classes or ()) + "."
+
+
+def classify_schema(config: AnnotateConfig) -> dict:
+    """``{"label": <one of classes>}``, or ``{"labels": [<classes>]}`` when multi-label.
+
+    The class list is an enum in the schema, so structured output cannot name
+    anything else.
+    """
+    if config.multi_label:
+        classes_enum = {"type": "string", "enum": list(config.classes or ())}
+        return create_model("Classes", labels=(list[str], Field(
+            description="Every class that applies to the image.",
+            json_schema_extra={"items": classes_enum},
+        ))).model_json_schema()
+    return create_model("Class", label=label_annotation(config.classes)).model_json_schema()
+
+
+def check_classify(config: AnnotateConfig) -> None:
+    if not config.classes:
+        raise ValueError("the classify task needs classes: the closed set of labels to choose from")
+
+
+def vqa_question(config: AnnotateConfig) -> str:
+    """The question asked: ``question``, or the prompt when only that is given."""
+    return config.question or config.prompt or ""
+
+
+def vqa_prompt(config: AnnotateConfig) -> str:
+    """The question, wrapped in an instruction to answer it briefly."""
+    # concatenated, not str.format: the question may hold {field} placeholders
+    return VQA_PROMPT + vqa_question(config)
+
+
+def vqa_schema(config: AnnotateConfig) -> dict:
+    """``{"answer": str}``."""
+    return create_model(
+        "Answer", answer=(str, Field(description="The answer to the question."))
+    ).model_json_schema()
+
+
+def check_vqa(config: AnnotateConfig) -> None:
+    if config.question and config.prompt:
+        raise ValueError("the vqa task takes a question; give it as `question` or as `prompt`, not both")
+    if not vqa_question(config):
+        raise ValueError("the vqa task needs a question (`question`, or `prompt`)")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The value a one-answer reply holds, and how it was read."""
+
+    value: Any
+    status: ParseStatus
+    warnings: tuple[str, ...]
+
+
+def read_answer(reply: GeminiReply, key: str) -> Answer:
+    """The value under ``key`` in a reply's JSON object, tolerating bare values and plain text."""
+    text = reply.text.strip()
+    warnings: list[str] = []
+    if reply.truncated:
+        warnings.append("the reply was cut off by the output token limit")
+    if not text:
+        return Answer(None, "unreadable", ("the reply was empty",))
+    value = extract_json(text).value
+    if isinstance(value, dict):
+        if key in value:
+            value = value[key]
+        else:
+            candidates = [v for v in value.values() if isinstance(v, (str, list))]
+            if len(candidates) != 1:
+                return Answer(None, "unreadable", (f"the reply's JSON has no {key!r}: {text[:120]}",))
+            warnings.append(f"the answer was not under {key!r}")
+            value = candidates[0]
+    elif value is None and (cut := _TRUNCATED_STRING.match(_OPENING_FENCE.sub("", text))) and cut["key"] == key:
+        # a long answer cut mid-string: keep what was written
+        value = _unescape_json_string(cut["text"])
+    elif value is None:
+        warnings.append("the reply was plain text, not JSON")
+        value = text
+    status: ParseStatus = "partial" if warnings else "ok"
+    return Answer(value, status, tuple(warnings))
+
+
+_OPENING_FENCE = re.compile(r"^\s*`{3,}[A-Za-z]*[ \t]*\n")
+_TRUNCATED_STRING = re.compile(r'^\s*\{\s*"(?P<key>\w+)"\s*:\s*"(?P<text>(?:[^"\\]|\\.)*)\\?$', re.DOTALL)
+
+
+def _unescape_json_string(raw: str) -> str:
+    try:
+        return json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
+
+
+def interpret_text(key: str) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+    """An interpreter storing the text under ``key`` (a caption, an answer) as a string."""
+
+    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+        answer = read_answer(reply, key)
+        if answer.status == "unreadable":
+            return TaskOutcome(None, "unreadable", answer.warnings, 0)
+        value = answer.value
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        text = str(value).strip()
+        if not text:
+            return TaskOutcome(None, "unreadable", answer.warnings + ("the answer was empty",), 0)
+        return TaskOutcome(text, answer.status, answer.warnings, 1)
+
+    return interpret
+
+
+def interpret_classification(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+    """Reply → ``fo.Classification`` (one class) or ``fo.Classifications`` (multi-label)."""
+    config = context.config
+    answer = read_answer(reply, "labels" if config.multi_label else "label")
+    if answer.status == "unreadable":
+        return TaskOutcome(None, "unreadable", answer.warnings, 0)
+    raw = answer.value if isinstance(answer.value, list) else [answer.value]
+    if not config.multi_label and len(raw) != 1:
+        return TaskOutcome(None, "unreadable", answer.warnings + (
+            f"expected one class, the reply named {len(raw)}",), 0)
+    policy = LabelPolicy.for_classes(config.classes, config.unknown_labels)
+    report = ConversionReport()
+    labels = []
+    for value in raw:
+        label = policy.resolve(value, report)
+        if label is None:
+            continue
+        if label in labels:
+            report.dropped["duplicate class"] += 1
+            continue
+        labels.append(label)
+    report.kept = len(labels)
+    status = answer.status if not report.dropped else "partial"
+    classifications = [fo.Classification(label=label, **context.provenance.attributes()) for label in labels]
+    if config.multi_label:
+        return outcome_from_report(fo.Classifications(classifications=classifications), status,
+                                   answer.warnings, report)
+    return outcome_from_report(classifications[0] if classifications else None, status,
+                               answer.warnings, report)
+
+
 TASKS: dict[str, TaskSpec] = {
     "detect": TaskSpec(
         name="detect",
@@ -335,6 +516,39 @@ TASKS: dict[str, TaskSpec] = {
         build_schema=points_schema,
         thinking_level="minimal",
         interpret=interpret_points,
+    ),
+    "caption": TaskSpec(
+        name="caption",
+        description="Captioning: a sentence or two per image → string field",
+        label_type=str,
+        build_prompt=caption_prompt,
+        build_schema=caption_schema,
+        thinking_level="low",
+        interpret=interpret_text("caption"),
+        spatial=False,
+    ),
+    "classify": TaskSpec(
+        name="classify",
+        description="Classification into the given classes → fo.Classification "
+                    "(fo.Classifications when multi-label)",
+        label_type=fo.Classification,
+        build_prompt=classify_prompt,
+        build_schema=classify_schema,
+        thinking_level="low",
+        interpret=interpret_classification,
+        spatial=False,
+        check_config=check_classify,
+    ),
+    "vqa": TaskSpec(
+        name="vqa",
+        description="Visual question answering: the answer to a question → string field",
+        label_type=str,
+        build_prompt=vqa_prompt,
+        build_schema=vqa_schema,
+        thinking_level="low",
+        interpret=interpret_text("answer"),
+        spatial=False,
+        check_config=check_vqa,
     ),
 }
 

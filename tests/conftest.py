@@ -111,6 +111,34 @@ def oracle_for():
     return build
 
 
+@pytest.fixture
+def described_dataset(coco_dataset):
+    """The COCO clone with known captions (``truth_caption``), scene classes
+    (``truth_scene``, a Classification) and a ``place`` string, for the
+    caption / classify / VQA tasks and prompt templates."""
+    import fiftyone as fo
+
+    ids = coco_dataset.values("id")
+    coco_dataset.set_values("truth_caption", [f"A COCO photograph, number {i}." for i in range(len(ids))])
+    coco_dataset.set_values("truth_scene", [fo.Classification(label="indoor" if i % 2 else "outdoor")
+                                            for i in range(len(ids))])
+    coco_dataset.set_values("place", [f"place {i}" for i in range(len(ids))])
+    return coco_dataset
+
+
+@pytest.fixture
+def described_oracle():
+    """An oracle answering from a collection's boxes, captions and scene classes."""
+    from gemini_annotate.emulator import LabelIndex, Oracle
+
+    def build(samples, **options):
+        index = LabelIndex.from_samples(samples, "ground_truth", caption_field="truth_caption",
+                                        classification_field="truth_scene")
+        return Oracle(index, **options)
+
+    return build
+
+
 REPO_ROOT = os.path.dirname(TESTS_DIR)
 
 

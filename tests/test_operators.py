@@ -12,7 +12,7 @@ from gemini_annotate.config import AnnotateConfig
 from gemini_annotate.emulator import Canned
 from gemini_annotate.media import estimate_image_tokens
 from gemini_annotate.operators import PLUGIN_NAME, config_from_params
-from gemini_annotate.preview import preview_run, sent_size
+from gemini_annotate.preview import preview_run
 
 
 def operator(name):
@@ -92,7 +92,7 @@ def test_form_parameters_become_a_run_configuration(coco_dataset, params, expect
 def test_preview_counts_requests_and_tokens_of_the_images_as_sent(coco_dataset):
     config = AnnotateConfig(label_field="gemini", max_image_side=512)
     widths, heights = coco_dataset.values(["metadata.width", "metadata.height"])
-    expected = sum(estimate_image_tokens(*sent_size(w, h, 512)) for w, h in zip(widths, heights))
+    expected = sum(estimate_image_tokens(w, h, max_side=512) for w, h in zip(widths, heights))
 
     preview = preview_run(coco_dataset, config)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import zlib
 from dataclasses import dataclass, field, replace
@@ -75,6 +76,7 @@ class KnownImage:
     objects: tuple[KnownObject, ...] = ()
     caption: Optional[str] = None
     classification: Optional[str] = None
+    classifications: tuple[str, ...] = ()
     fingerprint: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
 
@@ -123,15 +125,19 @@ class LabelIndex:
 
     def add(self, key: str, image: Image.Image, objects: Iterable[KnownObject] = (),
             *, caption: Optional[str] = None, classification: Optional[str] = None,
+            classifications: Iterable[str] = (),
             size: Optional[tuple[int, int]] = None) -> KnownImage:
         """Adds an image (as displayed) with its known labels.
 
         ``size`` is the displayed ``(width, height)`` when ``image`` is a reduced copy.
+        ``classifications`` are the classes that apply (multi-label); by default
+        the classes of its objects.
         """
         width, height = size or image.size
         known = KnownImage(
             key=key, width=width, height=height, objects=tuple(objects),
-            caption=caption, classification=classification, fingerprint=fingerprint(image.copy()),
+            caption=caption, classification=classification,
+            classifications=tuple(classifications), fingerprint=fingerprint(image.copy()),
         )
         with self._lock:
             self._images.append(known)
@@ -153,8 +159,10 @@ class LabelIndex:
         """An index of a FiftyOne collection's images and the labels in its fields.
 
         ``label_field`` may hold ``Detections`` (instance masks included),
-        ``Polylines`` or ``Keypoints``. Images are keyed by file path, so noisy
-        answers are the same for the same file in any dataset.
+        ``Polylines`` or ``Keypoints``; ``caption_field`` strings;
+        ``classification_field`` a ``Classification`` or ``Classifications``.
+        Images are keyed by file path, so noisy answers are the same for the
+        same file in any dataset.
         """
         index = cls()
         fields = ["filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
@@ -163,10 +171,12 @@ class LabelIndex:
             values = dict(zip(fields, row))
             objects = objects_from_label(values.get(label_field)) if label_field else []
             classification = values.get(classification_field) if classification_field else None
+            several = getattr(classification, "classifications", None)
             index.add_file(
                 values["filepath"], values["filepath"], objects,
                 caption=values.get(caption_field) if caption_field else None,
-                classification=getattr(classification, "label", classification),
+                classification=None if several is not None else getattr(classification, "label", classification),
+                classifications=[c.label for c in several or []],
             )
         return index
 
@@ -242,7 +252,8 @@ class AnswerForm:
     """The reply shape a request asks for, read from its schema (or prompt).
 
     Attributes:
-        kind: ``boxes``, ``polygon``, ``png``, ``points``, ``caption`` or ``classify``.
+        kind: ``boxes``, ``polygon``, ``png``, ``points``, ``caption``, ``vqa``,
+            ``classify`` or ``classify_multi``.
         wrapper: the key wrapping the item list (``boxes``), or ``None`` for a bare list.
         classes: the allowed labels when the schema has an enum.
         fenced: whether to wrap the JSON in a Markdown fence (replies without a schema).
@@ -296,11 +307,14 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
         if not item:
             for name, prop in props.items():
                 prop = _resolve(schema, prop)
-                if prop.get("enum") or (prop.get("type") == "array" and _resolve(schema, prop.get("items", {})).get("enum")):
-                    values = prop.get("enum") or _resolve(schema, prop["items"]).get("enum")
-                    return AnswerForm("classify", wrapper=None, classes=tuple(values), text_key=name)
+                if prop.get("enum"):
+                    return AnswerForm("classify", wrapper=None, classes=tuple(prop["enum"]), text_key=name)
+                items = _resolve(schema, prop.get("items", {})) if prop.get("type") == "array" else {}
+                if items.get("enum"):
+                    return AnswerForm("classify_multi", wrapper=None, classes=tuple(items["enum"]),
+                                      text_key=name)
             text_key = next(iter(props), "text")
-            return AnswerForm("caption", wrapper=None, text_key=text_key)
+            return AnswerForm("vqa" if text_key == "answer" else "caption", wrapper=None, text_key=text_key)
 
     item_props = {k: _resolve(schema, v) for k, v in item.get("properties", {}).items()}
     label = item_props.get("label", {})
@@ -322,7 +336,7 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
 
 
 def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int],
-                  noise: Optional[OracleNoise] = None) -> str:
+                  noise: Optional[OracleNoise] = None, prompt: str = "") -> str:
     """The reply text a perfect (or, with ``noise``, a plausible) model would give.
 
     Args:
@@ -330,11 +344,19 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
         form: the answer shape asked for.
         sent_size: ``(width, height)`` of the image as received.
         noise: imperfections to add, if any.
+        prompt: the request's text (the question, for ``vqa``).
     """
     if form.kind == "caption":
         return json.dumps({form.text_key: known.caption or ""})
     if form.kind == "classify":
         return json.dumps({form.text_key: known.classification or (form.classes or [""])[0]})
+    if form.kind == "classify_multi":
+        applying = known.classifications or tuple(dict.fromkeys(o.label for o in known.objects))
+        allowed = {c.casefold(): c for c in form.classes or ()}
+        chosen = [allowed[c.casefold()] for c in applying if c.casefold() in allowed]
+        return json.dumps({form.text_key: list(dict.fromkeys(chosen))})
+    if form.kind == "vqa":
+        return json.dumps({form.text_key: answer_question(known, prompt)})
 
     objects = list(known.objects)
     if form.classes:
@@ -371,6 +393,38 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
     payload: Any = {form.wrapper: items} if form.wrapper else items
     text = json.dumps(payload)
     return f"```json\n{json.dumps(payload, indent=2)}\n```" if form.fenced else text
+
+
+_HOW_MANY = re.compile(r"how many (?P<thing>[\w\s-]+?)(?: are| is| can|\?|$)", re.IGNORECASE)
+_PRESENCE = re.compile(r"^\s*(?:is|are) there (?:an? |any )?(?P<thing>[\w\s-]+?)(?: in| on|\?|$)",
+                       re.IGNORECASE | re.MULTILINE)
+
+
+def answer_question(known: KnownImage, prompt: str) -> str:
+    """A truthful answer to a simple question, from what is known about the image.
+
+    Answers "how many X" by counting known objects of class X, "is/are there X"
+    by their presence, questions about the image's class or kind by its
+    classification, and anything else with its caption.
+    """
+    question = prompt.rsplit("Question:", 1)[-1].strip()
+    labels = [o.label for o in known.objects]
+
+    def matching(thing: str) -> int:
+        from ..classes import ClassMatcher
+
+        matcher = ClassMatcher(sorted(set(labels))) if labels else None
+        target = matcher.match(thing) if matcher else None
+        return sum(1 for label in labels if label == target)
+
+    if m := _HOW_MANY.search(question):
+        return str(matching(m["thing"]))
+    if m := _PRESENCE.search(question):
+        return "yes" if matching(m["thing"]) else "no"
+    lowered = question.casefold()
+    if known.classification and any(w in lowered for w in ("class", "category", "kind", "type")):
+        return known.classification
+    return known.caption or "I cannot tell from the image."
 
 
 def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
