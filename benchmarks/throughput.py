@@ -334,7 +334,7 @@ def selection_memory(dataset) -> dict[str, float]:
     del values
     tracemalloc.stop()
     tracemalloc.start()
-    page = next(iter_pending(dataset, config, PAGE_SIZE))
+    page = next(iter_pending(dataset, config, page_size=PAGE_SIZE))
     one_page = tracemalloc.get_traced_memory()[0]
     del page
     tracemalloc.stop()
@@ -364,7 +364,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.quick:
         args.samples, args.naive_samples, args.memory_sizes = 300, 10, (200, 1000)
 
-    import fiftyone as fo
     from fiftyone.core.odm import get_db_client
 
     C, L = args.concurrency, args.latency

@@ -4,6 +4,7 @@ Python::
 
     import gemini_annotate
     summary = gemini_annotate.annotate(dataset, task="detect", classes=["cat", "dog"])
+    dataset.apply_model(gemini_annotate.GeminiModel(task="caption"), label_field="caption")
 
 The same pipeline runs behind the FiftyOne App operators (this package is also
 a FiftyOne plugin, see ``fiftyone.yml``) and the ``gemini-annotate`` command.
@@ -30,6 +31,11 @@ _EXPORTS = {
     "list_annotation_runs": ".runs",
     "load_run_summary": ".runs",
     "TASKS": ".tasks",
+    "GeminiModel": ".fiftyone_model",
+    "estimate_run": ".costs",
+    "compare_with_estimate": ".costs",
+    "PRICES": ".costs",
+    "delete_uploaded_files": ".uploads",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,16 +1,31 @@
 """The ``gemini-annotate`` command.
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
-    gemini-annotate annotate DATASET --task detect [--classes a,b] [--view-tag T] ...
-    gemini-annotate annotate DATASET ... --queue-shards 4   queue 4 delegated operations
+    gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
+    gemini-annotate annotate DATASET ... --queue-shards 4   queue 4 delegated operations (shards)
+    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
-    gemini-annotate runs DATASET                 list the runs recorded on a dataset
+    gemini-annotate runs DATASET [RUN] [--delete [--delete-labels]]
+                                                 list, inspect or delete runs
+    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
+                                                 what a run would send and cost (requests, tokens, $)
+    gemini-annotate files DATASET [--delete]     File API uploads remembered for a dataset
+    gemini-annotate review DATASET --label-field F (--accept|--reject|--mark-reviewed) ...
+    gemini-annotate promote DATASET --label-field F [--to ground_truth]
+    gemini-annotate evaluate DATASET --label-field F [--gt-field G] [--iou 0.5]
+    gemini-annotate labelstudio-send DATASET --label-field F --anno-key K --url U
+    gemini-annotate labelstudio-load DATASET --anno-key K --url U
+                                                 the annotation-tool round trip
     gemini-annotate plugin-install               make the App find the plugin
+
+Label Studio's API key is read from LABEL_STUDIO_API_KEY (or FiftyOne's own
+FIFTYONE_LABELSTUDIO_API_KEY), never from the command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -20,6 +35,10 @@ EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
 
 
 def _print_progress(progress) -> None:
+    if progress.message:
+        sys.stderr.write(f"{progress.message}\n")
+        sys.stderr.flush()
+        return
     sys.stderr.write(
         f"\r{progress.finished}/{progress.total} samples, {progress.failed} failed, "
         f"{progress.labels} labels"
@@ -29,40 +48,113 @@ def _print_progress(progress) -> None:
     sys.stderr.flush()
 
 
-def cmd_annotate(args: argparse.Namespace) -> int:
+def _load(name: str):
     import fiftyone as fo
 
-    from .config import AnnotateConfig
-    from .pipeline import AnnotationStopped, run_annotation
+    if not fo.dataset_exists(name):
+        raise SystemExit(f"error: no FiftyOne dataset named {name!r}")
+    return fo.load_dataset(name)
 
-    if not fo.dataset_exists(args.dataset):
-        print(f"error: no FiftyOne dataset named {args.dataset!r}", file=sys.stderr)
-        return EXIT_ERROR
-    samples = fo.load_dataset(args.dataset)
-    if args.view_tag:
-        samples = samples.match_tags(args.view_tag)
-    options = {k: v for k, v in dict(
-        task=args.task, classes=args.classes, prompt=args.prompt, label_field=args.label_field,
-        model=args.model, api=args.api, base_url=args.base_url, concurrency=args.concurrency,
-        if_labeled=args.if_labeled, retry_failed=args.retry_failed, max_objects=args.max_objects,
-        run_key=args.run_key, timeout=args.timeout, max_attempts=args.max_attempts,
-        max_requests=args.max_requests, max_tokens=args.max_tokens, shard=args.shard,
-        num_shards=args.num_shards,
-    ).items() if v is not None}
+
+def _samples(args: argparse.Namespace):
+    dataset = _load(args.dataset)
+    return dataset.match_tags(args.view_tag) if getattr(args, "view_tag", None) else dataset
+
+
+_CONFIG_OPTIONS = (
+    "task", "classes", "prompt", "label_field", "model", "api", "base_url", "concurrency",
+    "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
+    "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
+    "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
+    "mask_form", "mask_threshold", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
+)
+
+
+def _config_from_args(args: argparse.Namespace):
+    """The run configuration the options describe, or ``None`` after printing why not."""
+    from .config import AnnotateConfig
+
+    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS
+               if getattr(args, name, None) is not None}
     try:
-        config = AnnotateConfig(**options)
+        return AnnotateConfig(**options)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _job_from_args(args: argparse.Namespace):
+    """The samples, configuration and cost estimate the options describe, or ``None`` after printing why not."""
+    from .costs import estimate_run
+
+    samples = _samples(args)
+    config = _config_from_args(args)
+    if config is None:
+        return None
+    try:
+        return samples, config, estimate_run(samples, config, prices=args.prices)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from .costs import compare_with_estimate
+    from .gemini import GeminiError
+    from .pipeline import AnnotationStopped, run_annotation
+
+    job = _job_from_args(args)
+    if job is None:
         return EXIT_ERROR
+    samples, config, estimate = job
     if args.queue_shards:
         return _queue_shards(samples, config, args.queue_shards)
+    if not args.quiet:
+        print(f"estimate before sending:\n{estimate.describe()}", file=sys.stderr)
     try:
         summary = run_annotation(samples, config, progress=None if args.quiet else _print_progress)
     except AnnotationStopped as e:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
         return EXIT_STOPPED
+    except GeminiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STOPPED
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     print(summary.describe())
+    if summary.done:
+        print(compare_with_estimate(summary, config, prices=args.prices))
+    return EXIT_OK
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    job = _job_from_args(args)
+    if job is None:
+        return EXIT_ERROR
+    estimate = job[2]
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.describe())
+    return EXIT_OK
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    from .gemini import GeminiError
+    from .uploads import delete_uploaded_files, remembered_uploads
+
+    samples = _samples(args)
+    if args.delete:
+        try:
+            deleted = delete_uploaded_files(samples, base_url=args.base_url)
+        except GeminiError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_STOPPED
+        print(f"deleted {deleted} uploaded file(s) of {args.dataset!r}")
+        return EXIT_OK
+    uploads = remembered_uploads(samples._dataset)
+    for record in uploads:
+        print(f"{record['name']}  expires {record['expires']}  {record['uri']}")
+    print(f"{len(uploads)} uploaded file(s) remembered for {args.dataset!r}")
     return EXIT_OK
 
 
@@ -104,7 +196,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         import fiftyone as fo
 
         dataset = fo.load_dataset(args.oracle_dataset)
-        scenario = Oracle(LabelIndex.from_samples(dataset, args.oracle_field),
+        index = LabelIndex.from_samples(dataset, args.oracle_field, caption_field=args.oracle_caption_field,
+                                        classification_field=args.oracle_classification_field)
+        scenario = Oracle(index,
                           noise=OracleNoise(miss_rate=args.miss_rate, jitter=args.jitter,
                                             false_positive_rate=args.false_positive_rate))
     else:
@@ -112,7 +206,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if any((args.rate_limit, args.server_error, args.slow, args.truncate)):
         scenario = Faults(scenario, rate_limit=args.rate_limit, server_error=args.server_error,
                           slow=args.slow, truncate=args.truncate, retry_delay=args.retry_delay)
-    server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency)
+    server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency,
+                            batch_timing=(args.batch_pending, args.batch_running))
     print(f"Gemini emulator listening on {server.url}\n"
           f"  export GOOGLE_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=emulator", flush=True)
     try:
@@ -123,19 +218,98 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    import fiftyone as fo
+    from .review import ReviewError, delete_run, list_runs, run_info
 
-    from .runs import list_annotation_runs
-
-    dataset = fo.load_dataset(args.dataset)
-    keys = list_annotation_runs(dataset)
-    if not keys:
+    dataset = _load(args.dataset)
+    try:
+        if args.delete:
+            if not args.run:
+                print("error: name the run to delete", file=sys.stderr)
+                return EXIT_ERROR
+            deleted = delete_run(dataset, args.run, delete_labels=args.delete_labels)
+            print(f"run {args.run!r} deleted" + (f"; fields deleted: {', '.join(deleted)}" if deleted else ""))
+            return EXIT_OK
+        if args.run:
+            print(run_info(dataset, args.run).describe())
+            return EXIT_OK
+    except ReviewError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    runs = list_runs(dataset)
+    if not runs:
         print(f"no gemini-annotate runs on {args.dataset!r}")
-    for key in keys:
-        info = dataset.get_run_info(key)
-        config = info.config
-        print(f"{key}: task={config.task} model={config.model} field={config.label_field} "
-              f"classes={config.classes} started={info.timestamp}")
+    for info in runs:
+        done = f", {info.summary.done} labeled, {info.summary.labels} labels" if info.summary else ""
+        print(f"{info.run_key}: task={info.task} model={info.model} field={info.label_field} "
+              f"classes={info.classes} started={info.started}{done}")
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from fiftyone import ViewField as F
+
+    from .review import ACCEPTED, REJECTED, mark_reviewed, review_counts, set_review_status
+
+    samples = _samples(args)
+    if args.classes:
+        names = [c.strip() for c in args.classes.split(",") if c.strip()]
+        samples = samples.filter_labels(args.label_field, F("label").is_in(names), only_matches=False)
+    if args.accept or args.reject:
+        status = ACCEPTED if args.accept else REJECTED
+        changed = set_review_status(samples, args.label_field, status, args.label_ids or None)
+        print(f"{changed} label(s) now {status}")
+    if args.mark_reviewed:
+        accepted = mark_reviewed(samples, args.label_field)
+        print(f"{len(samples)} sample(s) marked reviewed, {accepted} label(s) accepted")
+    print(review_counts(_samples(args), args.label_field).describe())
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from .review import promote
+
+    promoted = promote(_samples(args), args.label_field, args.to)
+    print(f"{promoted} reviewed label(s) promoted from {args.label_field!r} into {args.to!r}")
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .review import ReviewError, evaluate
+
+    try:
+        report = evaluate(_samples(args), args.label_field, gt_field=args.gt_field,
+                          eval_key=args.eval_key, iou=args.iou)
+    except ReviewError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(report.describe())
+    print(report.note)
+    return EXIT_OK
+
+
+def _label_studio_credentials(url: str) -> dict:
+    # without a key here, FiftyOne reads its own FIFTYONE_LABELSTUDIO_API_KEY
+    key = os.environ.get("LABEL_STUDIO_API_KEY")
+    return {"url": url, **({"api_key": key} if key else {})}
+
+
+def cmd_labelstudio_send(args: argparse.Namespace) -> int:
+    from .annotation_tool import send_for_review
+
+    results = send_for_review(_samples(args), args.label_field, args.anno_key,
+                              project_name=args.project_name, **_label_studio_credentials(args.url))
+    print(f"{len(results.uploaded_tasks)} task(s) sent to Label Studio project {results.project_id} "
+          f"(annotation key {args.anno_key!r}); load the corrections with "
+          f"`gemini-annotate labelstudio-load {args.dataset} --anno-key {args.anno_key} --url {args.url}`")
+    return EXIT_OK
+
+
+def cmd_labelstudio_load(args: argparse.Namespace) -> int:
+    from .annotation_tool import load_corrections
+
+    counts = load_corrections(_load(args.dataset), args.anno_key, cleanup=args.cleanup,
+                              **_label_studio_credentials(args.url))
+    print(counts.describe())
     return EXIT_OK
 
 
@@ -168,15 +342,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gemini-annotate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def add_job_options(p: argparse.ArgumentParser) -> None:
+        """The options describing a job, shared by annotate and estimate."""
+        p.add_argument("dataset", help="the FiftyOne dataset's name")
+        p.add_argument("--task", default="detect", choices=list(TASKS))
+        p.add_argument("--classes", help="comma-separated class names")
+        p.add_argument("--multi-label", action="store_true", default=None,
+                       help="classify: every class that applies (fo.Classifications)")
+        p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
+        p.add_argument("--question", help="vqa: the question; {field} names a sample field")
+        p.add_argument("--view-tag", help="only samples with this tag")
+        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+        p.add_argument("--model")
+        p.add_argument("--api", choices=["generate_content", "interactions"])
+        p.add_argument("--max-image-side", type=int, help="downscale images above this many pixels")
+        p.add_argument("--media-resolution", choices=["low", "medium", "high"],
+                       help="Gemini's per-image token budget")
+        p.add_argument("--image-transport", choices=["inline", "file_api", "uri"],
+                       help="send images inline, uploaded once via the File API, or by their URI")
+        p.add_argument("--uri-field", help="uri transport: the field holding each image's http(s)/gs:// URI")
+        p.add_argument("--reference-image", dest="reference_images", action="append",
+                       help="an image sent after each sample's image (repeatable)")
+        p.add_argument("--batch", action="store_true", default=None,
+                       help="use the Batch API (half price, results within 24 h, resumable)")
+        p.add_argument("--prices", help="a JSON file of prices per model overriding the built-in table")
+
     p = sub.add_parser("annotate", help="pre-annotate a FiftyOne dataset with Gemini")
-    p.add_argument("dataset", help="the FiftyOne dataset's name")
-    p.add_argument("--task", default="detect", choices=list(TASKS))
-    p.add_argument("--classes", help="comma-separated class names")
-    p.add_argument("--prompt", help="a prompt replacing the task's default")
-    p.add_argument("--view-tag", help="only samples with this tag")
-    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
-    p.add_argument("--model")
-    p.add_argument("--api", choices=["generate_content", "interactions"])
+    add_job_options(p)
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--timeout", type=float, help="seconds per request")
@@ -192,9 +384,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")
     p.add_argument("--max-objects", type=int)
+    p.add_argument("--mask-form", choices=["polygon", "png"],
+                   help="segment: ask for polygons or PNG masks (default: what the model does best)")
+    p.add_argument("--mask-threshold", type=int, help="segment: PNG mask values above this are inside (default 127)")
     p.add_argument("--run-key")
+    p.add_argument("--batch-poll-interval", type=float, help="seconds between checks of a batch job")
+    p.add_argument("--no-wait", dest="batch_wait", action="store_false", default=None,
+                   help="batch: return once submitted; run again to collect the results")
+    p.add_argument("--vertexai", action="store_true", default=None,
+                   help="use Vertex AI (Application Default Credentials) instead of an API key")
+    p.add_argument("--project", help="Vertex AI: the Google Cloud project")
+    p.add_argument("--location", help="Vertex AI: the region, e.g. us-central1 or global")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_annotate)
+
+    p = sub.add_parser("estimate", help="what a job would send and cost, before running it")
+    add_job_options(p)
+    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"],
+                   help="count the samples a run with this policy would send")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(fn=cmd_estimate)
 
     p = sub.add_parser("demo", help="offline demo: the built-in emulator pre-annotates shipped images")
     p.add_argument("--name", default="gemini-annotate-demo")
@@ -212,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canned", default='{"boxes": []}', help="the text to answer (without an oracle)")
     p.add_argument("--oracle-dataset", help="answer from the labels of this dataset")
     p.add_argument("--oracle-field", default="ground_truth")
+    p.add_argument("--oracle-caption-field", help="answer captions (and other questions) from this field")
+    p.add_argument("--oracle-classification-field", help="answer classifications from this field")
+    p.add_argument("--batch-pending", type=float, default=5.0, help="seconds a batch job stays PENDING")
+    p.add_argument("--batch-running", type=float, default=30.0, help="seconds a batch job then stays RUNNING")
     p.add_argument("--miss-rate", type=float, default=0.0)
     p.add_argument("--jitter", type=float, default=0.0)
     p.add_argument("--false-positive-rate", type=float, default=0.0)
@@ -222,9 +435,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-delay", type=float, default=1.0)
     p.set_defaults(fn=cmd_emulator)
 
-    p = sub.add_parser("runs", help="list the gemini-annotate runs of a dataset")
+    p = sub.add_parser("runs", help="list, inspect or delete the gemini-annotate runs of a dataset")
     p.add_argument("dataset")
+    p.add_argument("run", nargs="?", help="inspect (or delete) this run")
+    p.add_argument("--delete", action="store_true", help="delete the run's record")
+    p.add_argument("--delete-labels", action="store_true",
+                   help="with --delete: also delete its label, status, reason, reviewed and proposed fields")
     p.set_defaults(fn=cmd_runs)
+
+    p = sub.add_parser("files", help="File API uploads remembered for a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--delete", action="store_true", help="delete them from the File API and forget them")
+    p.add_argument("--base-url", help="the endpoint they were uploaded to (emulator, gateway)")
+    p.set_defaults(fn=cmd_files)
+
+    p = sub.add_parser("review", help="accept or reject pre-annotations, mark samples reviewed")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--view-tag", help="only samples with this tag")
+    p.add_argument("--classes", help="only labels of these classes (comma-separated)")
+    p.add_argument("--label-ids", nargs="*", help="only these labels")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--accept", action="store_true")
+    action.add_argument("--reject", action="store_true")
+    p.add_argument("--mark-reviewed", action="store_true",
+                   help="mark the samples reviewed; their unreviewed labels become accepted")
+    p.set_defaults(fn=cmd_review)
+
+    p = sub.add_parser("promote", help="copy accepted, edited and added labels into a ground-truth field")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--to", default="ground_truth", help="the ground-truth field")
+    p.add_argument("--view-tag")
+    p.set_defaults(fn=cmd_promote)
+
+    p = sub.add_parser("evaluate", help="precision and recall of the pre-annotations on reviewed samples")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--gt-field", help="default: the labels reviewers kept in the pre-annotation field")
+    p.add_argument("--eval-key")
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--view-tag")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("labelstudio-send", help="send pre-annotations to Label Studio for correction")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--anno-key", required=True, help="a name for this review round")
+    p.add_argument("--url", required=True, help="Label Studio's URL")
+    p.add_argument("--project-name")
+    p.add_argument("--view-tag")
+    p.set_defaults(fn=cmd_labelstudio_send)
+
+    p = sub.add_parser("labelstudio-load", help="load the corrections of a review round from Label Studio")
+    p.add_argument("dataset")
+    p.add_argument("--anno-key", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--cleanup", action="store_true", help="delete the round's tasks from Label Studio afterwards")
+    p.set_defaults(fn=cmd_labelstudio_load)
 
     p = sub.add_parser("plugin-install", help="link this plugin into FiftyOne's plugins directory")
     p.add_argument("--plugins-dir", help="default: fiftyone's plugins_dir setting")

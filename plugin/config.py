@@ -18,7 +18,13 @@ DEFAULT_LABEL_FIELD = "gemini"
 
 ApiKind = Literal["generate_content", "interactions"]
 UnknownLabelPolicy = Literal["drop", "keep"]
+MaskFormChoice = Literal["polygon", "png"]
 IfLabeledPolicy = Literal["skip", "replace_unreviewed", "overwrite"]
+ImageTransport = Literal["inline", "file_api", "uri"]
+MediaResolution = Literal["low", "medium", "high"]
+
+MAX_IMAGES_PER_REQUEST = 3600
+"""Gemini accepts at most this many images in one request."""
 
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -57,6 +63,37 @@ class AnnotateConfig(BaseModel):
             ``label_field``. Re-running a key resumes it.
         thinking_level: Gemini's thinking level; ``None`` uses the task's default.
         max_objects: ask for at most this many objects per image.
+        mask_form: for ``task="segment"``, ask for ``polygon`` masks or ``png``
+            probability masks; ``None`` asks for the form the model's family
+            produces best (see :func:`gemini_annotate.models.model_profile`).
+            Both forms are read whatever was asked for.
+        mask_threshold: PNG mask probabilities (0–255) above this are inside
+            the object.
+        question: the question of the ``vqa`` task; may name sample fields as
+            ``{field}`` placeholders, filled per sample (as in ``prompt``).
+        multi_label: ``classify`` returns every class that applies
+            (``fo.Classifications``) instead of exactly one.
+        image_transport: how images travel: ``inline`` bytes in each request
+            (default); ``file_api``, uploaded once through Gemini's File API
+            and reused by URI across tasks and reruns until they expire; or
+            ``uri``, the address the sample's media already has (http(s) or
+            ``gs://``), read from ``uri_field`` or else the filepath.
+        uri_field: the sample field holding each image's URI (``uri`` transport).
+        reference_images: image files sent after each sample's image in every
+            request (examples of the classes, a reference view); the prompt
+            says that the first image is the one to label.
+        media_resolution: Gemini's per-image token budget (``low``, ``medium``,
+            ``high``): fewer tokens cost less and see less detail.
+        batch: send the job through the Batch API (half price, results within
+            24 h) instead of one request per sample.
+        batch_poll_interval: seconds between two checks of a batch job.
+        batch_wait: wait for the batch to finish and ingest it; when ``False``
+            the run returns once the batch is submitted, and running it again
+            collects the results.
+        vertexai: use Vertex AI instead of the Gemini Developer API
+            (credentials from Application Default Credentials).
+        project: the Google Cloud project (Vertex AI).
+        location: the Vertex AI region, e.g. ``us-central1`` or ``global``.
         shard: which part of a split job this run labels, ``0 <= shard <
             num_shards``. Samples are split by id, so shards never overlap
             and every sample belongs to exactly one.
@@ -85,6 +122,20 @@ class AnnotateConfig(BaseModel):
     run_key: Optional[str] = None
     thinking_level: Optional[Literal["minimal", "low", "medium", "high"]] = None
     max_objects: Optional[int] = Field(None, ge=1)
+    mask_form: Optional[MaskFormChoice] = None
+    mask_threshold: int = Field(127, ge=0, le=254)
+    question: Optional[str] = None
+    multi_label: bool = False
+    image_transport: ImageTransport = "inline"
+    uri_field: Optional[str] = None
+    reference_images: tuple[str, ...] = ()
+    media_resolution: Optional[MediaResolution] = None
+    batch: bool = False
+    batch_poll_interval: float = Field(30.0, gt=0)
+    batch_wait: bool = True
+    vertexai: bool = False
+    project: Optional[str] = None
+    location: Optional[str] = None
     shard: int = Field(0, ge=0)
     num_shards: int = Field(1, ge=1, le=4096)
 
@@ -98,9 +149,18 @@ class AnnotateConfig(BaseModel):
         names = tuple(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
         return names or None
 
-    @field_validator("prompt", mode="before")
+    @field_validator("reference_images", mode="before")
     @classmethod
-    def _blank_prompt_is_none(cls, value):
+    def _split_paths(cls, value):
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = value.split(",")
+        return tuple(str(v).strip() for v in value if str(v).strip())
+
+    @field_validator("prompt", "question", "uri_field", "project", "location", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
         if isinstance(value, str) and not value.strip():
             return None
         return value
@@ -123,6 +183,31 @@ class AnnotateConfig(BaseModel):
             raise ValueError(
                 f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}"
             )
+        check = TASKS[self.task].check_config
+        if check is not None:
+            check(self)
+        return self
+
+    @model_validator(mode="after")
+    def _consistent_options(self):
+        if len(self.reference_images) + 1 > MAX_IMAGES_PER_REQUEST:
+            raise ValueError(
+                f"{len(self.reference_images)} reference images plus the sample's image exceed "
+                f"Gemini's limit of {MAX_IMAGES_PER_REQUEST} images per request"
+            )
+        if self.vertexai and self.image_transport == "file_api":
+            raise ValueError("Vertex AI has no File API: use image_transport='inline', or 'uri' "
+                             "with gs:// addresses")
+        if self.batch and self.vertexai:
+            raise ValueError("batch mode runs on the Gemini Developer API only (Vertex AI batch "
+                             "jobs read from Cloud Storage or BigQuery, which this tool does not write)")
+        if self.batch and self.api == "interactions":
+            raise ValueError("batch mode uses the generateContent API: set api='generate_content'")
+        if self.vertexai and self.api == "interactions":
+            raise ValueError("Vertex AI is reached through the generateContent API: set "
+                             "api='generate_content'")
+        if (self.project or self.location) and not self.vertexai:
+            raise ValueError("project and location are Vertex AI options: set vertexai=True")
         return self
 
     @model_validator(mode="after")
@@ -147,6 +232,11 @@ class AnnotateConfig(BaseModel):
     def reason_field(self) -> str:
         """The per-sample field saying why a sample failed, is partial, or lost items."""
         return f"{self.label_field}_reason"
+
+    @property
+    def polylines_field(self) -> str:
+        """The field receiving the outlines of ``segment`` runs (``fo.Polylines``)."""
+        return f"{self.label_field}_polylines"
 
     def to_record(self) -> dict:
         """The JSON-serialisable configuration stored on the FiftyOne run.

@@ -10,7 +10,9 @@ Two Gemini APIs sit behind :class:`GeminiClient`:
   builds pydantic models on every call), which caps throughput on small hosts.
 
 Both honour ``GOOGLE_GEMINI_BASE_URL`` or an explicit ``base_url``, so every
-request can go to the local emulator or a compatible gateway. The SDK's own
+request can go to the local emulator or a compatible gateway. The same client
+uploads images through the File API, runs Batch API jobs, and reaches Vertex AI
+(``vertexai=True``, project, location; Application Default Credentials). The SDK's own
 retry loops are switched off (``attempts=1``): retries happen in one place,
 :func:`generate_with_retries`, which honours the server's retry delay.
 """
@@ -19,6 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import importlib
+import io
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -68,6 +74,7 @@ class GeminiRequest:
     response_schema: Optional[dict] = None
     thinking_level: Optional[str] = None
     media_resolution: Optional[str] = None
+    """``low``, ``medium`` or ``high``: the per-image token budget; ``None`` for the model's default."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,59 @@ class GeminiReply:
     @property
     def refused(self) -> bool:
         return self.finish_reason in REFUSAL_FINISH_REASONS
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file held by Gemini's File API.
+
+    Attributes:
+        name: its resource name, ``files/ID``.
+        uri: the URI a request refers to it by.
+        mime_type: its MIME type.
+        state: ``ACTIVE`` once usable (``PROCESSING``, ``FAILED`` otherwise).
+        expires_at: when Gemini deletes it (48 h after upload), if said.
+    """
+
+    name: str
+    uri: str
+    mime_type: str
+    state: str = "ACTIVE"
+    expires_at: Optional[datetime.datetime] = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One answer of a batch job: the reply, or the error of that one request."""
+
+    key: str
+    reply: Optional[GeminiReply] = None
+    error: Optional[str] = None
+
+
+BATCH_DONE_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED"})
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """Where a batch job stands.
+
+    Attributes:
+        name: the job's resource name, ``batches/ID``.
+        state: ``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``CANCELLED``
+            or ``EXPIRED`` (Google's ``JOB_STATE_*`` without the prefix).
+        results: every request's result once the job succeeded, else ``None``.
+        error: why the job failed, when it did.
+    """
+
+    name: str
+    state: str
+    results: Optional[tuple[BatchResult, ...]] = None
+    error: Optional[str] = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in BATCH_DONE_STATES
 
 
 class GeminiError(Exception):
@@ -176,6 +236,12 @@ class GeminiClient:
         api_key: the key; resolved from the environment when ``None``.
         base_url: an endpoint replacing Google's; ``None`` leaves the SDK to
             read ``GOOGLE_GEMINI_BASE_URL``.
+        timeout: seconds allowed for one request.
+        vertexai: reach the model through Vertex AI; credentials then come
+            from Application Default Credentials (``gcloud auth
+            application-default login``, a service account), not an API key.
+        project: the Google Cloud project (Vertex AI).
+        location: the Vertex AI region (Vertex AI).
         timeout: seconds allowed for one request, from sending to the whole reply.
         max_connections: connections kept open to the endpoint; at least the
             run's concurrency, so no request waits for a connection and none
@@ -190,6 +256,9 @@ class GeminiClient:
         api_key: Optional[str] = None,
         base_url: Optional[str] = None,
         timeout: float = 120.0,
+        vertexai: bool = False,
+        project: Optional[str] = None,
+        location: Optional[str] = None,
         max_connections: int = 100,
     ):
         import httpx2
@@ -201,7 +270,7 @@ class GeminiClient:
         self.model = model
         self.api = api
         self.timeout = timeout
-        self._key = resolve_api_key(api_key)
+        self.vertexai = vertexai
         self._types = types
         http_options = types.HttpOptions(
             base_url=base_url or None,
@@ -211,7 +280,20 @@ class GeminiClient:
                 max_connections=max_connections, max_keepalive_connections=max_connections,
             )},
         )
-        self._client = genai.Client(api_key=self._key, http_options=http_options)
+        if vertexai:
+            self._key = api_key
+            try:
+                self._client = genai.Client(vertexai=True, api_key=api_key, project=project,
+                                            location=location, http_options=http_options)
+            except Exception as e:  # google.auth's DefaultCredentialsError, the SDK's ValueError
+                raise GeminiError(
+                    f"cannot reach Vertex AI: {e}. Set project and location and sign in with "
+                    "`gcloud auth application-default login` (or GOOGLE_APPLICATION_CREDENTIALS).",
+                    fatal=True, reason="VERTEX_AUTH",
+                ) from None
+        else:
+            self._key = resolve_api_key(api_key)
+            self._client = genai.Client(api_key=self._key, http_options=http_options)
         self._profile = model_profile(model)
         self._config_cache: Optional[tuple] = None
 
@@ -224,6 +306,9 @@ class GeminiClient:
             api_key=api_key,
             base_url=config.base_url,
             timeout=config.timeout,
+            vertexai=config.vertexai,
+            project=config.project,
+            location=config.location,
             max_connections=max(100, config.concurrency),
         )
 
@@ -257,6 +342,14 @@ class GeminiClient:
     # generateContent
 
     async def _generate_content(self, request: GeminiRequest) -> GeminiReply:
+        response = await self._client.aio.models.generate_content(
+            model=self.model,
+            contents=self._contents(request),
+            config=self._generation_config(request),
+        )
+        return reply_from_generate_content(response)
+
+    def _contents(self, request: GeminiRequest) -> list:
         types = self._types
         parts = [types.Part.from_text(text=request.prompt)]
         for image in request.images:
@@ -264,23 +357,24 @@ class GeminiClient:
                 parts.append(types.Part.from_bytes(data=image.data, mime_type=image.mime_type))
             else:
                 parts.append(types.Part.from_uri(file_uri=image.uri, mime_type=image.mime_type))
-        response = await self._client.aio.models.generate_content(
-            model=self.model,
-            contents=[types.Content(role="user", parts=parts)],
-            config=self._generate_content_config(request),
-        )
-        return reply_from_generate_content(response)
+        return [types.Content(role="user", parts=parts)]
 
-    def _generate_content_config(self, request: GeminiRequest) -> Any:
+    def _generation_config(self, request: GeminiRequest):
         """The request's ``GenerateContentConfig``, built once for a run's requests.
 
         Validating the schema into SDK models costs about a millisecond per
-        request, and every request of a run asks the same thing.
+        request, and every request of a run asks the same thing (the same
+        schema object, which is never modified).
         """
         key = (request.thinking_level, request.media_resolution)
         cached = self._config_cache
         if cached is not None and cached[0] is request.response_schema and cached[1] == key:
             return cached[2]
+        built = self._build_generation_config(request)
+        self._config_cache = (request.response_schema, key, built)
+        return built
+
+    def _build_generation_config(self, request: GeminiRequest):
         types = self._types
         config: dict[str, Any] = {}
         if request.response_schema is not None:
@@ -290,26 +384,23 @@ class GeminiClient:
         if thinking:
             config["thinking_config"] = types.ThinkingConfig(**thinking)
         if request.media_resolution:
-            config["media_resolution"] = request.media_resolution
-        built = types.GenerateContentConfig(**config) if config else None
-        self._config_cache = (request.response_schema, key, built)
-        return built
+            config["media_resolution"] = f"MEDIA_RESOLUTION_{request.media_resolution.upper()}"
+        return types.GenerateContentConfig(**config) if config else None
 
     # Interactions
 
     async def _create_interaction(self, request: GeminiRequest) -> GeminiReply:
         content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
         for image in request.images:
+            part: dict[str, Any] = {"type": "image", "mime_type": image.mime_type}
             if image.data is not None:
-                content.append(
-                    {
-                        "type": "image",
-                        "data": base64.b64encode(image.data).decode("ascii"),
-                        "mime_type": image.mime_type,
-                    }
-                )
+                part["data"] = base64.b64encode(image.data).decode("ascii")
             else:
-                content.append({"type": "image", "uri": image.uri, "mime_type": image.mime_type})
+                part["uri"] = image.uri
+            if request.media_resolution:
+                # the Interactions API sets the resolution on each image
+                part["resolution"] = request.media_resolution
+            content.append(part)
         kwargs: dict[str, Any] = {"model": self.model, "input": content}
         if request.response_schema is not None:
             kwargs["response_format"] = {
@@ -318,8 +409,6 @@ class GeminiClient:
                 "schema": request.response_schema,
             }
         generation_config: dict[str, Any] = dict(self._thinking_config(request))
-        if request.media_resolution:
-            generation_config["media_resolution"] = request.media_resolution
         if generation_config:
             kwargs["generation_config"] = generation_config
         interaction = await self._client.aio.interactions.create(**kwargs)
@@ -334,6 +423,98 @@ class GeminiClient:
         if self._profile.thinking_budget_off is not None and request.thinking_level == "minimal":
             return {"thinking_budget": self._profile.thinking_budget_off}
         return {}
+
+    # File API
+
+    async def upload_file(self, data: bytes, mime_type: str, display_name: Optional[str] = None) -> UploadedFile:
+        """Uploads bytes through the File API (resumable upload, one round trip for small files)."""
+        config: dict[str, Any] = {"mime_type": mime_type}
+        if display_name:
+            config["display_name"] = display_name
+        try:
+            uploaded = await self._client.aio.files.upload(file=io.BytesIO(data), config=config)
+        except Exception as e:
+            raise self._as_gemini_error(e) from None
+        return _uploaded_file(uploaded)
+
+    async def get_file(self, name: str) -> UploadedFile:
+        """The File API's record of a file (raises :class:`GeminiError` when it is gone)."""
+        try:
+            return _uploaded_file(await self._client.aio.files.get(name=name))
+        except Exception as e:
+            raise self._as_gemini_error(e) from None
+
+    async def delete_file(self, name: str) -> None:
+        """Deletes an uploaded file."""
+        try:
+            await self._client.aio.files.delete(name=name)
+        except Exception as e:
+            raise self._as_gemini_error(e) from None
+
+    # Batch API
+
+    async def submit_batch(self, requests: list[tuple[str, GeminiRequest]], *, display_name: str,
+                           via_file: bool = False) -> BatchStatus:
+        """Creates a batch job answering ``requests`` (each under its key).
+
+        Requests travel inline in the create call, or, with ``via_file``, as a
+        JSONL file uploaded through the File API first (for jobs beyond the
+        inline size limit).
+        """
+        try:
+            if via_file:
+                lines = (json.dumps({"key": key, "request": self._request_body(request)})
+                         for key, request in requests)
+                data = ("\n".join(lines) + "\n").encode()
+                uploaded = await self.upload_file(data, "jsonl", display_name=f"{display_name}.jsonl")
+                src: Any = uploaded.name
+            else:
+                src = [
+                    {"contents": self._contents(request), "config": self._generation_config(request),
+                     "metadata": {"key": key}}
+                    for key, request in requests
+                ]
+            job = await self._client.aio.batches.create(
+                model=self.model, src=src, config={"display_name": display_name})
+        except GeminiError:
+            raise
+        except Exception as e:
+            raise self._as_gemini_error(e) from None
+        return BatchStatus(name=job.name, state=_job_state(job))
+
+    async def get_batch(self, name: str) -> BatchStatus:
+        """A batch job's state, with every result once it has succeeded."""
+        try:
+            job = await self._client.aio.batches.get(name=name)
+            state = _job_state(job)
+            if state not in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
+                error = job.error.message if job.error else None
+                return BatchStatus(name=name, state=state, error=error)
+            dest = job.dest
+            if dest is not None and dest.file_name:
+                data = await self._client.aio.files.download(file=dest.file_name)
+                results = tuple(_batch_results_from_jsonl(data))
+            else:
+                results = tuple(
+                    _batch_result((item.metadata or {}).get("key", str(i)), item.response, item.error)
+                    for i, item in enumerate((dest.inlined_responses if dest else None) or [])
+                )
+        except GeminiError:
+            raise
+        except Exception as e:
+            raise self._as_gemini_error(e) from None
+        return BatchStatus(name=name, state=state, results=results)
+
+    def _request_body(self, request: GeminiRequest) -> dict:
+        """A ``GenerateContentRequest`` as the JSON of a batch input file."""
+        body: dict[str, Any] = {
+            "contents": [c.model_dump(mode="json", exclude_none=True, by_alias=True)
+                         for c in self._contents(request)],
+        }
+        config = self._generation_config(request)
+        if config is not None:
+            body["generationConfig"] = config.model_dump(mode="json", exclude_none=True, by_alias=True)
+        return body
 
     # errors
 
@@ -369,6 +550,39 @@ def reply_from_generate_content(response: Any) -> GeminiReply:
     finish_name = getattr(finish, "value", finish) or "STOP"
     return GeminiReply(text=text, finish_reason=str(finish_name), usage=tokens,
                        model_version=response.model_version)
+
+
+def _uploaded_file(file: Any) -> UploadedFile:
+    state = getattr(file.state, "name", file.state) or "ACTIVE"
+    return UploadedFile(name=file.name, uri=file.uri, mime_type=file.mime_type or "",
+                        state=str(state), expires_at=file.expiration_time)
+
+
+def _job_state(job: Any) -> str:
+    state = getattr(job.state, "name", job.state) or "JOB_STATE_PENDING"
+    return str(state).replace("JOB_STATE_", "").replace("BATCH_STATE_", "")
+
+
+def _batch_result(key: str, response: Any, error: Any) -> BatchResult:
+    if response is not None:
+        return BatchResult(key=str(key), reply=reply_from_generate_content(response))
+    message = getattr(error, "message", None) or (error.get("message") if isinstance(error, dict) else None)
+    return BatchResult(key=str(key), error=f"the batch request failed: {message or error or 'no details'}")
+
+
+def _batch_results_from_jsonl(data: bytes):
+    from google.genai import types
+
+    for line in data.decode().splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        response = entry.get("response")
+        yield _batch_result(
+            entry.get("key", ""),
+            types.GenerateContentResponse.model_validate(response) if response else None,
+            entry.get("error"),
+        )
 
 
 _INTERACTION_FINISH = {
@@ -422,9 +636,6 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
     from google.genai import _interactions_errors as ierrors
     from google.genai import errors
 
-    # the SDK's transport is httpx2; plain httpx is checked too, for clients built on it
-    transports = [m for m in (_optional_module("httpx2"), _optional_module("httpx")) if m is not None]
-
     if isinstance(exc, errors.APIError):
         return _status_error(exc.code, exc.details, _headers(exc.response), model)
     if isinstance(exc, ierrors.APITimeoutError):
@@ -436,21 +647,34 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
         return _status_error(exc.status_code, exc.body, _headers(exc.response), model)
     if isinstance(exc, ierrors.APIError) and exc.status_code:
         return _status_error(exc.status_code, exc.body, None, model)
-    if any(isinstance(exc, m.TimeoutException) for m in transports):
-        return _timeout_error(timeout)
-    if any(isinstance(exc, m.TransportError) for m in transports):
-        return GeminiError(f"could not reach Gemini: {type(exc).__name__}: {exc}", retryable=True,
-                           reason="CONNECTION")
+    for transport in _transport_modules():
+        if isinstance(exc, transport.TimeoutException):
+            return _timeout_error(timeout)
+        if isinstance(exc, transport.TransportError):
+            return GeminiError(f"could not reach Gemini: {type(exc).__name__}: {exc}",
+                               retryable=True, reason="CONNECTION")
     if isinstance(exc, TimeoutError):
         return _timeout_error(timeout)
+    from google.auth import exceptions as auth_errors
+
+    if isinstance(exc, auth_errors.GoogleAuthError):
+        return GeminiError(
+            f"Vertex AI credentials are missing or invalid ({type(exc).__name__}: {exc}). Sign in with "
+            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS.",
+            fatal=True, reason="VERTEX_AUTH",
+        )
     return GeminiError(f"unexpected error from the Gemini SDK: {type(exc).__name__}: {exc}")
 
 
-def _optional_module(name: str) -> Any:
-    try:
-        return __import__(name)
-    except ImportError:
-        return None
+def _transport_modules() -> list:
+    """The HTTP libraries the SDK may use (``httpx2`` in google-genai 3.6, else ``httpx``)."""
+    modules = []
+    for name in ("httpx2", "httpx"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return modules
 
 
 def _timeout_error(timeout: float) -> GeminiError:
@@ -481,6 +705,13 @@ def _status_error(status: Optional[int], body: Any, headers: Optional[dict], mod
             "Gemini rejected the API key. Check GEMINI_API_KEY (or GOOGLE_API_KEY, or "
             f"the plugin secret). Server said: {message}",
             status=status, reason="API_KEY_INVALID", fatal=True,
+        )
+    if status in (403, 404) and "access the File" in message:
+        # a file the request names is gone (expired or deleted): that sample's
+        # problem, not the run's
+        return GeminiError(
+            f"Gemini cannot read an uploaded file the request names (expired or deleted): {message}",
+            status=status, reason="FILE_NOT_FOUND",
         )
     if status == 403:
         return GeminiError(
@@ -540,7 +771,7 @@ def _is_daily_quota(details: list) -> bool:
 
 def scrub_secret(text: str, secret: Optional[str]) -> str:
     """Removes a secret (and anything that looks like a Google API key) from text."""
-    if secret and len(secret) >= 8:  # a toy key such as "k" would blank out letters
+    if secret:
         text = text.replace(secret, "[redacted]")
     return re.sub(r"AIza[0-9A-Za-z_\-]{35}", "[redacted]", text)
 

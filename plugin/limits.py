@@ -68,12 +68,23 @@ class AdaptiveConcurrency:
         return self._in_flight
 
     def slot(self) -> "_Slot":
-        """An ``async with`` context holding one request slot.
+        """A place in line for one request slot; ``async with`` it to wait for the slot.
+
+        Slots are granted in the order places are taken, so a request whose
+        image is still being prepared keeps its turn.
 
         Raises:
             LimiterClosed: on entry, once :meth:`close` was called.
         """
-        return _Slot(self)
+        waiter = asyncio.get_running_loop().create_future()
+        if self.closed:
+            waiter.set_result(False)
+        elif self._in_flight < self.limit and not self._waiters:
+            self._in_flight += 1
+            waiter.set_result(True)
+        else:
+            self._waiters.append(waiter)
+        return _Slot(self, waiter)
 
     def close(self) -> None:
         """Hands out no more slots: waiting and later requests raise :class:`LimiterClosed`."""
@@ -81,27 +92,19 @@ class AdaptiveConcurrency:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(LimiterClosed())
+                waiter.set_result(False)
 
-    async def _acquire(self) -> int:
-        if self.closed:
-            raise LimiterClosed()
-        if self._in_flight >= self.limit or self._waiters:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-                elif waiter.done() and not waiter.cancelled():
-                    self._in_flight -= 1  # the slot was handed over just before cancellation
-                    self._wake()
-                raise
-        else:
-            self._in_flight += 1
+    def _granted(self) -> int:
         self._sent += 1
         return self._sent
+
+    def _abandon(self, waiter: asyncio.Future) -> None:
+        """Gives a place up: out of the line, or its slot back if it was granted."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        elif waiter.done() and not waiter.cancelled() and waiter.result():
+            self._in_flight -= 1
+            self._wake()
 
     def _release(self, ticket: int, throttled: bool, succeeded: bool) -> None:
         self._in_flight -= 1
@@ -120,12 +123,13 @@ class AdaptiveConcurrency:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 self._in_flight += 1
-                waiter.set_result(None)
+                waiter.set_result(True)
 
 
 class _Slot:
-    def __init__(self, limiter: AdaptiveConcurrency):
+    def __init__(self, limiter: AdaptiveConcurrency, waiter: asyncio.Future):
         self._limiter = limiter
+        self._waiter = waiter
         self._ticket = 0
         self._throttled = False
 
@@ -133,8 +137,19 @@ class _Slot:
         """Marks the request as rate-limited (HTTP 429): the limit decreases."""
         self._throttled = True
 
+    def abandon(self) -> None:
+        """Gives the place up without sending (the request could not be built)."""
+        self._limiter._abandon(self._waiter)
+
     async def __aenter__(self) -> "_Slot":
-        self._ticket = await self._limiter._acquire()
+        try:
+            granted = await self._waiter
+        except asyncio.CancelledError:
+            self._limiter._abandon(self._waiter)
+            raise
+        if not granted:
+            raise LimiterClosed()
+        self._ticket = self._limiter._granted()
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:

@@ -1,9 +1,16 @@
 """Images as Gemini should see them: upright, RGB, a sane size, encoded once.
 
 Gemini's coordinates are relative to the image *as sent*, and FiftyOne draws
-relative coordinates over the image *as displayed* (EXIF orientation applied).
-Sending the displayed orientation, and only ever scaling uniformly, keeps the
-two identical, so no label moves when an image is resized.
+relative coordinates over the image *as displayed*. Sending the displayed
+orientation, and only ever scaling the whole image, keeps the two identical, so
+no label moves when an image is resized.
+
+"As displayed" is what the App's browser shows, measured in Chromium (the App
+draws an ``<img>`` element): the EXIF orientation of JPEG and PNG files is
+applied, that of WebP files is not. HEIC/HEIF files are turned upright by
+pillow-heif when read. FiftyOne's ``compute_metadata`` swaps width and height
+for rotated JPEGs only, so :func:`image_metadata` (the dimensions as displayed)
+is what this package writes for samples without metadata.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ import io
 import math
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 try:  # HEIC/HEIF (iPhone photos) are read through pillow-heif
     from pillow_heif import register_heif_opener
@@ -37,6 +45,12 @@ JPEG_QUALITY = 90
 _SENDABLE_AS_IS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _EXIF_ORIENTATION = 0x0112
 
+BROWSER_IGNORES_ORIENTATION = frozenset({"WEBP"})
+"""Formats whose EXIF orientation the App's browser does not apply (Chromium
+turns JPEG and PNG files by their EXIF orientation, but not WebP files)."""
+
+_JPEG_DRAFT_REDUCTIONS = (8, 4, 2)
+
 TOKENS_PER_TILE = 258
 SMALL_IMAGE_SIDE = 384
 
@@ -54,8 +68,12 @@ class PreparedImage:
         mime_type: its MIME type.
         width: width of the image as sent, in pixels.
         height: height of the image as sent, in pixels.
-        display_width: width as a viewer shows it (EXIF applied), before resizing.
-        display_height: height as a viewer shows it, before resizing.
+        display_width: width as the App shows it (see the module notes on
+            EXIF orientation), before resizing.
+        display_height: height as the App shows it, before resizing.
+        source_mime_type: the MIME type of the file read.
+        source_size_bytes: the size of the file read.
+        source_channels: the channels of the file's pixel format.
     """
 
     data: bytes
@@ -64,6 +82,9 @@ class PreparedImage:
     height: int
     display_width: int
     display_height: int
+    source_mime_type: Optional[str] = None
+    source_size_bytes: Optional[int] = None
+    source_channels: Optional[int] = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -71,22 +92,69 @@ class PreparedImage:
         return estimate_image_tokens(self.width, self.height)
 
 
-def estimate_image_tokens(width: int, height: int) -> int:
+def fit_within(width: int, height: int, max_side: Optional[int]) -> tuple[int, int]:
+    """The size an image is sent at: scaled down uniformly so its longer side is at most ``max_side``.
+
+    >>> fit_within(4000, 3000, 1536)
+    (1536, 1152)
+    """
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def estimate_image_tokens(
+    width: int,
+    height: int,
+    *,
+    max_side: Optional[int] = None,
+    media_resolution: Optional[str] = None,
+    model: Optional[str] = None,
+) -> int:
     """Gemini's documented input-token estimate for one image.
 
     258 tokens when both sides are at most 384 px; otherwise the image is cut
-    into crop units of ``floor(min(w, h) / 1.5)`` px, 258 tokens each.
+    into crop units of ``floor(min(w, h) / 1.5)`` px, 258 tokens each. With
+    ``max_side`` the size is first reduced as :func:`prepare_image` would send
+    it; with ``media_resolution`` (``low``/``medium``/``high``) the count is
+    capped at the model family's per-image budget for that level.
 
     >>> estimate_image_tokens(960, 540)  # unit 360 -> 3 x 2 tiles
     1548
+    >>> estimate_image_tokens(960, 540, media_resolution="low", model="gemini-3-flash-preview")
+    280
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
+    width, height = fit_within(width, height, max_side)
     if width <= SMALL_IMAGE_SIDE and height <= SMALL_IMAGE_SIDE:
-        return TOKENS_PER_TILE
-    unit = max(1, math.floor(min(width, height) / 1.5))
-    tiles = math.ceil(width / unit) * math.ceil(height / unit)
-    return tiles * TOKENS_PER_TILE
+        tokens = TOKENS_PER_TILE
+    else:
+        unit = max(1, math.floor(min(width, height) / 1.5))
+        tokens = math.ceil(width / unit) * math.ceil(height / unit) * TOKENS_PER_TILE
+    if media_resolution:
+        from .models import model_profile
+
+        tokens = min(tokens, model_profile(model or "").media_resolution_tokens(media_resolution))
+    return tokens
+
+
+def read_image_size(path: str) -> tuple[int, int]:
+    """An image file's ``(width, height)`` as the App shows it, from its header only.
+
+    Raises:
+        ImageError: the file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            transposed = display_orientation(img) in (5, 6, 7, 8)
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {path}") from None
+    except Exception as e:
+        raise ImageError(f"not a readable image: {path} ({e})") from None
+    return (height, width) if transposed else (width, height)
 
 
 def prepare_image(path: str, max_side: int) -> PreparedImage:
@@ -133,7 +201,8 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels: {name}")
-    if width * height > MAX_PIXELS:
+    reduction = _jpeg_draft_reduction(img, max_side)
+    if width * height / reduction**2 > MAX_PIXELS:
         raise ImageError(
             f"image too large to decode safely: {name} is {width}x{height} "
             f"(limit {MAX_PIXELS:,} pixels)"
@@ -141,37 +210,40 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
     if getattr(img, "n_frames", 1) > 1 and img.format not in _SENDABLE_AS_IS:
         img.seek(0)
 
-    orientation = _orientation(img)
+    try:  # Pillow decodes a PNG to find its EXIF, so a corrupt one fails here
+        orientation = display_orientation(img)
+    except Exception as e:
+        raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
     transposed = orientation in (5, 6, 7, 8)
     display_width, display_height = (height, width) if transposed else (width, height)
+    source = dict(
+        display_width=display_width,
+        display_height=display_height,
+        source_mime_type=Image.MIME.get(img.format or ""),
+        source_size_bytes=len(raw),
+        source_channels=len(img.getbands()),
+    )
 
     if (
         img.format in _SENDABLE_AS_IS
-        and orientation == 1
+        and _orientation(img) == 1  # no orientation tag the model might apply
         and img.mode in ("RGB", "L")
         and max(width, height) <= max_side
         and len(raw) <= MAX_PASSTHROUGH_BYTES
         and getattr(img, "n_frames", 1) == 1
     ):
         _verify_decodes(img, name)
-        return PreparedImage(
-            data=raw,
-            mime_type=_SENDABLE_AS_IS[img.format],
-            width=width,
-            height=height,
-            display_width=display_width,
-            display_height=display_height,
-        )
+        return PreparedImage(data=raw, mime_type=_SENDABLE_AS_IS[img.format],
+                             width=width, height=height, **source)
 
     try:
-        if img.format == "JPEG" and max(width, height) > max_side:
+        if reduction > 1:
             # decode at a reduced scale straight from the DCT: far cheaper than
             # decoding full size and then shrinking
-            scale = max_side / max(width, height)
-            img.draft(img.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+            img.draft(img.mode, (math.ceil(width / reduction), math.ceil(height / reduction)))
         img.load()
         if orientation != 1:
-            img = ImageOps.exif_transpose(img)
+            img = _transpose(img, orientation)
         rgb = _to_rgb(img)
     except ImageError:
         raise
@@ -179,27 +251,71 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
         raise ImageError(f"cannot decode image {name}: {e}") from None
 
     if max(rgb.size) > max_side:
-        scale = max_side / max(rgb.size)
-        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        size = fit_within(rgb.width, rgb.height, max_side)
         rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
     out = io.BytesIO()
     rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return PreparedImage(
-        data=out.getvalue(),
-        mime_type="image/jpeg",
-        width=rgb.width,
-        height=rgb.height,
-        display_width=display_width,
-        display_height=display_height,
+    return PreparedImage(data=out.getvalue(), mime_type="image/jpeg",
+                         width=rgb.width, height=rgb.height, **source)
+
+
+def image_metadata(image: PreparedImage):
+    """FiftyOne metadata of a prepared image's file, with its size as the App shows it."""
+    import fiftyone as fo
+
+    return fo.ImageMetadata(
+        size_bytes=image.source_size_bytes,
+        mime_type=image.source_mime_type,
+        width=image.display_width,
+        height=image.display_height,
+        num_channels=image.source_channels,
     )
 
 
+def display_orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1–8) the App applies when it shows this image.
+
+    1 (as stored) for formats whose orientation browsers ignore, see
+    :data:`BROWSER_IGNORES_ORIENTATION`.
+    """
+    if img.format in BROWSER_IGNORES_ORIENTATION:
+        return 1
+    return _orientation(img)
+
+
+def to_display_orientation(img: Image.Image) -> Image.Image:
+    """The image turned the way the App shows it (a copy when it must be turned)."""
+    orientation = display_orientation(img)
+    return _transpose(img, orientation) if orientation != 1 else img
+
+
+def _transpose(img: Image.Image, orientation: int) -> Image.Image:
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }[orientation]
+    return img.transpose(method)
+
+
+def _jpeg_draft_reduction(img: Image.Image, max_side: int) -> int:
+    """The DCT scale-down (1, 2, 4 or 8) a JPEG can be decoded at and still exceed ``max_side``."""
+    if img.format != "JPEG":
+        return 1
+    longest = max(img.size)
+    return next((r for r in _JPEG_DRAFT_REDUCTIONS if longest / r >= max_side), 1)
+
+
 def load_display_image(path: str) -> np.ndarray:
-    """Decodes an image file to an RGB array in its displayed orientation."""
+    """Decodes an image file to an RGB array, turned the way the App shows it."""
     with Image.open(path) as img:
         img.load()
-        return np.asarray(_to_rgb(ImageOps.exif_transpose(img)))
+        return np.asarray(_to_rgb(to_display_orientation(img)))
 
 
 def guess_is_image(path: str) -> bool:
@@ -211,9 +327,10 @@ def guess_is_image(path: str) -> bool:
 
 
 def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent or invalid); Pillow tolerates malformed EXIF."""
     try:
         value = int(img.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:
+    except (TypeError, ValueError):
         return 1
     return value if 1 <= value <= 8 else 1
 

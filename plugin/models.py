@@ -26,22 +26,42 @@ class ModelProfile:
         mask_form: the segmentation form the family produces best: polygons
             over the whole image (Gemini 3) or PNG probability maps inside the
             box (Gemini 2.5).
+        image_tokens_by_resolution: the most tokens one image costs at each
+            ``media_resolution`` level (``low``, ``medium``, ``high``).
     """
 
     family: str
     supports_thinking_level: bool
     thinking_budget_off: Optional[int]
     mask_form: MaskForm
+    image_tokens_by_resolution: tuple[tuple[str, int], ...] = ()
 
+    def media_resolution_tokens(self, level: str) -> int:
+        """The per-image token budget at a ``media_resolution`` level.
+
+        Raises:
+            ValueError: the level is not ``low``, ``medium`` or ``high``.
+        """
+        budgets = dict(self.image_tokens_by_resolution)
+        if level not in budgets:
+            raise ValueError(f"unknown media_resolution {level!r}; choose one of {', '.join(budgets)}")
+        return budgets[level]
+
+
+# Per-image token budgets of media_resolution, from Google's "Media resolution"
+# guide (token counts section) as read in 2025: indicative, re-check when a new
+# generation ships. Gemini 2.x spends the same budget at medium and high.
+_GEMINI_3_MEDIA_TOKENS = (("low", 280), ("medium", 560), ("high", 1120))
+_GEMINI_2_MEDIA_TOKENS = (("low", 64), ("medium", 256), ("high", 256))
 
 _PROFILES: tuple[tuple[str, ModelProfile], ...] = (
-    ("gemini-3", ModelProfile("gemini-3", True, None, "polygon")),
-    ("gemini-2.5-pro", ModelProfile("gemini-2.5-pro", False, None, "png")),
-    ("gemini-2.5", ModelProfile("gemini-2.5", False, 0, "png")),
-    ("gemini-2.0", ModelProfile("gemini-2.0", False, None, "png")),
+    ("gemini-3", ModelProfile("gemini-3", True, None, "polygon", _GEMINI_3_MEDIA_TOKENS)),
+    ("gemini-2.5-pro", ModelProfile("gemini-2.5-pro", False, None, "png", _GEMINI_2_MEDIA_TOKENS)),
+    ("gemini-2.5", ModelProfile("gemini-2.5", False, 0, "png", _GEMINI_2_MEDIA_TOKENS)),
+    ("gemini-2.0", ModelProfile("gemini-2.0", False, None, "png", _GEMINI_2_MEDIA_TOKENS)),
 )
 
-_LATEST = ModelProfile("latest", True, None, "polygon")
+_LATEST = ModelProfile("latest", True, None, "polygon", _GEMINI_3_MEDIA_TOKENS)
 
 
 def model_profile(model: str) -> ModelProfile:

@@ -1,63 +1,178 @@
 """FiftyOne App operators: forms that gather parameters and call the library.
 
-The work is done by :func:`gemini_annotate.pipeline.run_annotation`, exactly as
-from Python or the CLI; an operator only builds an
-:class:`~gemini_annotate.config.AnnotateConfig` from its form, reports progress
-and reloads the App.
+The work is done by :func:`gemini_annotate.pipeline.run_annotation` and the
+functions of :mod:`gemini_annotate.review`, exactly as from Python or the CLI;
+an operator only reads its form, reports progress and refreshes the App.
+
+Every operator can also be called from Python, with the same behaviour as in
+the App (delegation included), once the plugin is installed
+(``gemini-annotate plugin-install``)::
+
+    import fiftyone.operators as foo
+
+    annotate = foo.get_operator("@gemini-annotate/gemini-annotate/annotate_with_gemini")
+    summary = annotate(dataset.take(20), classes=["cat", "dog"])      # runs now
+    annotate(dataset, classes=["cat", "dog"], delegate=True)          # queued for
+    # `fiftyone delegated launch`
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
 import queue
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+import fiftyone.core.labels as fol
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone import ViewField as F
 
+from . import review
 from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
-from .gemini import API_KEY_ENV_VARS, GeminiError
-from .media import estimate_image_tokens
+from .convert import REVIEW_ATTRIBUTE
+from .gemini import API_KEY_ENV_VARS
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
+from .preview import preview_run
+from .runs import RunSummary, load_run_summary
 from .tasks import TASKS
 
+PLUGIN_NAME = "@gemini-annotate/gemini-annotate"
 SECRET_NAME = "GEMINI_API_KEY"
 DELEGATE_ABOVE = 200
-"""Samples above which the form proposes delegated execution."""
+"""Samples above which the form proposes delegated execution by default."""
+
+IF_LABELED_CHOICES = {
+    "skip": "Skip them (re-running resumes an interrupted run)",
+    "replace_unreviewed": "Replace labels nobody reviewed; keep accepted, edited and hand-drawn ones",
+    "new_field": "Write this run into a new field",
+    "overwrite": "Overwrite the field, reviewed labels included",
+}
+_CLASS_FIELD_TYPES = (fol.Detections, fol.Polylines, fol.Keypoints, fol.Classifications,
+                      fol.Detection, fol.Polyline, fol.Keypoint, fol.Classification)
 
 
-def config_from_params(params: dict[str, Any]) -> AnnotateConfig:
-    """The run configuration an operator's form describes."""
+class GeminiOperator(foo.Operator):
+    """Base of this plugin's operators: a stable URI and a Python ``__call__``."""
+
+    def __init__(self, _builtin: bool = False):
+        super().__init__(_builtin)
+        self.plugin_name = PLUGIN_NAME  # replaced by FiftyOne's registration when loaded
+
+    def _run_from_python(self, samples, params: dict, *, delegate: bool = False):
+        """Runs this operator on ``samples`` through FiftyOne's executor, as the App would."""
+        ctx = {"view": samples.view()}
+
+        def execute():
+            return foo.execute_operator(self.uri, ctx, params=params, request_delegation=delegate)
+
+        return _outside_event_loop(execute)
+
+
+def _outside_event_loop(fn: Callable[[], Any]) -> Any:
+    """Calls ``fn`` synchronously, in a worker thread when this thread runs an
+    event loop (a notebook), where FiftyOne would only schedule a task."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    with concurrent.futures.ThreadPoolExecutor(1, "gemini-annotate-operator") as pool:
+        return pool.submit(fn).result()
+
+
+def _api_key(ctx) -> Optional[str]:
+    """The plugin secret, else the environment; ``None`` when neither has a key."""
+    for name in (SECRET_NAME, *API_KEY_ENV_VARS):
+        value = ctx.secret(name) or os.environ.get(name)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _classes_from_field(samples, field: str) -> list[str]:
+    path = review.label_path(samples, field)
+    return sorted(str(v) for v in samples._dataset.distinct(f"{path}.label") if v)
+
+
+def _label_fields(samples, types_=_CLASS_FIELD_TYPES) -> list[str]:
+    schema = samples.get_field_schema(embedded_doc_type=fol.Label)
+    return [name for name, f in schema.items() if getattr(f, "document_type", None) in types_]
+
+
+def _free_field_name(samples, base: str) -> str:
+    n = 2
+    while samples._dataset.has_field(f"{base}_{n}"):
+        n += 1
+    return f"{base}_{n}"
+
+
+def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
+    """The run configuration an annotate form describes.
+
+    ``classes_from="field"`` takes the classes from the distinct labels of
+    ``classes_field`` in ``samples``' dataset; ``if_labeled="new_field"``
+    writes into ``new_label_field``.
+    """
+    classes: Any = params.get("classes") or None
+    if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
+        classes = _classes_from_field(samples, params["classes_field"]) or None
+    label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
+    if_labeled = params.get("if_labeled") or "skip"
+    if if_labeled == "new_field":
+        default = _free_field_name(samples, label_field) if samples is not None else label_field
+        label_field = params.get("new_label_field") or default
+        if_labeled = "skip"
     options = {
         "task": params.get("task") or "detect",
-        "classes": params.get("classes") or None,
+        "classes": classes,
         "prompt": params.get("prompt") or None,
-        "label_field": params.get("label_field") or DEFAULT_LABEL_FIELD,
+        "label_field": label_field,
         "model": params.get("model") or DEFAULT_MODEL,
-        "if_labeled": params.get("if_labeled") or "skip",
+        "if_labeled": if_labeled,
     }
     for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
+                 "max_image_side", "mask_form", "mask_threshold", "question", "multi_label",
+                 "image_transport", "uri_field", "reference_images", "media_resolution", "batch",
                  "timeout", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
-                 "thinking_level", "unknown_labels", "max_image_side"):
+                 "thinking_level", "unknown_labels"):
         if params.get(name) not in (None, ""):
             options[name] = params[name]
     return AnnotateConfig(**options)
 
 
-def _api_key(ctx) -> Optional[str]:
-    for name in (SECRET_NAME, *API_KEY_ENV_VARS):
-        value = ctx.secret(name) if hasattr(ctx, "secret") else None
-        if value:
-            return value
-    return None
+def label_field_problem(dataset, config: AnnotateConfig) -> Optional[str]:
+    """Why ``config.label_field`` cannot receive this task's labels, or ``None`` if it can."""
+    if not dataset.has_field(config.label_field):
+        return None
+    expected = TASKS[config.task].label_type
+    found = getattr(dataset.get_field(config.label_field), "document_type", None)
+    if found is expected:
+        return None
+    kind = found.__name__ if found is not None else type(dataset.get_field(config.label_field)).__name__
+    return (f"{config.label_field!r} already holds {kind}, not {expected.__name__}: "
+            "choose another label field")
 
 
 def _progress_label(progress: RunProgress) -> str:
+    if progress.message:
+        return progress.message
     return (f"{progress.finished}/{progress.total} samples "
             f"({progress.failed} failed, {progress.labels} labels)")
 
 
-class AnnotateWithGemini(foo.Operator):
+def _summary_markdown(summary: RunSummary) -> str:
+    return "\n".join(f"- {line.strip()}" for line in summary.describe().splitlines())
+
+
+def _summary_output():
+    outputs = types.Object()
+    outputs.str("summary", label="Gemini run", view=types.MarkdownView())
+    return types.Property(outputs)
+
+
+class AnnotateWithGemini(GeminiOperator):
     """Sends the chosen samples to Gemini and stores its answers as labels to review."""
 
     @property
@@ -66,77 +181,120 @@ class AnnotateWithGemini(foo.Operator):
             name="annotate_with_gemini",
             label="Annotate with Gemini",
             description="Pre-annotate samples with Google Gemini for people to review",
+            icon="auto_awesome",
             dynamic=True,
             execute_as_generator=True,
             allow_immediate_execution=True,
             allow_delegated_execution=True,
         )
 
+    def resolve_execution_options(self, ctx):
+        from fiftyone.operators.executor import ExecutionOptions
+
+        return ExecutionOptions(
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=len(ctx.target_view()) > DELEGATE_ABOVE,
+        )
+
     def resolve_input(self, ctx):
         inputs = types.Object()
         target = ctx.target_view()
+        params = ctx.params
         inputs.enum(
             "task", list(TASKS), default="detect", required=True, label="Task",
             description="; ".join(f"{t.name}: {t.description}" for t in TASKS.values()),
             view=types.DropdownView(),
         )
-        inputs.str("classes", label="Classes",
-                   description="Comma-separated class names to look for (empty: whatever Gemini finds)")
-        inputs.str("prompt", label="Custom prompt", description="Replaces the task's default prompt")
+        class_fields = _label_fields(ctx.dataset)
+        if class_fields:
+            sources = types.RadioGroup(orientation="horizontal")
+            sources.add_choice("typed", label="Type the classes")
+            sources.add_choice("field", label="Classes of a label field")
+            inputs.enum("classes_from", sources.values(), default="typed", label="Classes", view=sources)
+        if params.get("classes_from") == "field" and class_fields:
+            inputs.enum("classes_field", class_fields, default=class_fields[0], required=True,
+                        label="Take the classes from", view=types.DropdownView())
+            field = params.get("classes_field") or class_fields[0]
+            names = _classes_from_field(ctx.dataset, field)
+            inputs.view("classes_found", types.Notice(
+                label=f"{len(names)} classes: {', '.join(names[:30])}{' …' if len(names) > 30 else ''}"))
+        else:
+            inputs.str("classes", label="Class names",
+                       description="Comma-separated (empty: whatever Gemini finds)")
+        inputs.str("prompt", label="Custom prompt (optional)",
+                   description="Replaces the task's default prompt",
+                   view=types.TextFieldView(multiline=True))
         inputs.str("model", default=DEFAULT_MODEL, required=True, label="Model")
         inputs.str("label_field", default=DEFAULT_LABEL_FIELD, required=True, label="Label field",
                    description="The field that receives the pre-annotations")
-        inputs.enum(
-            "if_labeled", ["skip", "replace_unreviewed", "overwrite"], default="skip",
-            label="Samples that already have labels in this field",
-            description="skip them; replace only labels nobody reviewed; or overwrite everything",
-            view=types.RadioGroup(),
-        )
-        count = len(target)
-        tokens = self._token_estimate(target)
-        inputs.view("preview", types.Notice(
-            label=f"{count} sample(s) → {count} request(s), about {tokens:,} input tokens for images"
-        ))
-        if _api_key(ctx) is None and not ctx.params.get("base_url"):
+
+        label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
+        if ctx.dataset.has_field(label_field) and len(target.exists(label_field)):
+            choices = types.RadioGroup()
+            for value, label in IF_LABELED_CHOICES.items():
+                choices.add_choice(value, label=label)
+            inputs.enum("if_labeled", choices.values(), default="skip", view=choices,
+                        label=f"Samples already labeled in {label_field!r}")
+            if params.get("if_labeled") == "new_field":
+                inputs.str("new_label_field", default=_free_field_name(ctx.dataset, label_field),
+                           required=True, label="New label field")
+
+        try:
+            config = config_from_params(params, ctx.dataset)
+            problem = label_field_problem(ctx.dataset, config)
+            if problem:
+                raise ValueError(problem)
+        except ValueError as e:
+            inputs.view("invalid", types.Error(label="Check the form", description=str(e)))
+            return types.Property(inputs, view=types.View(label="Annotate with Gemini"))
+        preview = preview_run(target, config)
+        inputs.view("preview", types.Notice(label="What will be sent", description=preview.describe()))
+        if preview.reviewed_labels:
+            inputs.view("overwrite_warning", types.Warning(
+                label=f"Overwriting replaces {preview.reviewed_labels} label(s) people reviewed or drew",
+                description="Choose 'replace unreviewed' to keep them."))
+        if _api_key(ctx) is None:
             inputs.view("no_key", types.Warning(
-                label="No Gemini API key found: set GEMINI_API_KEY in the environment of the "
-                      "FiftyOne App (the plugin secret) before running."
-            ))
+                label="No Gemini API key",
+                description="Set the plugin secret GEMINI_API_KEY (or GEMINI_API_KEY / GOOGLE_API_KEY "
+                            "in the environment of the App and of `fiftyone delegated launch`)."))
         return types.Property(inputs, view=types.View(label="Annotate with Gemini"))
 
-    @staticmethod
-    def _token_estimate(target) -> int:
-        try:
-            widths, heights = target.values(["metadata.width", "metadata.height"])
-        except Exception:
-            return 0
-        return sum(estimate_image_tokens(w, h) if w and h else 258 for w, h in zip(widths, heights))
-
-    def resolve_delegation(self, ctx):
-        if ctx.params.get("delegate") is not None:
-            return bool(ctx.params["delegate"])
-        return len(ctx.target_view()) > DELEGATE_ABOVE
-
     def execute(self, ctx):
-        config = config_from_params(ctx.params)
+        config = config_from_params(ctx.params, ctx.dataset)
+        problem = label_field_problem(ctx.dataset, config)
+        if problem:
+            raise ValueError(problem)
         target = ctx.target_view()
         api_key = _api_key(ctx)
         if ctx.delegated:
-            summary = run_annotation(
-                target, config, api_key=api_key,
-                progress=lambda p: ctx.set_progress(progress=p.fraction, label=_progress_label(p)),
-            )
-            return summary.to_dict()
+            return self._execute_delegated(ctx, target, config, api_key)
         return self._execute_with_progress(ctx, target, config, api_key)
 
-    def _execute_with_progress(self, ctx, target, config, api_key):
+    @staticmethod
+    def _execute_delegated(ctx, target, config, api_key):
+        def report(progress: RunProgress) -> None:
+            ctx.set_progress(progress=progress.fraction, label=_progress_label(progress))
+
+        try:
+            summary = run_annotation(target, config, api_key=api_key, progress=report)
+        except AnnotationStopped as e:
+            raise RuntimeError(f"{e}\n{e.summary.describe()}") from None
+        return {"summary": _summary_markdown(summary), **summary.to_dict()}
+
+    @staticmethod
+    def _execute_with_progress(ctx, target, config, api_key):
+        # The run happens in a thread of its own with its own event loop, so it
+        # never blocks or shares the App server's loop; this generator (iterated
+        # by the server off its loop) only relays throttled progress events.
         events: queue.Queue = queue.Queue()
         outcome: dict[str, Any] = {}
 
         def job():
             try:
                 outcome["summary"] = run_annotation(target, config, api_key=api_key, progress=events.put)
-            except (AnnotationStopped, GeminiError) as e:
+            except Exception as e:  # raised again below, in the App's request
                 outcome["error"] = e
             finally:
                 events.put(None)
@@ -145,12 +303,357 @@ class AnnotateWithGemini(foo.Operator):
         while (event := events.get()) is not None:
             yield ctx.trigger("set_progress", {"progress": event.fraction, "label": _progress_label(event)})
         yield ctx.trigger("reload_dataset")
-        if "error" in outcome:
-            raise RuntimeError(str(outcome["error"]))
-        yield ctx.trigger("notify", {"message": outcome["summary"].describe().splitlines()[0],
-                                      "variant": "success"})
+        error = outcome.get("error")
+        if isinstance(error, AnnotationStopped):
+            raise RuntimeError(f"{error}\n{error.summary.describe()}") from error
+        if error is not None:
+            raise error
+        summary: RunSummary = outcome["summary"]
+        yield ctx.trigger("notify", {"message": summary.describe().splitlines()[0], "variant": "success"})
+        yield ctx.trigger("show_output", {
+            "outputs": _summary_output().to_json(),
+            "results": {"summary": _summary_markdown(summary)},
+        })
+
+    def resolve_output(self, ctx):
+        return _summary_output()
+
+    def __call__(self, samples, task: str = "detect", *, classes=None, prompt: Optional[str] = None,
+                 model: str = DEFAULT_MODEL, label_field: str = DEFAULT_LABEL_FIELD,
+                 if_labeled: str = "skip", delegate: bool = False, **options):
+        """Runs the operator on a collection, as from the App.
+
+        Args:
+            samples: the dataset or view to annotate.
+            task, classes, prompt, model, label_field, if_labeled: as in the form
+                (``classes`` a list or a comma-separated string).
+            delegate: queue the run for ``fiftyone delegated launch`` instead
+                of running it now.
+            **options: other :class:`~gemini_annotate.config.AnnotateConfig`
+                fields (``concurrency``, ``api``, ``base_url``, ...).
+
+        Returns:
+            the :class:`~gemini_annotate.runs.RunSummary` of an immediate run,
+            or FiftyOne's ``ExecutionResult`` of a delegated one (its
+            ``result["id"]`` is the queued operation).
+        """
+        if isinstance(classes, (list, tuple)):
+            classes = ",".join(classes)
+        params = {"task": task, "classes": classes, "prompt": prompt, "model": model,
+                  "label_field": label_field, "if_labeled": if_labeled, **options}
+        result = self._run_from_python(samples, params, delegate=delegate)
+        if delegate:
+            return result
+        return load_run_summary(samples, options.get("run_key") or label_field)
+
+
+def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-annotation field"):
+    """Adds a dropdown of the fields runs wrote; returns the chosen one (or ``None``)."""
+    fields = review.pre_annotation_fields(ctx.dataset)
+    if not fields:
+        inputs.view("no_runs", types.Warning(
+            label="No Gemini pre-annotations yet", description="Run 'Annotate with Gemini' first."))
+        return None
+    chosen = ctx.params.get(name) or fields[-1]
+    inputs.enum(name, fields, default=fields[-1], required=True, label=label, view=types.DropdownView())
+    return chosen if chosen in fields else fields[-1]
+
+
+def _chosen_field(ctx) -> str:
+    """The pre-annotation field a review form names (the latest run's by default)."""
+    fields = review.pre_annotation_fields(ctx.dataset)
+    if not fields:
+        raise review.ReviewError("this dataset has no Gemini pre-annotations yet: run 'Annotate with Gemini' first")
+    field = ctx.params.get("label_field") or fields[-1]
+    if field not in fields:
+        raise review.ReviewError(f"{field!r} holds no Gemini pre-annotations; choose one of {', '.join(fields)}")
+    return field
+
+
+def _message_output(label: str):
+    outputs = types.Object()
+    outputs.str("message", label=label, view=types.MarkdownView())
+    return types.Property(outputs)
+
+
+STATUS_ACTIONS = {
+    review.ACCEPTED: "Accept",
+    review.REJECTED: "Reject",
+    review.UNREVIEWED: "Reset to unreviewed",
+}
+
+
+class ReviewGeminiLabels(GeminiOperator):
+    """Accepts or rejects pre-annotations: the selected labels, or those of a view."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="review_gemini_labels",
+            label="Accept or reject Gemini labels",
+            description="Set the review status of the selected pre-annotations (or of a view's)",
+            icon="fact_check",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view_target(ctx, allow_selected_labels=True, action_description="Review",
+                           selected_labels_label="Selected labels")
+        choices = types.RadioGroup(orientation="horizontal")
+        for value, label in STATUS_ACTIONS.items():
+            choices.add_choice(value, label=label)
+        inputs.enum("status", choices.values(), default=review.ACCEPTED, required=True,
+                    label="Review", view=choices)
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is None:
+            return types.Property(inputs, view=types.View(label="Review Gemini labels"))
+        inputs.str("classes", label="Only these classes (optional)", description="Comma-separated")
+        labels = self._labels(ctx, field)
+        count = labels.count(review.label_path(labels, field))
+        action = STATUS_ACTIONS.get(ctx.params.get("status") or review.ACCEPTED, "Review")
+        inputs.view("preview", types.Notice(label=f"{action}: {count} label(s) in {field!r}"))
+        return types.Property(inputs, view=types.View(label="Review Gemini labels"))
+
+    @staticmethod
+    def _labels(ctx, field):
+        view = ctx.target_view()
+        classes = [c.strip() for c in (ctx.params.get("classes") or "").split(",") if c.strip()]
+        if classes:
+            view = view.filter_labels(field, F("label").is_in(classes), only_matches=False)
+        return view
+
+    def execute(self, ctx):
+        field = _chosen_field(ctx)
+        status = ctx.params.get("status") or review.ACCEPTED
+        changed = review.set_review_status(self._labels(ctx, field), field, status)
+        ctx.trigger("reload_dataset")
+        return {"message": f"{changed} label(s) in {field!r} now {status}"}
+
+    def resolve_output(self, ctx):
+        return _message_output("Review")
+
+    def __call__(self, samples, label_field: str, status: str = review.ACCEPTED, *,
+                 label_ids: Optional[list[str]] = None, classes: Optional[list[str]] = None):
+        """Sets the review status of ``label_ids`` (or all labels of ``samples``) in ``label_field``."""
+        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or [])}
+        if label_ids is not None:
+            samples = samples.select_labels(ids=label_ids, fields=label_field)
+        return self._run_from_python(samples, params).result
+
+
+class MarkSamplesReviewed(GeminiOperator):
+    """Marks samples as reviewed as a whole, accepting what is left unreviewed."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="mark_samples_reviewed",
+            label="Mark samples reviewed",
+            description="Mark samples reviewed; their labels still unreviewed become accepted",
+            icon="done_all",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target = ctx.target_view()
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is not None:
+            unreviewed = target.filter_labels(field, F(REVIEW_ATTRIBUTE) == review.UNREVIEWED)
+            count = unreviewed.count(review.label_path(target, field))
+            inputs.view("preview", types.Notice(
+                label=f"{len(target)} sample(s) marked reviewed; {count} unreviewed label(s) accepted"))
+        return types.Property(inputs, view=types.View(label="Mark samples reviewed"))
+
+    def execute(self, ctx):
+        field = _chosen_field(ctx)
+        target = ctx.target_view()
+        accepted = review.mark_reviewed(target, field)
+        ctx.trigger("reload_dataset")
+        return {"message": f"{len(target)} sample(s) reviewed, {accepted} label(s) accepted"}
+
+    def resolve_output(self, ctx):
+        return _message_output("Reviewed")
+
+    def __call__(self, samples, label_field: str):
+        return self._run_from_python(samples, {"label_field": label_field}).result
+
+
+class PromoteReviewedLabels(GeminiOperator):
+    """Copies accepted, edited and hand-drawn labels into a ground-truth field."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="promote_reviewed_labels",
+            label="Promote reviewed labels to ground truth",
+            description="Copy accepted, edited and added labels into a ground-truth field",
+            icon="upgrade",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target = ctx.target_view()
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is None:
+            return types.Property(inputs, view=types.View(label="Promote reviewed labels"))
+        inputs.str("gt_field", default="ground_truth", required=True, label="Ground-truth field")
+        counts = review.review_counts(target, field)
+        promoted = sum(counts.statuses.get(s, 0) for s in review.KEPT_STATUSES)
+        gt_field = ctx.params.get("gt_field") or "ground_truth"
+        note = (f" next to the labels already in {gt_field!r}" if ctx.dataset.has_field(gt_field) else "")
+        inputs.view("preview", types.Notice(
+            label=f"{promoted} reviewed label(s) will be copied into {gt_field!r}{note}; "
+                  f"{counts.statuses.get(review.UNREVIEWED, 0)} unreviewed and "
+                  f"{counts.statuses.get(review.REJECTED, 0)} rejected stay behind"))
+        return types.Property(inputs, view=types.View(label="Promote reviewed labels"))
+
+    def execute(self, ctx):
+        field = _chosen_field(ctx)
+        gt_field = ctx.params.get("gt_field") or "ground_truth"
+        promoted = review.promote(ctx.target_view(), field, gt_field)
+        ctx.trigger("reload_dataset")
+        return {"message": f"{promoted} label(s) promoted from {field!r} into {gt_field!r}"}
+
+    def resolve_output(self, ctx):
+        return _message_output("Promoted")
+
+    def __call__(self, samples, label_field: str, gt_field: str = "ground_truth"):
+        return self._run_from_python(samples, {"label_field": label_field, "gt_field": gt_field}).result
+
+
+def evaluation_markdown(report: review.EvaluationReport) -> str:
+    """An evaluation report as Markdown: scores, per-class table, review tally, the mAP note."""
+    rows = "\n".join(
+        f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {int(row['support'])} |"
+        for name, row in report.per_class.items()
+    )
+    s = report.review.statuses
+    return (
+        f"**{report.samples} reviewed sample(s)**, IoU {report.iou}: precision **{report.precision:.3f}**, "
+        f"recall **{report.recall:.3f}**, F1 **{report.f1:.3f}** "
+        f"(TP {report.true_positives}, FP {report.false_positives}, FN {report.false_negatives})\n\n"
+        f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}\n\n"
+        f"Reviewers accepted {s.get('accepted', 0)} label(s) as Gemini drew them, edited "
+        f"{s.get('edited', 0)}, rejected {s.get('rejected', 0)} and drew {s.get('added', 0)} themselves.\n\n"
+        f"*{report.note}*"
+    )
+
+
+class EvaluateGeminiLabels(GeminiOperator):
+    """Scores Gemini's proposals against the labels reviewers kept."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="evaluate_gemini_labels",
+            label="Evaluate Gemini against reviewed labels",
+            description="Precision and recall per class of the pre-annotations on reviewed samples",
+            icon="query_stats",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is None:
+            return types.Property(inputs, view=types.View(label="Evaluate Gemini"))
+        others = [f for f in _label_fields(ctx.dataset, (fol.Detections, fol.Polylines, fol.Keypoints))
+                  if f != field and not f.endswith("_proposed")]
+        truths = types.Dropdown()
+        truths.add_choice("", label=f"Labels reviewers kept in {field!r}")
+        for name in others:
+            truths.add_choice(name, label=name)
+        inputs.enum("gt_field", truths.values(), default="", label="Compare with", view=truths)
+        inputs.str("eval_key", default=f"{field}_eval", required=True, label="Evaluation key")
+        inputs.float("iou", default=0.5, label="IoU threshold", min=0.05, max=0.95)
+        flag = review.reviewed_field(field)
+        reviewed = ctx.dataset.count_values(flag).get(True, 0) if ctx.dataset.has_field(flag) else 0
+        if reviewed:
+            inputs.view("preview", types.Notice(label=f"{reviewed} reviewed sample(s) will be evaluated"))
+        else:
+            inputs.view("none_reviewed", types.Warning(
+                label="No reviewed samples yet",
+                description="Mark samples reviewed (or load corrections from an annotation tool) first."))
+        return types.Property(inputs, view=types.View(label="Evaluate Gemini"))
+
+    def execute(self, ctx):
+        field = _chosen_field(ctx)
+        report = review.evaluate(
+            ctx.dataset, field, gt_field=ctx.params.get("gt_field") or None,
+            eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),
+        )
+        ctx.trigger("reload_dataset")
+        return {"report": evaluation_markdown(report), **report.to_dict()}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("report", label="Gemini vs reviewed labels", view=types.MarkdownView())
+        return types.Property(outputs)
+
+    def __call__(self, samples, label_field: str, *, gt_field: Optional[str] = None,
+                 eval_key: Optional[str] = None, iou: float = 0.5):
+        params = {"label_field": label_field, "gt_field": gt_field or "",
+                  "eval_key": eval_key or f"{label_field}_eval", "iou": iou}
+        return self._run_from_python(samples, params).result
+
+
+class GeminiRuns(GeminiOperator):
+    """Lists, inspects and deletes gemini-annotate runs."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="gemini_runs",
+            label="Inspect or delete Gemini runs",
+            description="What each run asked (prompt, model, classes), what it did, and its review progress",
+            icon="history",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        keys = review.list_runs(ctx.dataset)
+        if not keys:
+            inputs.view("no_runs", types.Notice(label="No Gemini runs on this dataset"))
+            return types.Property(inputs, view=types.View(label="Gemini runs"))
+        choices = types.Dropdown()
+        for info in keys:
+            choices.add_choice(info.run_key, label=info.run_key,
+                               description=f"{info.task} · {info.model} · {info.label_field}")
+        inputs.enum("run_key", choices.values(), default=keys[-1].run_key, required=True,
+                    label="Run", view=choices)
+        info = next((i for i in keys if i.run_key == ctx.params.get("run_key")), keys[-1])
+        inputs.view("details", types.Notice(label=info.run_key, description=info.describe()))
+        actions = types.RadioGroup(orientation="horizontal")
+        actions.add_choice("inspect", label="Inspect")
+        actions.add_choice("delete", label="Delete the run")
+        inputs.enum("action", actions.values(), default="inspect", view=actions, label="Action")
+        if ctx.params.get("action") == "delete":
+            inputs.bool("delete_labels", default=False, label=f"Also delete the field {info.label_field!r} "
+                        "and its status, reason, reviewed and proposed fields", view=types.CheckboxView())
+        return types.Property(inputs, view=types.View(label="Gemini runs"))
+
+    def execute(self, ctx):
+        run_key = ctx.params["run_key"]
+        if ctx.params.get("action") == "delete":
+            deleted = review.delete_run(ctx.dataset, run_key, delete_labels=bool(ctx.params.get("delete_labels")))
+            ctx.trigger("reload_dataset")
+            return {"message": f"run {run_key!r} deleted" + (f"; fields {', '.join(deleted)} deleted" if deleted else "")}
+        lines = review.run_info(ctx.dataset, run_key).describe().splitlines()
+        return {"message": "\n".join(f"- {line.strip()}" for line in lines)}
+
+    def resolve_output(self, ctx):
+        return _message_output("Gemini run")
+
+
+OPERATORS = (AnnotateWithGemini, ReviewGeminiLabels, MarkSamplesReviewed, PromoteReviewedLabels,
+             EvaluateGeminiLabels, GeminiRuns)
 
 
 def register_operators(plugin) -> None:
     """Registers this package's operators on a FiftyOne plugin context."""
-    plugin.register(AnnotateWithGemini)
+    for operator in OPERATORS:
+        plugin.register(operator)

@@ -1,13 +1,16 @@
 """Tolerant JSON extraction from Gemini's reply text. Pure: text in, items out.
 
 Real replies wrap their JSON in fences, put prose around it, wrap the list in an
-object (``{"boxes": [...]}``) or stop mid-item when output tokens run out. The
-JSON is looked for in layers, and the layer that worked is recorded:
+object (``{"boxes": [...]}``), leave trailing commas, split items over several
+fenced blocks, or stop mid-item when output tokens run out. The JSON is looked
+for in layers, and the layer that worked is recorded:
 
-1. the whole text;
-2. fenced blocks (```` ```json ````, bare, upper case, indented, longer fences);
-3. the first decodable value after prose;
-4. string-aware salvage of the complete items of a truncated list.
+1. ``whole``: the whole text (also a JSON string holding JSON, trailing commas,
+   Python-style single quotes);
+2. ``fenced``: fenced blocks (```` ```json ````, bare, upper case, indented,
+   longer fences, ``~~~``); the item lists of several blocks are joined;
+3. ``embedded``: the JSON values found between prose, string-aware;
+4. ``salvaged``: the complete items of a list the text cuts off.
 
 An unreadable reply is reported as such (``status="unreadable"``), never as an
 image with no objects.
@@ -15,10 +18,11 @@ image with no objects.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 
 ParseStatus = Literal["ok", "partial", "unreadable"]
 
@@ -26,6 +30,7 @@ ITEM_LIST_KEYS = (
     "boxes", "detections", "objects", "items", "masks", "segmentations",
     "points", "keypoints", "results", "annotations", "predictions", "labels",
 )
+ITEM_KEYS = ("box_2d", "bbox_2d", "point", "mask", "label")
 
 _FENCE = re.compile(
     r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[A-Za-z0-9_+-]*)[ \t]*\n"
@@ -33,6 +38,9 @@ _FENCE = re.compile(
     r"(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
     re.DOTALL | re.MULTILINE,
 )
+_TRAILING_COMMA = re.compile(r",(\s*[\]}])")
+_PYTHON_LITERAL_LIMIT = 1_000_000
+"""Longest text tried as a Python literal (``[{'label': 'cat'}]``)."""
 
 
 @dataclass(frozen=True)
@@ -79,28 +87,26 @@ def extract_json(text: str) -> JsonExtraction:
     if not stripped:
         return JsonExtraction(None, "none")
 
-    value = _loads(stripped)
+    value = _loads_lenient(stripped)
     if value is not _FAILED:
         return JsonExtraction(value, "whole")
 
-    truncated_fence: Optional[str] = None
-    for match in _FENCE.finditer(stripped):
-        body = match.group("body").strip()
-        if not body:
-            continue
-        value = _loads(body)
-        if value is not _FAILED:
-            return JsonExtraction(value, "fenced")
-        if truncated_fence is None:
-            truncated_fence = body
+    blocks = [_loads_lenient(m.group("body").strip()) for m in _FENCE.finditer(stripped)]
+    blocks = [v for v in blocks if v is not _FAILED]
+    if blocks:
+        return JsonExtraction(_join_blocks(blocks), "fenced")
 
-    embedded = _first_embedded_value(stripped)
-    if embedded is not _FAILED:
-        return JsonExtraction(embedded, "embedded")
-
-    salvaged = _salvage_items(truncated_fence if truncated_fence is not None else stripped)
-    if salvaged is not None:
-        return JsonExtraction(salvaged, "salvaged", truncated=True)
+    complete, cut_at = _top_level_values(stripped)
+    holders = [v for v in complete if _is_item_list(v) or _wraps_items(v)]
+    if holders:
+        return JsonExtraction(holders[0], "embedded")
+    items = [v for v in complete if _is_item(v)]
+    if cut_at is not None:
+        salvaged = _salvage_items(stripped[cut_at:])
+        if salvaged is not None:
+            return JsonExtraction(items + salvaged, "salvaged", truncated=True)
+    if items:
+        return JsonExtraction(items, "embedded")
     return JsonExtraction(None, "none")
 
 
@@ -113,8 +119,8 @@ def parse_items(text: str, *, truncated: bool = False) -> ParsedReply:
 
     Returns:
         a :class:`ParsedReply`. An empty list (``[]``, ``{"boxes": []}``) is a
-        valid answer with no objects; text with no readable JSON is
-        ``unreadable``.
+        valid answer with no objects; text with no readable JSON (an empty
+        text included) is ``unreadable``.
 
     >>> parse_items('{"boxes": [{"box_2d": [1, 2, 3, 4], "label": "a"}]}').items
     [{'box_2d': [1, 2, 3, 4], 'label': 'a'}]
@@ -135,18 +141,21 @@ def parse_items(text: str, *, truncated: bool = False) -> ParsedReply:
         )
 
     items = [item for item in found if isinstance(item, dict)]
+    if found and not items:
+        return ParsedReply([], "unreadable", extraction.method,
+                           (f"the reply's list holds no objects: {_preview(text)}",))
     if len(items) != len(found):
         warnings.append(f"dropped {len(found) - len(items)} list entries that are not objects")
 
+    if extraction.truncated and not items:
+        return ParsedReply([], "unreadable", extraction.method,
+                           ("the reply was truncated before its first complete item",))
     status: ParseStatus = "ok"
     if extraction.truncated:
         status = "partial"
         warnings.append(
             f"the reply was truncated; kept the {len(items)} complete items before the cut"
         )
-    if extraction.truncated and not items:
-        return ParsedReply([], "unreadable", extraction.method,
-                           ("the reply was truncated before its first complete item",))
     return ParsedReply(items, status, extraction.method, tuple(warnings))
 
 
@@ -154,7 +163,8 @@ def find_item_list(value: Any) -> Optional[list]:
     """The list of items inside a decoded reply: the value itself or a wrapper's list.
 
     Accepts a bare list, an object wrapping one under a usual key
-    (``boxes``, ``detections``, ...) or its only list-valued key, and a single
+    (``boxes``, ``detections``, ...) or its only list-valued key, an object
+    wrapping such a wrapper (``{"result": {"boxes": [...]}}``), and a single
     item object (returned as a one-item list).
     """
     if isinstance(value, list):
@@ -167,10 +177,13 @@ def find_item_list(value: Any) -> Optional[list]:
     lists = [v for v in value.values() if isinstance(v, list)]
     if len(lists) == 1 and all(isinstance(v, dict) for v in lists[0]):
         return lists[0]
-    if any(k in value for k in ("box_2d", "bbox_2d", "point", "mask", "label")):
+    if _is_item(value):
         return [value]
     if not value:
         return []
+    inner = [v for v in value.values() if isinstance(v, dict)]
+    if len(inner) == 1 and not lists:
+        return find_item_list(inner[0])
     return None
 
 
@@ -184,33 +197,103 @@ def _loads(text: str) -> Any:
         return _FAILED
 
 
-def _first_embedded_value(text: str) -> Any:
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"[\[{]", text):
-        try:
-            value, _ = decoder.raw_decode(text, match.start())
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(value, (list, dict)):
-            return value
-    return _FAILED
+def _loads_lenient(text: str) -> Any:
+    """``json.loads``, also past trailing commas, Python literals and JSON inside a JSON string."""
+    value = _loads(text)
+    if value is _FAILED and _TRAILING_COMMA.search(text):
+        value = _loads(_TRAILING_COMMA.sub(r"\1", text))
+    if value is _FAILED and "'" in text and len(text) <= _PYTHON_LITERAL_LIMIT:
+        value = _python_literal(text)
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        inner = _loads_lenient(value.strip())
+        if inner is not _FAILED:
+            return inner
+    return value
+
+
+def _python_literal(text: str) -> Any:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _FAILED
+    return value if isinstance(value, (list, dict)) else _FAILED
+
+
+def _is_item(value: Any) -> bool:
+    return isinstance(value, dict) and any(k in value for k in ITEM_KEYS)
+
+
+def _is_item_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def _wraps_items(value: Any) -> bool:
+    return isinstance(value, dict) and not _is_item(value) and find_item_list(value) is not None
+
+
+def _join_blocks(blocks: list) -> Any:
+    """One value for several decoded fenced blocks: their item lists joined."""
+    if len(blocks) == 1:
+        return blocks[0]
+    lists = [found for found in map(find_item_list, blocks) if found]
+    if not lists:
+        return blocks[0]
+    return [item for found in lists for item in found]
+
+
+def _top_level_values(text: str) -> tuple[list, Optional[int]]:
+    """The JSON values between prose, and where an unclosed one starts (if any).
+
+    Quotes in the prose outside brackets are not strings.
+    """
+    values: list = []
+    start: Optional[int] = None
+    depth = 0
+    for i, bracket, depth in _brackets(text, quotes_at_top=False):
+        if bracket in "[{" and depth == 1:
+            start = i
+        elif bracket in "]}" and depth == 0 and start is not None:
+            value = _loads_lenient(text[start : i + 1])
+            if value is not _FAILED and isinstance(value, (list, dict)):
+                values.append(value)
+            start = None
+    return values, (start if depth > 0 else None)
 
 
 def _salvage_items(text: str) -> Optional[list]:
     """The complete objects of the first list in a truncated JSON text.
 
-    Scans string-aware (brackets inside strings do not count) for the first
-    ``[`` whose entries are objects, and decodes each entry that closed before
-    the text ends.
+    Finds the first ``[`` whose entries are objects, and decodes each entry
+    that closed before the text ends.
     """
-    start = _first_list_of_objects(text)
+    start = next((i for i, bracket, _ in _brackets(text)
+                  if bracket == "[" and text[i + 1 :].lstrip().startswith("{")), None)
     if start is None:
         return None
     items: list = []
+    item_start: Optional[int] = None
+    for i, bracket, depth in _brackets(text, start + 1):
+        if depth < 0:  # the list itself closed: not truncated after all
+            break
+        if bracket in "[{" and depth == 1:
+            item_start = i
+        elif bracket in "]}" and depth == 0 and item_start is not None:
+            value = _loads_lenient(text[item_start : i + 1])
+            if value is not _FAILED:
+                items.append(value)
+            item_start = None
+    return items
+
+
+def _brackets(text: str, start: int = 0, *, quotes_at_top: bool = True) -> Iterator[tuple[int, str, int]]:
+    """The brackets of ``text`` outside JSON strings, with the nesting depth after each.
+
+    A closing bracket with nothing open gives depth -1. With ``quotes_at_top``
+    false, quotes outside any bracket (prose) do not start strings.
+    """
     depth = 0
     in_string = escaped = False
-    item_start: Optional[int] = None
-    for i in range(start + 1, len(text)):
+    for i in range(start, len(text)):
         ch = text[i]
         if in_string:
             if escaped:
@@ -219,43 +302,17 @@ def _salvage_items(text: str) -> Optional[list]:
                 escaped = True
             elif ch == '"':
                 in_string = False
-            continue
-        if ch == '"':
+        elif ch == '"' and (depth or quotes_at_top):
             in_string = True
         elif ch in "[{":
-            if depth == 0:
-                item_start = i
             depth += 1
+            yield i, ch, depth
         elif ch in "]}":
-            if depth == 0:  # the list itself closed: not truncated after all
-                break
+            if depth == 0:
+                yield i, ch, -1
+                continue
             depth -= 1
-            if depth == 0 and item_start is not None:
-                value = _loads(text[item_start : i + 1])
-                if value is not _FAILED:
-                    items.append(value)
-                item_start = None
-    return items
-
-
-def _first_list_of_objects(text: str) -> Optional[int]:
-    in_string = escaped = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch == "[":
-            rest = text[i + 1 :].lstrip()
-            if rest.startswith("{"):
-                return i
-    return None
+            yield i, ch, depth
 
 
 def _preview(text: str, limit: int = 120) -> str:

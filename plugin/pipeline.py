@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
 import fiftyone as fo
@@ -29,13 +29,12 @@ from .gemini import (
     GeminiClient,
     GeminiError,
     GeminiReply,
-    GeminiRequest,
-    ImagePart,
     TokenUsage,
     generate_with_retries,
 )
 from .limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
-from .media import ImageError, PreparedImage, prepare_image
+from .media import PreparedImage, image_metadata
+from .request_builder import RequestBuilder, SampleError, SampleSource
 from .runs import (
     STATUS_FAILED,
     STATUS_OK,
@@ -48,7 +47,9 @@ from .runs import (
     record_run,
     save_run_summary,
 )
+from .sync import run_sync
 from .tasks import ReplyContext, TaskSpec, get_task
+from .uploads import UploadCache, upload_endpoint
 
 _NOT_IMAGES = frozenset({fom.VIDEO, fom.POINT_CLOUD, fom.THREE_D})
 
@@ -68,6 +69,8 @@ class RunProgress:
     done: int
     failed: int
     labels: int
+    message: Optional[str] = None
+    """What the run is waiting for, when it is not sending requests (a batch job's state)."""
 
     @property
     def finished(self) -> int:
@@ -151,41 +154,20 @@ def run_annotation(
     """Runs a configured job to the end; the synchronous entry of every front door.
 
     When the calling thread already runs an event loop (the App server, a
-    notebook), the job runs on its own loop in a worker thread, so the two
-    never interfere.
+    notebook), the job runs on its own loop in a worker thread
+    (:func:`gemini_annotate.sync.run_sync`), so the two never interfere.
+    With ``config.batch`` the job goes through the Batch API
+    (:mod:`gemini_annotate.batch`).
     """
 
     def job():
+        if config.batch:
+            from .batch import BatchAnnotationJob
+
+            return BatchAnnotationJob(samples, config, api_key=api_key, progress=progress).run()
         return AnnotationJob(samples, config, api_key=api_key, progress=progress).run()
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(job())
-    return _run_in_thread(lambda: asyncio.run(job()))
-
-
-def _run_in_thread(fn: Callable[[], Any]) -> Any:
-    outcome: dict[str, Any] = {}
-
-    def target():
-        try:
-            outcome["value"] = fn()
-        except BaseException as e:  # re-raised in the caller's thread
-            outcome["error"] = e
-
-    thread = threading.Thread(target=target, name="gemini-annotate", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-@dataclass(frozen=True)
-class _Work:
-    sample_id: str
-    filepath: str
+    return run_sync(job)
 
 
 class _Stop(Exception):
@@ -260,8 +242,9 @@ class AnnotationJob:
         self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field,
                                   shard=config.shard, num_shards=config.num_shards)
         self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
-        self._prompt = self.task.build_prompt(config)
-        self._schema = self.task.build_schema(config)
+        self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
+                        if config.image_transport == "file_api" else None)
+        self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
         self._usage = TokenUsage()
         self._reasons: Counter = Counter()
         self._refusals = 0
@@ -280,6 +263,7 @@ class AnnotationJob:
 
     async def run(self) -> RunSummary:
         started, loop_cpu = time.monotonic(), time.thread_time()
+        self.builder.check_fields(self.samples)
         client = GeminiClient.from_config(self.config, api_key=self._api_key)
         loop = asyncio.get_running_loop()
         stop: Optional[GeminiError] = None
@@ -301,6 +285,10 @@ class AnnotationJob:
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
         summary.input_tokens = self._usage.input_tokens
         summary.output_tokens = self._usage.output_tokens
+        summary.thought_tokens = self._usage.thought_tokens
+        if self.uploads is not None:
+            summary.files_uploaded = self.uploads.uploaded
+            summary.files_reused = self.uploads.reused
         summary.failure_reasons = dict(self._reasons)
         summary.lowest_concurrency = self.limiter.lowest
         if stop is None and self._stopping:
@@ -332,21 +320,17 @@ class AnnotationJob:
             future.add_done_callback(writing.discard)
 
         async def produce() -> None:
-            pages = iter_pending(self.samples, self.config, PAGE_SIZE)
+            pages = iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE)
             try:
                 while not self._stopping and (page := await loop.run_in_executor(db_pool, next, pages, None)):
-                    for sample_id, path in page:
+                    for sample_id, path, values in page:
                         if self._stopping:
                             break
-                        media_type = fom.get_media_type(path) if path else None
-                        if media_type in _NOT_IMAGES:
-                            finish(SampleResult(
-                                sample_id, STATUS_FAILED,
-                                reason=f"{media_type} samples are not supported; only images are "
-                                       f"sent to Gemini: {path}",
-                            ))
+                        unsendable = self._unsendable(sample_id, path)
+                        if unsendable is not None:
+                            finish(unsendable)
                         else:
-                            await queue.put(_Work(sample_id, path))
+                            await queue.put(SampleSource(sample_id, path, values))
             finally:
                 for _ in range(workers):
                     await queue.put(None)
@@ -383,34 +367,77 @@ class AnnotationJob:
         finally:
             self.cpu.write += time.thread_time() - cpu  # only the one database thread writes
 
-    def _prepare(self, path: str) -> PreparedImage:
+    def _page_fields(self) -> list[str]:
+        # metadata.width tells which samples lack metadata (computed from the image sent)
+        return list(dict.fromkeys([*self.builder.fields, "metadata.width"]))
+
+    @staticmethod
+    def _unsendable(sample_id: str, path: str) -> Optional[SampleResult]:
+        media_type = fom.get_media_type(path) if path else None
+        if media_type not in _NOT_IMAGES:
+            return None
+        return SampleResult(
+            sample_id, STATUS_FAILED,
+            reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
+        )
+
+    def _select(self) -> tuple[list[SampleSource], list[SampleResult]]:
+        """Every sample still to send, at once, and those that cannot be sent (not images).
+
+        For the Batch API, which sends a whole job in one request; the online
+        pipeline streams the same selection (:func:`gemini_annotate.runs.iter_pending`).
+        """
+        selected, pending = count_selection(self.samples, self.config)
+        self.summary.skipped = selected - pending
+        todo, unsendable = [], []
+        for page in iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE):
+            for sample_id, path, values in page:
+                result = self._unsendable(sample_id, path)
+                if result is not None:
+                    unsendable.append(result)
+                else:
+                    todo.append(SampleSource(sample_id, path, values))
+        return todo, unsendable
+
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Runs image preparation in a worker thread, counting its CPU."""
         cpu = time.thread_time()
         try:
-            return prepare_image(path, self.config.max_image_side)
+            return fn(*args)
         finally:
             self.cpu.add_prepare(time.thread_time() - cpu)
 
-    async def _process_one(self, client: GeminiClient, work: _Work, loop, media_pool) -> Optional[SampleResult]:
+    async def _process_one(self, client: GeminiClient, work: SampleSource, loop, media_pool) -> Optional[SampleResult]:
         """One sample's result, or ``None`` when the job stopped before it was answered."""
         config = self.config
+        # the place in line is taken now, so requests leave in the order samples come
+        places = [self.limiter.slot()]
         try:
-            image = await loop.run_in_executor(media_pool, self._prepare, work.filepath)
-        except ImageError as e:
+            built = await self.builder.build(
+                work, client, lambda fn, *args: loop.run_in_executor(media_pool, self._timed, fn, *args))
+        except SampleError as e:
+            places[0].abandon()
             return SampleResult(work.sample_id, STATUS_FAILED, reason=str(e))
-        estimate = image.estimated_tokens
-        request = GeminiRequest(
-            prompt=self._prompt,
-            images=(ImagePart(image.mime_type, data=image.data),),
-            response_schema=self._schema,
-            thinking_level=config.thinking_level or self.task.thinking_level,
-        )
+        except GeminiError as e:
+            places[0].abandon()
+            self._check_stop(e)
+            return SampleResult(work.sample_id, STATUS_FAILED, reason=f"upload failed: {e.message}")
+        except asyncio.CancelledError:
+            places[0].abandon()
+            raise
+        request, image, estimate = built.request, built.image, built.estimated_input_tokens
 
         async def send() -> GeminiReply:
-            self.budget.spend_request(estimate)
+            place = places.pop() if places else self.limiter.slot()  # a retry queues again
+            try:
+                self.budget.spend_request(estimate)
+            except BudgetExhausted:
+                place.abandon()
+                raise
             self.summary.requests += 1
             reported = 0
             try:
-                async with self.limiter.slot() as slot:
+                async with place as slot:
                     try:
                         reply = await client.generate(request)
                     except GeminiError as e:
@@ -445,11 +472,15 @@ class AnnotationJob:
         self._usage = self._usage + reply.usage
         cpu = time.thread_time()
         try:
-            return self._interpret(work, reply, image)
+            result = self._interpret(work, reply, image)
         finally:
             self.cpu.interpret += time.thread_time() - cpu
+        if work.values.get("metadata.width") is None and image.data:
+            # computed from the image as shown, EXIF applied (not for images sent by URI)
+            result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})
+        return result
 
-    def _interpret(self, work: _Work, reply: GeminiReply, image: PreparedImage) -> SampleResult:
+    def _interpret(self, work: SampleSource, reply: GeminiReply, image: PreparedImage) -> SampleResult:
         if reply.refused:
             return SampleResult(
                 work.sample_id, STATUS_FAILED,
@@ -464,7 +495,8 @@ class AnnotationJob:
             # whatever the parser salvaged, a cut reply may have lost objects
             status = STATUS_PARTIAL
             reason = "; ".join(filter(None, [reason, TRUNCATED_REASON]))
-        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count)
+        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count,
+                            fields=outcome.fields)
 
     def _check_stop(self, error: GeminiError) -> None:
         """Raises :class:`_Stop` (and closes the limiter) when no later request can succeed."""

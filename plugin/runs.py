@@ -18,11 +18,12 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import fiftyone as fo
 import fiftyone.core.odm as foo
 import fiftyone.utils.iou as foui
+import numpy as np
 from bson import ObjectId
 from fiftyone.core.odm.utils import get_implied_field_kwargs
 from pymongo import UpdateOne
@@ -55,6 +56,8 @@ class SampleResult:
         reason: why it failed or is partial, or what was dropped; ``None`` when
             there is nothing to say.
         label_count: labels in ``label``.
+        fields: values for other fields of the sample, by field name (a
+            segmentation's outlines, computed metadata).
     """
 
     sample_id: str
@@ -62,6 +65,7 @@ class SampleResult:
     label: Any = None
     reason: Optional[str] = None
     label_count: int = 0
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,7 +89,11 @@ class RunSummary:
     retries: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    thought_tokens: int = 0
     estimated_input_tokens: int = 0
+    files_uploaded: int = 0
+    files_reused: int = 0
+    batch_job: Optional[str] = None
     elapsed_seconds: float = 0.0
     stopped: Optional[str] = None
     failure_reasons: dict[str, int] = field(default_factory=dict)
@@ -114,8 +122,10 @@ class RunSummary:
                     num_shards=first.num_shards)
         for part in parts:
             for name in ("selected", "skipped", "done", "partial", "failed", "labels", "requests",
-                         "retries", "input_tokens", "output_tokens", "estimated_input_tokens"):
+                         "retries", "input_tokens", "output_tokens", "thought_tokens",
+                         "estimated_input_tokens", "files_uploaded", "files_reused"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
+            total.batch_job = total.batch_job or part.batch_job
             total.elapsed_seconds = max(total.elapsed_seconds, part.elapsed_seconds)
             for reason, count in part.failure_reasons.items():
                 total.failure_reasons[reason] = total.failure_reasons.get(reason, 0) + count
@@ -138,6 +148,12 @@ class RunSummary:
             f"tokens in/out {self.input_tokens}/{self.output_tokens} "
             f"(estimated input {self.estimated_input_tokens}), {self.elapsed_seconds:.1f} s",
         ]
+        if self.thought_tokens:
+            lines.append(f"thinking tokens {self.thought_tokens} (billed as output)")
+        if self.files_uploaded or self.files_reused:
+            lines.append(f"File API: {self.files_uploaded} images uploaded, {self.files_reused} reused")
+        if self.batch_job:
+            lines.append(f"batch job {self.batch_job}")
         for reason, count in sorted(self.failure_reasons.items(), key=lambda kv: -kv[1])[:5]:
             lines.append(f"  failed ×{count}: {reason}")
         if self.stopped:
@@ -194,26 +210,35 @@ def count_selection(samples: fo.core.collections.SampleCollection, config: Annot
 def iter_pending(
     samples: fo.core.collections.SampleCollection,
     config: AnnotateConfig,
+    fields: Sequence[str] = (),
     page_size: int = 1000,
-) -> Iterator[list[tuple[str, str]]]:
-    """Pages of ``(sample id, filepath)`` still to send, in id order.
+) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
+    """Pages of ``(sample id, filepath, {field: value})`` still to send, in id order.
 
     Each page is one query that resumes after the last id of the previous
     one, so no cursor stays open during a long run and memory holds one page.
+
+    Args:
+        samples: the collection.
+        config: the job (its resume policy and shard).
+        fields: other field paths to read for each sample.
+        page_size: samples per page.
     """
     after: Optional[ObjectId] = None
     base = _shard_stages(config)
     pending_match = _pending_match(config)
+    fields = list(fields)
     while True:
         match = dict(pending_match)
         if after is not None:
             match["_id"] = {"$gt": after}
         page = samples.mongo(base + [{"$match": match}, {"$sort": {"_id": 1}}, {"$limit": page_size}])
-        ids, paths = page.values(["_id", "filepath"])
+        ids, paths, *columns = page.values(["_id", "filepath", *fields])
         if not ids:
             return
         after = ids[-1]
-        yield [(str(i), p) for i, p in zip(ids, paths)]
+        yield [(str(sample_id), path, {f: column[i] for f, column in zip(fields, columns)})
+               for i, (sample_id, path) in enumerate(zip(ids, paths))]
         if len(ids) < page_size:
             return
 
@@ -265,8 +290,11 @@ def clear_shard_summaries(dataset: fo.Dataset, run_key: str) -> None:
         store.delete(key)
 
 
-def save_run_summary(dataset: fo.Dataset, summary: RunSummary) -> RunSummary:
+def save_run_summary(dataset: fo.Dataset, summary: RunSummary, batch_job: Optional[dict] = None) -> RunSummary:
     """Stores a job's summary as its shard's, and the run's total as the run's results.
+
+    The run's results also keep the run's batch job record, if it has one
+    (see :mod:`gemini_annotate.batch`).
 
     Each shard's summary is one key of FiftyOne's execution store (written
     atomically, whatever the other shards do); the total is recomputed from all
@@ -284,14 +312,23 @@ def save_run_summary(dataset: fo.Dataset, summary: RunSummary) -> RunSummary:
     for _ in range(5):
         total = RunSummary.total([RunSummary.from_dict(v) for v in entries.values()])
         dataset.reload()  # the run document may have been saved by another shard
+        extra = {"batch_job": batch_job} if batch_job is not None else {}
         results = dataset.init_run_results(summary.run_key, summary=total.to_dict(),
-                                           shards=list(entries.values()))
+                                           shards=list(entries.values()), **extra)
         dataset.save_run_results(summary.run_key, results, overwrite=True)
         latest = _shard_entries(store, summary.run_key)
         if latest == entries:
             break
         entries = latest
     return total
+
+
+def load_batch_job(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[dict]:
+    """The batch job record saved with a run (see :mod:`gemini_annotate.batch`), if any."""
+    if not samples._dataset.has_run(run_key):
+        return None
+    results = samples._dataset.load_run_results(run_key, cache=False)
+    return getattr(results, "batch_job", None) if results is not None else None
 
 
 def load_run_summary(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[RunSummary]:
@@ -336,8 +373,15 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
 
     New labels that cover an object a kept label already covers (IoU above
     :data:`SAME_OBJECT_IOU`, whatever its class) are left out: the person's
-    version of that object stands.
+    version of that object stands. A single kept label (a reviewed
+    ``Classification``) stands whole; so does existing text (a caption, an
+    answer), which carries no review state to tell a person's edit from a
+    past run's output: replace text with ``if_labeled="overwrite"``.
     """
+    if isinstance(existing, str) and existing:
+        return existing
+    if isinstance(existing, fo.Label) and not isinstance(existing, fo.core.labels._HasLabelList):
+        return existing if is_kept_on_replace(existing) else new
     if existing is None or not isinstance(existing, fo.core.labels._HasLabelList):
         return new
     list_field = existing._LABEL_LIST_FIELD
@@ -347,10 +391,29 @@ def merge_kept_labels(existing: Any, new: Any) -> Any:
     if new is None:
         return type(existing)(**{list_field: kept})
     fresh = list(new[list_field] or [])
-    if fresh:
-        ious = foui.compute_ious(fresh, kept, error_level=2)
-        fresh = [label for label, row in zip(fresh, ious) if not (row > SAME_OBJECT_IOU).any()]
+    if fresh and isinstance(new, fo.Classifications):
+        kept_classes = {label.label for label in kept}
+        fresh = [label for label in fresh if label.label not in kept_classes]
+    elif fresh:
+        covered = _covers_same_object(fresh, kept)
+        fresh = [label for label, row in zip(fresh, covered) if not row.any()]
     return type(new)(**{list_field: kept + fresh})
+
+
+SAME_POINT_DISTANCE = 0.02
+"""A new point this close to a kept one (relative to the image sides) marks the same object."""
+
+
+def _covers_same_object(fresh: list, kept: list) -> np.ndarray:
+    """For each fresh label, which kept labels cover the same object."""
+    if isinstance(kept[0], fo.Keypoint):
+        # one point has no extent, so FiftyOne's keypoint similarity is undefined
+        a = np.array([np.nanmean(np.asarray(k.points, float), axis=0) for k in fresh])
+        b = np.array([np.nanmean(np.asarray(k.points, float), axis=0) for k in kept])
+        return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2) < SAME_POINT_DISTANCE
+    # box IoUs for every other label type: polygon IoUs would need shapely,
+    # which FiftyOne does not install, and boxes suffice to recognise an object
+    return foui.compute_ious(fresh, kept, error_level=2, use_boxes=True) > SAME_OBJECT_IOU
 
 
 class LabelWriter:
@@ -415,10 +478,11 @@ class LabelWriter:
         return self.write(self.take())
 
     def label_fields(self, result: SampleResult) -> dict[str, Any]:
-        """The label field values a result sets (none for a failed sample)."""
-        if result.status == STATUS_FAILED:
-            return {}
-        return {self._config.label_field: result.label}
+        """The field values a result sets: its label (unless it failed) and its other fields."""
+        values = dict(result.fields)
+        if result.status != STATUS_FAILED:
+            values[self._config.label_field] = result.label
+        return values
 
     def write(self, batch: list[SampleResult]) -> int:
         """Writes a batch of results to the database with one bulk write."""
@@ -434,7 +498,11 @@ class LabelWriter:
         now = datetime.utcnow()
         ops, ids = [], []
         for result in batch:
-            values = {name: self._to_mongo(name, value) for name, value in labels[result.sample_id].items()}
+            values = {}
+            for name, value in labels[result.sample_id].items():
+                if value is not None or name in self._fields or self._dataset.has_field(name):
+                    # a None clears a field; FiftyOne cannot type a new field from Nones alone
+                    values[name] = self._to_mongo(name, value)
             values[config.status_field] = result.status
             values[config.reason_field] = result.reason
             values["last_modified_at"] = now
@@ -473,6 +541,7 @@ class LabelWriter:
 
     def declare_attributes(self) -> None:
         """Adds the labels' attributes (review, provenance) to the schema, for the App's filters."""
-        declared = [name for name in self._fields if self._dataset.has_field(name)]
+        declared = [name for name, f in sorted(self._fields.items())
+                    if isinstance(f, fo.EmbeddedDocumentField) and issubclass(f.document_type, fo.Label)]
         if self.written and declared:
             self._dataset.add_dynamic_sample_fields(fields=declared)

@@ -7,17 +7,30 @@ as structured output so the reply has a known shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
 
 import fiftyone as fo
 from pydantic import Field, create_model
 
 from .config import AnnotateConfig
-from .convert import ConversionReport, LabelPolicy, Provenance, items_to_detections
+from .convert import (
+    ConversionReport,
+    LabelPolicy,
+    MaskOptions,
+    Provenance,
+    is_mask_token_text,
+    item_mask,
+    items_to_detections,
+    items_to_keypoints,
+    items_to_segments,
+)
 from .gemini import GeminiReply
 from .media import PreparedImage
-from .parse import ParseStatus, parse_items
+from .models import MaskForm, model_profile
+from .parse import ParseStatus, extract_json, parse_items
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
 LABEL_DESCRIPTION = "A descriptive label for the item."
@@ -32,6 +45,27 @@ DETECT_CLASSES_PROMPT = (
     "Label each item with exactly one of these class names. "
     "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
 )
+
+# Google's segmentation prompt (the same for both mask forms; the polygon form
+# adds the schema of the seed's guide, the PNG form follows Google's Gemini 2.5
+# recipe, which asks for no schema)
+SEGMENT_PROMPT = (
+    "Give the segmentation masks for {subject}. "
+    "Output a JSON list of segmentation masks where each entry contains the 2D "
+    'bounding box in the key "box_2d", the segmentation mask in key "mask", and '
+    'the text label in the key "label". {labels}'
+)
+POLYGON_MASK_DESCRIPTION = (
+    "The segmentation mask of the item as a polygon of [x,y] coordinates, normalized to 0-1000."
+)
+
+# Google's pointing prompt
+POINTS_PROMPT = (
+    "Point to {subject}. The label returned should be {labels} "
+    'The answer should follow the json format: [{{"point": <point>, "label": <label1>}}, ...]. '
+    "The points are in [y, x] format normalized to 0-1000."
+)
+POINT_DESCRIPTION = "The point on the item as [y, x] normalized to 0-1000."
 
 
 @dataclass(frozen=True)
@@ -54,12 +88,15 @@ class TaskOutcome:
             ``unreadable``.
         warnings: what was repaired, dropped or could not be read.
         label_count: labels in ``label``.
+        fields: values for other fields of the sample, by field name (the
+            outlines of a ``segment`` run, in ``<label_field>_polylines``).
     """
 
     label: Any
     status: ParseStatus
     warnings: tuple[str, ...]
     label_count: int
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +113,8 @@ class TaskSpec:
             spatial tasks, as Google's guide advises), or ``None``.
         interpret: reply + context → :class:`TaskOutcome`.
         spatial: whether labels carry geometry (and so need image geometry).
+        check_config: raises ``ValueError`` for a configuration the task cannot
+            run (``classify`` without classes, ...), or ``None``.
     """
 
     name: str
@@ -86,6 +125,7 @@ class TaskSpec:
     thinking_level: Optional[str]
     interpret: Callable[[GeminiReply, ReplyContext], TaskOutcome]
     spatial: bool = True
+    check_config: Optional[Callable[[AnnotateConfig], None]] = None
 
 
 def _limit_sentence(config: AnnotateConfig) -> str:
@@ -104,40 +144,348 @@ def detect_prompt(config: AnnotateConfig) -> str:
 def label_annotation(classes: Optional[tuple[str, ...]]) -> tuple[Any, Any]:
     """The pydantic field for an item's label: free text, or one of ``classes``."""
     if classes:
-        return (Literal[classes], Field(description=CLASS_LABEL_DESCRIPTION))  # type: ignore[valid-type]
+        # an explicit enum: pydantic writes a one-value Literal as "const", which
+        # Gemini's schema subset does not promise to honour
+        return (str, Field(description=CLASS_LABEL_DESCRIPTION, json_schema_extra={"enum": list(classes)}))
     return (str, Field(description=LABEL_DESCRIPTION))
 
 
+def item_list_schema(config: AnnotateConfig, list_key: str, list_name: str, item_name: str,
+                     **geometry: Any) -> dict:
+    """``{list_key: [{**geometry, "label": ...}]}`` as JSON schema, the label an enum of ``classes``."""
+    item = create_model(item_name, **geometry, label=label_annotation(config.classes))
+    wrapper = create_model(list_name, **{list_key: (list[item], ...)})  # type: ignore[valid-type]
+    return wrapper.model_json_schema()
+
+
 def detect_schema(config: AnnotateConfig) -> dict:
-    """``{"boxes": [{"box_2d": [int]*4, "label": str}]}``, the label an enum of ``classes``."""
-    box = create_model(
-        "BoundingBox",
-        box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
-        label=label_annotation(config.classes),
-    )
-    boxes = create_model("BoundingBoxes", boxes=(list[box], ...))  # type: ignore[valid-type]
-    return boxes.model_json_schema()
+    """``{"boxes": [{"box_2d": [int]*4, "label": str}]}``."""
+    return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
+                            box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)))
 
 
 def outcome_from_report(label: Any, parsed_status: ParseStatus, parse_warnings: tuple[str, ...],
-                        report: ConversionReport) -> TaskOutcome:
+                        report: ConversionReport,
+                        fields: Optional[Mapping[str, Any]] = None) -> TaskOutcome:
     """Combines parsing and conversion notes into a :class:`TaskOutcome`."""
     return TaskOutcome(
         label=label,
         status=parsed_status,
         warnings=parse_warnings + tuple(report.warnings()),
         label_count=report.kept,
+        fields=dict(fields or {}),
     )
 
 
-def interpret_detections(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-    """Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
+def unreadable(*warnings: str) -> TaskOutcome:
+    """The outcome of a reply no labels could be read from."""
+    return TaskOutcome(None, "unreadable", tuple(warnings), 0)
+
+
+def label_policy(config: AnnotateConfig) -> LabelPolicy:
+    """How a configuration matches item labels to its classes."""
+    return LabelPolicy.for_classes(config.classes, config.unknown_labels)
+
+
+def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
+                     ) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+    """A task's ``interpret``: tolerant parsing, then ``convert(items, policy=, provenance=)``."""
+    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+        parsed = parse_items(reply.text, truncated=reply.truncated)
+        if parsed.status == "unreadable":
+            return unreadable(*parsed.warnings)
+        label, report = convert(parsed.items, policy=label_policy(context.config), provenance=context.provenance)
+        return outcome_from_report(label, parsed.status, parsed.warnings, report)
+
+    return interpret
+
+
+interpret_detections = item_interpreter(items_to_detections)
+"""Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
+
+
+# segmentation
+
+
+@dataclass(frozen=True)
+class MaskFormSpec:
+    """How one mask form is asked for.
+
+    Attributes:
+        name: ``polygon`` or ``png``.
+        structured: whether to send a response schema (the polygon form, as in
+            the seed's guide); Google's PNG recipe sends none, leaving the mask
+            to the model's own segmentation output.
+    """
+
+    name: MaskForm
+    structured: bool
+
+
+MASK_FORMS: dict[str, MaskFormSpec] = {
+    "polygon": MaskFormSpec("polygon", structured=True),
+    "png": MaskFormSpec("png", structured=False),
+}
+
+
+def resolve_mask_form(config: AnnotateConfig) -> MaskFormSpec:
+    """The mask form to ask for: the configured one, else the model family's."""
+    return MASK_FORMS[config.mask_form or model_profile(config.model).mask_form]
+
+
+def _subject(config: AnnotateConfig) -> str:
+    if config.classes:
+        return f"every instance of the following classes in the image: {', '.join(config.classes)}"
+    return "the prominent items in the image"
+
+
+def segment_prompt(config: AnnotateConfig) -> str:
+    """Google's segmentation prompt, narrowed to ``classes`` if given."""
+    if config.prompt:
+        return config.prompt
+    labels = ("Label each item with exactly one of these class names."
+              if config.classes else "Use descriptive labels.")
+    return SEGMENT_PROMPT.format(subject=_subject(config), labels=labels) + _limit_sentence(config)
+
+
+def segment_schema(config: AnnotateConfig) -> Optional[dict]:
+    """The seed's polygon schema for the polygon form; no schema for PNG masks."""
+    if not resolve_mask_form(config).structured:
+        return None
+    return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
+                            box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
+                            mask=(list[list[int]], Field(description=POLYGON_MASK_DESCRIPTION)))
+
+
+MASK_TOKENS_REASON = (
+    "the masks came as <seg_N> tokens instead of PNG images or polygons; "
+    "ask for polygons (mask_form='polygon') or use a model that returns PNG masks"
+)
+
+
+def interpret_segments(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+    """Reply text → ``fo.Detections`` with instance masks, and their outlines as ``fo.Polylines``.
+
+    Masks are read in whichever form they came (PNG or polygon). A reply whose
+    masks are raw ``<seg_N>`` tokens is unreadable: it holds no mask at all.
+    """
     parsed = parse_items(reply.text, truncated=reply.truncated)
     if parsed.status == "unreadable":
-        return TaskOutcome(None, "unreadable", parsed.warnings, 0)
-    policy = LabelPolicy.for_classes(context.config.classes, context.config.unknown_labels)
-    detections, report = items_to_detections(parsed.items, policy=policy, provenance=context.provenance)
-    return outcome_from_report(detections, parsed.status, parsed.warnings, report)
+        if is_mask_token_text(reply.text):
+            return unreadable(MASK_TOKENS_REASON)
+        return unreadable(*parsed.warnings)
+    if any(is_mask_token_text(item_mask(item)) for item in parsed.items):
+        return unreadable(MASK_TOKENS_REASON)
+    config, image = context.config, context.image
+    masks = MaskOptions(frame_size=(image.display_width, image.display_height),
+                        threshold=config.mask_threshold)
+    detections, polylines, report = items_to_segments(
+        parsed.items, policy=label_policy(config), provenance=context.provenance, masks=masks)
+    return outcome_from_report(detections, parsed.status, parsed.warnings, report,
+                               fields={config.polylines_field: polylines})
+
+
+# points
+
+
+def points_prompt(config: AnnotateConfig) -> str:
+    """Google's pointing prompt, narrowed to ``classes`` if given."""
+    if config.prompt:
+        return config.prompt
+    limit = f"no more than {config.max_objects} items" if config.max_objects else "the items"
+    if config.classes:
+        subject = f"{limit} of the following classes in the image: {', '.join(config.classes)}"
+        labels = "exactly one of these class names."
+    else:
+        subject = f"{limit} in the image" if config.max_objects else "the prominent items in the image"
+        labels = "an identifying name for the object detected."
+    return POINTS_PROMPT.format(subject=subject, labels=labels)
+
+
+def points_schema(config: AnnotateConfig) -> dict:
+    """``{"points": [{"point": [y, x], "label": str}]}``."""
+    return item_list_schema(config, "points", "Points", "Point",
+                            point=(list[int], Field(description=POINT_DESCRIPTION)))
+
+
+interpret_points = item_interpreter(items_to_keypoints)
+"""Reply text → ``fo.Keypoints``, one keypoint per item."""
+
+
+# caption, classify, vqa: one answer per image, no geometry
+
+CAPTION_PROMPT = (
+    "Write a caption for this image: one or two sentences describing its main subject, "
+    "the setting and any notable details."
+)
+CLASSIFY_PROMPT = "Classify this image. Answer with exactly one of these classes: "
+CLASSIFY_MULTI_PROMPT = (
+    "Which of these classes apply to this image? List every class that applies, "
+    "and none if none does: "
+)
+VQA_PROMPT = "Answer this question about the image concisely and factually.\nQuestion: "
+
+
+def caption_prompt(config: AnnotateConfig) -> str:
+    """The captioning prompt (or the user's)."""
+    return config.prompt or CAPTION_PROMPT
+
+
+def caption_schema(config: AnnotateConfig) -> dict:
+    """``{"caption": str}``."""
+    return create_model(
+        "Caption", caption=(str, Field(description="The caption of the image."))
+    ).model_json_schema()
+
+
+def classify_prompt(config: AnnotateConfig) -> str:
+    """The classification prompt naming the classes (or the user's)."""
+    if config.prompt:
+        return config.prompt
+    lead = CLASSIFY_MULTI_PROMPT if config.multi_label else CLASSIFY_PROMPT
+    return lead + ", ".join(config.classes or ()) + "."
+
+
+def classify_schema(config: AnnotateConfig) -> dict:
+    """``{"label": <one of classes>}``, or ``{"labels": [<classes>]}`` when multi-label.
+
+    The class list is an enum in the schema, so structured output cannot name
+    anything else.
+    """
+    if config.multi_label:
+        classes_enum = {"type": "string", "enum": list(config.classes or ())}
+        return create_model("Classes", labels=(list[str], Field(
+            description="Every class that applies to the image.",
+            json_schema_extra={"items": classes_enum},
+        ))).model_json_schema()
+    return create_model("Class", label=label_annotation(config.classes)).model_json_schema()
+
+
+def check_classify(config: AnnotateConfig) -> None:
+    if not config.classes:
+        raise ValueError("the classify task needs classes: the closed set of labels to choose from")
+
+
+def vqa_question(config: AnnotateConfig) -> str:
+    """The question asked: ``question``, or the prompt when only that is given."""
+    return config.question or config.prompt or ""
+
+
+def vqa_prompt(config: AnnotateConfig) -> str:
+    """The question, wrapped in an instruction to answer it briefly."""
+    # concatenated, not str.format: the question may hold {field} placeholders
+    return VQA_PROMPT + vqa_question(config)
+
+
+def vqa_schema(config: AnnotateConfig) -> dict:
+    """``{"answer": str}``."""
+    return create_model(
+        "Answer", answer=(str, Field(description="The answer to the question."))
+    ).model_json_schema()
+
+
+def check_vqa(config: AnnotateConfig) -> None:
+    if config.question and config.prompt:
+        raise ValueError("the vqa task takes a question; give it as `question` or as `prompt`, not both")
+    if not vqa_question(config):
+        raise ValueError("the vqa task needs a question (`question`, or `prompt`)")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The value a one-answer reply holds, and how it was read."""
+
+    value: Any
+    status: ParseStatus
+    warnings: tuple[str, ...]
+
+
+def read_answer(reply: GeminiReply, key: str) -> Answer:
+    """The value under ``key`` in a reply's JSON object, tolerating bare values and plain text."""
+    text = reply.text.strip()
+    warnings: list[str] = []
+    if reply.truncated:
+        warnings.append("the reply was cut off by the output token limit")
+    if not text:
+        return Answer(None, "unreadable", ("the reply was empty",))
+    value = extract_json(text).value
+    if isinstance(value, dict):
+        if key in value:
+            value = value[key]
+        else:
+            candidates = [v for v in value.values() if isinstance(v, (str, list))]
+            if len(candidates) != 1:
+                return Answer(None, "unreadable", (f"the reply's JSON has no {key!r}: {text[:120]}",))
+            warnings.append(f"the answer was not under {key!r}")
+            value = candidates[0]
+    elif value is None and (cut := _TRUNCATED_STRING.match(_OPENING_FENCE.sub("", text))) and cut["key"] == key:
+        # a long answer cut mid-string: keep what was written
+        value = _unescape_json_string(cut["text"])
+    elif value is None:
+        warnings.append("the reply was plain text, not JSON")
+        value = text
+    status: ParseStatus = "partial" if warnings else "ok"
+    return Answer(value, status, tuple(warnings))
+
+
+_OPENING_FENCE = re.compile(r"^\s*`{3,}[A-Za-z]*[ \t]*\n")
+_TRUNCATED_STRING = re.compile(r'^\s*\{\s*"(?P<key>\w+)"\s*:\s*"(?P<text>(?:[^"\\]|\\.)*)\\?$', re.DOTALL)
+
+
+def _unescape_json_string(raw: str) -> str:
+    try:
+        return json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
+
+
+def interpret_text(key: str) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+    """An interpreter storing the text under ``key`` (a caption, an answer) as a string."""
+
+    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+        answer = read_answer(reply, key)
+        if answer.status == "unreadable":
+            return TaskOutcome(None, "unreadable", answer.warnings, 0)
+        value = answer.value
+        if isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        text = str(value).strip()
+        if not text:
+            return TaskOutcome(None, "unreadable", answer.warnings + ("the answer was empty",), 0)
+        return TaskOutcome(text, answer.status, answer.warnings, 1)
+
+    return interpret
+
+
+def interpret_classification(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+    """Reply → ``fo.Classification`` (one class) or ``fo.Classifications`` (multi-label)."""
+    config = context.config
+    answer = read_answer(reply, "labels" if config.multi_label else "label")
+    if answer.status == "unreadable":
+        return TaskOutcome(None, "unreadable", answer.warnings, 0)
+    raw = answer.value if isinstance(answer.value, list) else [answer.value]
+    if not config.multi_label and len(raw) != 1:
+        return TaskOutcome(None, "unreadable", answer.warnings + (
+            f"expected one class, the reply named {len(raw)}",), 0)
+    policy = LabelPolicy.for_classes(config.classes, config.unknown_labels)
+    report = ConversionReport()
+    labels = []
+    for value in raw:
+        label = policy.resolve(value, report)
+        if label is None:
+            continue
+        if label in labels:
+            report.dropped["duplicate class"] += 1
+            continue
+        labels.append(label)
+    report.kept = len(labels)
+    status = answer.status if not report.dropped else "partial"
+    classifications = [fo.Classification(label=label, **context.provenance.attributes()) for label in labels]
+    if config.multi_label:
+        return outcome_from_report(fo.Classifications(classifications=classifications), status,
+                                   answer.warnings, report)
+    return outcome_from_report(classifications[0] if classifications else None, status,
+                               answer.warnings, report)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -149,6 +497,58 @@ TASKS: dict[str, TaskSpec] = {
         build_schema=detect_schema,
         thinking_level="minimal",
         interpret=interpret_detections,
+    ),
+    "segment": TaskSpec(
+        name="segment",
+        description=("Instance segmentation: boxes with masks → fo.Detections, "
+                     "and their outlines → fo.Polylines in <label_field>_polylines"),
+        label_type=fo.Detections,
+        build_prompt=segment_prompt,
+        build_schema=segment_schema,
+        thinking_level="minimal",
+        interpret=interpret_segments,
+    ),
+    "points": TaskSpec(
+        name="points",
+        description="Pointing: one [y, x] point per object with its label → fo.Keypoints",
+        label_type=fo.Keypoints,
+        build_prompt=points_prompt,
+        build_schema=points_schema,
+        thinking_level="minimal",
+        interpret=interpret_points,
+    ),
+    "caption": TaskSpec(
+        name="caption",
+        description="Captioning: a sentence or two per image → string field",
+        label_type=str,
+        build_prompt=caption_prompt,
+        build_schema=caption_schema,
+        thinking_level="low",
+        interpret=interpret_text("caption"),
+        spatial=False,
+    ),
+    "classify": TaskSpec(
+        name="classify",
+        description="Classification into the given classes → fo.Classification "
+                    "(fo.Classifications when multi-label)",
+        label_type=fo.Classification,
+        build_prompt=classify_prompt,
+        build_schema=classify_schema,
+        thinking_level="low",
+        interpret=interpret_classification,
+        spatial=False,
+        check_config=check_classify,
+    ),
+    "vqa": TaskSpec(
+        name="vqa",
+        description="Visual question answering: the answer to a question → string field",
+        label_type=str,
+        build_prompt=vqa_prompt,
+        build_schema=vqa_schema,
+        thinking_level="low",
+        interpret=interpret_text("answer"),
+        spatial=False,
+        check_config=check_vqa,
     ),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 
 # before FiftyOne is imported anywhere: tests get their own database, and the
 # mongod that runs on Debian 12 (6.0.5) is old but supported
@@ -108,3 +109,118 @@ def oracle_for():
         return Oracle(LabelIndex.from_samples(samples, field), **options)
 
     return build
+
+
+@pytest.fixture
+def described_dataset(coco_dataset):
+    """The COCO clone with known captions (``truth_caption``), scene classes
+    (``truth_scene``, a Classification) and a ``place`` string, for the
+    caption / classify / VQA tasks and prompt templates."""
+    import fiftyone as fo
+
+    ids = coco_dataset.values("id")
+    coco_dataset.set_values("truth_caption", [f"A COCO photograph, number {i}." for i in range(len(ids))])
+    coco_dataset.set_values("truth_scene", [fo.Classification(label="indoor" if i % 2 else "outdoor")
+                                            for i in range(len(ids))])
+    coco_dataset.set_values("place", [f"place {i}" for i in range(len(ids))])
+    return coco_dataset
+
+
+@pytest.fixture
+def described_oracle():
+    """An oracle answering from a collection's boxes, captions and scene classes."""
+    from gemini_annotate.emulator import LabelIndex, Oracle
+
+    def build(samples, **options):
+        index = LabelIndex.from_samples(samples, "ground_truth", caption_field="truth_caption",
+                                        classification_field="truth_scene")
+        return Oracle(index, **options)
+
+    return build
+
+
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path, monkeypatch):
+    """A FiftyOne plugins directory holding this checkout, for this process and its children.
+
+    Returns the directory.
+    """
+    import fiftyone as fo
+
+    plugins_dir = tmp_path / "plugins"
+    plugins_dir.mkdir()
+    (plugins_dir / "gemini-annotate").symlink_to(REPO_ROOT, target_is_directory=True)
+    monkeypatch.setattr(fo.config, "plugins_dir", str(plugins_dir))
+    monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", str(plugins_dir))
+    return plugins_dir
+
+
+DELEGATED_TIMEOUT = 180.0
+
+
+@pytest.fixture
+def delegated_launch(tmp_path):
+    """Runs ``fiftyone delegated launch`` until a dataset's queued operations finish.
+
+    ``delegated_launch(dataset_name)`` returns the dataset's delegated operations
+    once none is queued or running (or the timeout passed), then stops the service.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionRunState
+
+    service = DelegatedOperationService()
+    names = []
+
+    def launch(dataset_name: str):
+        names.append(dataset_name)
+        log_path = tmp_path / f"delegated-{len(names)}.log"
+        with open(log_path, "w") as log:
+            launcher = subprocess.Popen(
+                [os.path.join(os.path.dirname(sys.executable), "fiftyone"), "delegated", "launch"],
+                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
+            )
+            try:
+                deadline = time.monotonic() + DELEGATED_TIMEOUT
+                pending = (ExecutionRunState.QUEUED, ExecutionRunState.SCHEDULED, ExecutionRunState.RUNNING)
+                while time.monotonic() < deadline:
+                    ops = service.list_operations(dataset_name=dataset_name)
+                    if ops and all(op.run_state not in pending for op in ops):
+                        break
+                    time.sleep(0.5)
+            finally:
+                launcher.terminate()
+                launcher.wait(30)
+        launch.log = log_path.read_text()
+        return service.list_operations(dataset_name=dataset_name)
+
+    yield launch
+    for name in names:
+        for op in service.list_operations(dataset_name=name):
+            service.delete_operation(op.id)
+
+
+@dataclass(frozen=True)
+class Chromium:
+    """Debian's Chromium and the flags it needs headless, as root, on a closed network."""
+
+    executable: str = "/usr/bin/chromium"
+    args: tuple = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync", "--no-first-run")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Chromium:
+    """Chromium (and Playwright), installed by tests/browser/install.sh when missing."""
+    import subprocess
+    import sys
+
+    subprocess.run(["bash", os.path.join(TESTS_DIR, "browser", "install.sh"), sys.executable],
+                   check=True, timeout=1200)
+    return Chromium()

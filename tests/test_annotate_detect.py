@@ -109,7 +109,9 @@ def test_run_is_recorded_with_its_configuration_but_never_the_key(coco_dataset, 
     assert info.config.prompt == "Find people." and info.config.model == gemini_annotate.DEFAULT_MODEL
     summary = load_run_summary(coco_dataset, "gemini")
     assert summary.done == len(coco_dataset)
-    assert secret not in _database_text(coco_dataset)
+    stored = _database_text(coco_dataset)
+    assert '"method": "gemini_annotate"' in stored and "Find people." in stored  # the record is there
+    assert secret not in stored
 
 
 def _database_text(dataset) -> str:

@@ -182,7 +182,7 @@ def test_shards_partition_samples_evenly_and_the_database_agrees(image_dataset):
         seen: set[str] = set()
         for shard in range(num_shards):
             config = gemini_annotate.AnnotateConfig(shard=shard, num_shards=num_shards)
-            members = {sid for page in iter_pending(dataset, config, page_size=64) for sid, _ in page}
+            members = {sid for page in iter_pending(dataset, config, page_size=64) for sid, _, _ in page}
             assert all(shard_of(sid, num_shards) == shard for sid in members)
             assert not members & seen
             assert count_selection(dataset, config) == (len(members), len(members))

@@ -10,7 +10,8 @@ that is what makes round trips measurable exactly.
 
 Like the real model, the emulator sees raw pixels: EXIF orientation in the file
 it receives is ignored, so an image sent without being turned upright is not
-recognised (and the mistake shows).
+recognised (and the mistake shows). Known images are indexed the way the App
+shows them (:func:`gemini_annotate.media.to_display_orientation`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import zlib
 from dataclasses import dataclass, field, replace
@@ -25,14 +27,24 @@ from typing import Any, Iterable, Optional
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from ..convert import relative_to_box_2d
+from ..convert import (
+    box_pixel_region,
+    instance_mask_to_frame,
+    instance_mask_to_polygons,
+    polygon_area,
+    polygon_to_instance_mask,
+    relative_to_box_2d,
+)
+from ..media import display_orientation, to_display_orientation
 
 FINGERPRINT_SIDE = 32
 MATCH_THRESHOLD = 0.9
 ASPECT_TOLERANCE = 0.03
 PNG_MASK_SIDE = 256
+POLYGON_TOLERANCE = 0.5
+"""Pixels the oracle's polygons may deviate from a known mask's outline."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class KnownImage:
     objects: tuple[KnownObject, ...] = ()
     caption: Optional[str] = None
     classification: Optional[str] = None
+    classifications: tuple[str, ...] = ()
     fingerprint: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
 
@@ -112,15 +125,19 @@ class LabelIndex:
 
     def add(self, key: str, image: Image.Image, objects: Iterable[KnownObject] = (),
             *, caption: Optional[str] = None, classification: Optional[str] = None,
+            classifications: Iterable[str] = (),
             size: Optional[tuple[int, int]] = None) -> KnownImage:
         """Adds an image (as displayed) with its known labels.
 
         ``size`` is the displayed ``(width, height)`` when ``image`` is a reduced copy.
+        ``classifications`` are the classes that apply (multi-label); by default
+        the classes of its objects.
         """
         width, height = size or image.size
         known = KnownImage(
             key=key, width=width, height=height, objects=tuple(objects),
-            caption=caption, classification=classification, fingerprint=fingerprint(image.copy()),
+            caption=caption, classification=classification,
+            classifications=tuple(classifications), fingerprint=fingerprint(image.copy()),
         )
         with self._lock:
             self._images.append(known)
@@ -128,11 +145,11 @@ class LabelIndex:
         return known
 
     def add_file(self, key: str, path: str, objects: Iterable[KnownObject] = (), **known: Any) -> KnownImage:
-        """Adds an image file, turned upright by its EXIF orientation first."""
+        """Adds an image file, turned the way the App shows it first."""
         with Image.open(path) as img:
             size = _display_size(img)
             img.draft("RGB", (FINGERPRINT_SIDE * 8, FINGERPRINT_SIDE * 8))
-            upright = ImageOps.exif_transpose(img)
+            upright = to_display_orientation(img)
             return self.add(key, upright, objects, size=size, **known)
 
     @classmethod
@@ -142,19 +159,24 @@ class LabelIndex:
         """An index of a FiftyOne collection's images and the labels in its fields.
 
         ``label_field`` may hold ``Detections`` (instance masks included),
-        ``Polylines`` or ``Keypoints``.
+        ``Polylines`` or ``Keypoints``; ``caption_field`` strings;
+        ``classification_field`` a ``Classification`` or ``Classifications``.
+        Images are keyed by file path, so noisy answers are the same for the
+        same file in any dataset.
         """
         index = cls()
-        fields = ["id", "filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
+        fields = ["filepath"] + [f for f in (label_field, caption_field, classification_field) if f]
         rows = zip(*samples.values(fields))
         for row in rows:
             values = dict(zip(fields, row))
             objects = objects_from_label(values.get(label_field)) if label_field else []
             classification = values.get(classification_field) if classification_field else None
+            several = getattr(classification, "classifications", None)
             index.add_file(
-                values["id"], values["filepath"], objects,
+                values["filepath"], values["filepath"], objects,
                 caption=values.get(caption_field) if caption_field else None,
-                classification=getattr(classification, "label", classification),
+                classification=None if several is not None else getattr(classification, "label", classification),
+                classifications=[c.label for c in several or []],
             )
         return index
 
@@ -192,8 +214,8 @@ class Match:
 
 
 def _display_size(img: Image.Image) -> tuple[int, int]:
-    orientation = img.getexif().get(0x0112, 1)
-    return (img.height, img.width) if orientation in (5, 6, 7, 8) else (img.width, img.height)
+    transposed = display_orientation(img) in (5, 6, 7, 8)
+    return (img.height, img.width) if transposed else (img.width, img.height)
 
 
 def objects_from_label(label: Any) -> list[KnownObject]:
@@ -205,7 +227,7 @@ def objects_from_label(label: Any) -> list[KnownObject]:
     objects = []
     if isinstance(label, fo.Detections):
         for det in label.detections:
-            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.mask))
+            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.get_mask()))
     elif isinstance(label, fo.Polylines):
         for poly in label.polylines:
             points = [p for shape in poly.points for p in shape]
@@ -213,7 +235,7 @@ def objects_from_label(label: Any) -> list[KnownObject]:
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
-            outline = max(poly.points, key=len)
+            outline = max(poly.points, key=polygon_area)
             objects.append(KnownObject(poly.label, box, polygon=tuple(map(tuple, outline))))
     elif isinstance(label, fo.Keypoints):
         for kp in label.keypoints:
@@ -230,7 +252,8 @@ class AnswerForm:
     """The reply shape a request asks for, read from its schema (or prompt).
 
     Attributes:
-        kind: ``boxes``, ``polygon``, ``png``, ``points``, ``caption`` or ``classify``.
+        kind: ``boxes``, ``polygon``, ``png``, ``points``, ``caption``, ``vqa``,
+            ``classify`` or ``classify_multi``.
         wrapper: the key wrapping the item list (``boxes``), or ``None`` for a bare list.
         classes: the allowed labels when the schema has an enum.
         fenced: whether to wrap the JSON in a Markdown fence (replies without a schema).
@@ -284,15 +307,19 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
         if not item:
             for name, prop in props.items():
                 prop = _resolve(schema, prop)
-                if prop.get("enum") or (prop.get("type") == "array" and _resolve(schema, prop.get("items", {})).get("enum")):
-                    values = prop.get("enum") or _resolve(schema, prop["items"]).get("enum")
-                    return AnswerForm("classify", wrapper=None, classes=tuple(values), text_key=name)
+                if prop.get("enum"):
+                    return AnswerForm("classify", wrapper=None, classes=tuple(prop["enum"]), text_key=name)
+                items = _resolve(schema, prop.get("items", {})) if prop.get("type") == "array" else {}
+                if items.get("enum"):
+                    return AnswerForm("classify_multi", wrapper=None, classes=tuple(items["enum"]),
+                                      text_key=name)
             text_key = next(iter(props), "text")
-            return AnswerForm("caption", wrapper=None, text_key=text_key)
+            return AnswerForm("vqa" if text_key == "answer" else "caption", wrapper=None, text_key=text_key)
 
     item_props = {k: _resolve(schema, v) for k, v in item.get("properties", {}).items()}
     label = item_props.get("label", {})
-    classes = tuple(label["enum"]) if label.get("enum") else None
+    classes = tuple(label["enum"]) if label.get("enum") else (
+        (label["const"],) if "const" in label else None)
     mask = item_props.get("mask")
     if "point" in item_props and "box_2d" not in item_props:
         kind = "points"
@@ -309,7 +336,7 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
 
 
 def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int],
-                  noise: Optional[OracleNoise] = None) -> str:
+                  noise: Optional[OracleNoise] = None, prompt: str = "") -> str:
     """The reply text a perfect (or, with ``noise``, a plausible) model would give.
 
     Args:
@@ -317,11 +344,19 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
         form: the answer shape asked for.
         sent_size: ``(width, height)`` of the image as received.
         noise: imperfections to add, if any.
+        prompt: the request's text (the question, for ``vqa``).
     """
     if form.kind == "caption":
         return json.dumps({form.text_key: known.caption or ""})
     if form.kind == "classify":
         return json.dumps({form.text_key: known.classification or (form.classes or [""])[0]})
+    if form.kind == "classify_multi":
+        applying = known.classifications or tuple(dict.fromkeys(o.label for o in known.objects))
+        allowed = {c.casefold(): c for c in form.classes or ()}
+        chosen = [allowed[c.casefold()] for c in applying if c.casefold() in allowed]
+        return json.dumps({form.text_key: list(dict.fromkeys(chosen))})
+    if form.kind == "vqa":
+        return json.dumps({form.text_key: answer_question(known, prompt)})
 
     objects = list(known.objects)
     if form.classes:
@@ -344,12 +379,12 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
                 continue
             item = {"box_2d": box_2d, "label": obj.label}
             if form.kind == "polygon":
-                polygon = _polygon_1000(obj, known)
+                polygon = _polygon_1000(obj)
                 if polygon is None:
                     continue
                 item["mask"] = polygon
             elif form.kind == "png":
-                png = _png_mask(obj, box_2d, sent_size, known)
+                png = _png_mask(obj, box_2d, sent_size)
                 if png is None:
                     continue
                 item["mask"] = png
@@ -358,6 +393,38 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
     payload: Any = {form.wrapper: items} if form.wrapper else items
     text = json.dumps(payload)
     return f"```json\n{json.dumps(payload, indent=2)}\n```" if form.fenced else text
+
+
+_HOW_MANY = re.compile(r"how many (?P<thing>[\w\s-]+?)(?: are| is| can|\?|$)", re.IGNORECASE)
+_PRESENCE = re.compile(r"^\s*(?:is|are) there (?:an? |any )?(?P<thing>[\w\s-]+?)(?: in| on|\?|$)",
+                       re.IGNORECASE | re.MULTILINE)
+
+
+def answer_question(known: KnownImage, prompt: str) -> str:
+    """A truthful answer to a simple question, from what is known about the image.
+
+    Answers "how many X" by counting known objects of class X, "is/are there X"
+    by their presence, questions about the image's class or kind by its
+    classification, and anything else with its caption.
+    """
+    question = prompt.rsplit("Question:", 1)[-1].strip()
+    labels = [o.label for o in known.objects]
+
+    def matching(thing: str) -> int:
+        from ..classes import ClassMatcher
+
+        matcher = ClassMatcher(sorted(set(labels))) if labels else None
+        target = matcher.match(thing) if matcher else None
+        return sum(1 for label in labels if label == target)
+
+    if m := _HOW_MANY.search(question):
+        return str(matching(m["thing"]))
+    if m := _PRESENCE.search(question):
+        return "yes" if matching(m["thing"]) else "no"
+    lowered = question.casefold()
+    if known.classification and any(w in lowered for w in ("class", "category", "kind", "type")):
+        return known.classification
+    return known.caption or "I cannot tell from the image."
 
 
 def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
@@ -390,29 +457,28 @@ def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
 
 
 def _full_mask(obj: KnownObject, width: int, height: int) -> Optional[np.ndarray]:
-    """The object's mask over the whole image at ``width``×``height``, via FiftyOne."""
-    import fiftyone as fo
-
+    """The object's mask over the whole image at ``width``×``height``, as the App draws it."""
     if obj.mask is not None:
-        det = fo.Detection(label=obj.label, bounding_box=list(obj.bounding_box), mask=obj.mask)
-        return det.to_segmentation(frame_size=(width, height), target=1).mask.astype(bool)
+        return instance_mask_to_frame(obj.mask, obj.bounding_box, (width, height))
     if obj.polygon is not None:
-        poly = fo.Polyline(label=obj.label, points=[list(obj.polygon)], closed=True, filled=True)
-        return poly.to_segmentation(frame_size=(width, height), target=1).mask.astype(bool)
+        shapes = [[(x * 1000, y * 1000) for x, y in obj.polygon]]
+        return polygon_to_instance_mask(shapes, [0, 0, 1000, 1000], (width, height))
     return None
 
 
-def _polygon_1000(obj: KnownObject, known: KnownImage) -> Optional[list[list[int]]]:
+def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
+    """The object's outline as a Gemini 3-style polygon: one shape, ``[x, y]`` in 0–1000.
+
+    A mask of several parts gives the outline of its largest part, as a
+    single polygon can hold no more.
+    """
     if obj.polygon is not None:
         outline = obj.polygon
     elif obj.mask is not None:
-        import fiftyone as fo
-
-        det = fo.Detection(label=obj.label, bounding_box=list(obj.bounding_box), mask=obj.mask)
-        poly = det.to_polyline(tolerance=0, filled=True, frame_size=(known.width, known.height))
-        if not poly.points:
+        shapes = instance_mask_to_polygons(obj.mask, obj.bounding_box, POLYGON_TOLERANCE)
+        if not shapes:
             return None
-        outline = max(poly.points, key=_shoelace_area)
+        outline = shapes[0]
     else:
         x, y, w, h = obj.bounding_box
         outline = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
@@ -421,27 +487,14 @@ def _polygon_1000(obj: KnownObject, known: KnownImage) -> Optional[list[list[int
     return [[round(px * 1000), round(py * 1000)] for px, py in outline]
 
 
-def _shoelace_area(points) -> float:
-    pts = np.asarray(points, dtype=np.float64)
-    if len(pts) < 3:
-        return 0.0
-    x, y = pts[:, 0], pts[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
-
-
-def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int],
-              known: KnownImage) -> Optional[str]:
+def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int]) -> Optional[str]:
     """A Gemini 2.5-style mask: a 256×256 grey PNG over the box, base64 with a data URI prefix."""
     width, height = sent_size
     full = _full_mask(obj, width, height)
     if full is None:
-        x, y, w, h = obj.bounding_box
-        full = np.zeros((height, width), dtype=bool)
-        full[round(y * height):round((y + h) * height), round(x * width):round((x + w) * width)] = True
-    y0, x0, y1, x1 = box_2d
-    top, left = int(y0 / 1000 * height), int(x0 / 1000 * width)
-    bottom, right = max(top + 1, int(np.ceil(y1 / 1000 * height))), max(left + 1, int(np.ceil(x1 / 1000 * width)))
-    crop = full[top:bottom, left:right].astype(np.float32)
+        full = polygon_to_instance_mask([_box_outline_1000(obj)], [0, 0, 1000, 1000], sent_size)
+    region = box_pixel_region(box_2d, sent_size)
+    crop = full[region.top:region.bottom, region.left:region.right].astype(np.float32)
     if crop.size == 0:
         return None
     grey = cv2.resize(crop, (PNG_MASK_SIDE, PNG_MASK_SIDE), interpolation=cv2.INTER_LINEAR)
@@ -449,3 +502,8 @@ def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int],
     if not ok:
         return None
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+
+
+def _box_outline_1000(obj: KnownObject) -> list[tuple[float, float]]:
+    x, y, w, h = (v * 1000 for v in obj.bounding_box)
+    return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]

@@ -108,7 +108,7 @@ class Oracle(Scenario):
                 self.unmatched += 1
             return EmulatorReply(self.unknown)
         form = answer_form(request.schema, request.prompt)
-        return EmulatorReply(oracle_answer(match.known, form, match.sent_size, self.noise))
+        return EmulatorReply(oracle_answer(match.known, form, match.sent_size, self.noise, request.prompt))
 
 
 class Styled(Scenario):

@@ -1,10 +1,12 @@
 """A local HTTP server that answers like Gemini, for the real google-genai SDK.
 
 Point the SDK at it with ``GOOGLE_GEMINI_BASE_URL`` (or ``base_url``) and it
-serves ``models/{model}:generateContent`` and ``interactions`` in their real
-wire format, answering from a :class:`~.scenarios.Scenario`. It listens on
-127.0.0.1 only, keeps a bounded log of what it received (never the API key)
-and stops by itself when its owner stops it.
+serves ``models/{model}:generateContent`` (Gemini API and Vertex AI paths) and
+``interactions`` in their real wire format, answering from a
+:class:`~.scenarios.Scenario`; the File API (resumable uploads, get, delete,
+download) and the Batch API (``batchGenerateContent``, ``batches/ID``) are
+served too. It listens on 127.0.0.1 only, keeps a bounded log of what it
+received (never the API key) and stops by itself when its owner stops it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Optional, Union
 
 from PIL import Image
 
 from ..media import estimate_image_tokens
+from .batches import BatchStore
+from .files import FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
 from .wire import (
     EmulatorRequest,
@@ -36,7 +40,12 @@ from .wire import (
 )
 
 _GENERATE = re.compile(r"/models/(?P<model>[^/:]+):generateContent$")
+_BATCH_CREATE = re.compile(r"/models/(?P<model>[^/:]+):batchGenerateContent$")
+_BATCH = re.compile(r"/batches/(?P<id>[A-Za-z0-9_-]+)$")
 _INTERACTIONS = re.compile(r"/interactions$")
+_UPLOAD = re.compile(r"^/upload/[^/]+/files$")
+_FILE = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
+_DOWNLOAD = re.compile(r"/files/(?P<id>[A-Za-z0-9_-]+):download$")
 _SLEEP_STEP = 0.05
 
 
@@ -51,6 +60,8 @@ class RequestRecord:
     images: int
     status: int
     had_key: bool
+    input_tokens: int = 0
+    output_tokens: int = 0
     image_digest: Optional[str] = None
     """SHA-1 (hex) of the first inline image's bytes: which image was sent, to
     count requests per sample."""
@@ -70,6 +81,11 @@ class EmulatorServer:
             ``gemini-*`` name.
         keep_requests: how many full requests (images included) to keep in
             :attr:`last_requests`, for tests that inspect what was sent.
+        batch_timing: seconds a batch job stays ``PENDING``, then ``RUNNING``.
+
+    Attributes:
+        files: the File API's files (``files.uploads`` counts uploads).
+        batches: the Batch API's jobs (``batches.created`` counts them).
 
     Example::
 
@@ -87,8 +103,11 @@ class EmulatorServer:
         api_keys: Optional[Iterable[str]] = None,
         models: Optional[Iterable[str]] = None,
         keep_requests: int = 0,
+        batch_timing: tuple[float, float] = (0.5, 1.0),
     ):
         self.scenario = scenario
+        self.files = FileStore()
+        self.batches = BatchStore(*batch_timing)
         self.latency = latency
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.models = frozenset(models) if models is not None else None
@@ -162,31 +181,128 @@ class EmulatorServer:
     # request handling (called from handler threads)
 
     def handle(self, method: str, path: str, headers, body: bytes,
-               arrived: Optional[float] = None) -> tuple[int, dict, dict]:
+               arrived: Optional[float] = None) -> tuple[int, Union[dict, bytes], dict]:
         """Answers one HTTP request; ``arrived`` (``time.monotonic()``) starts the latency clock."""
         arrived = time.monotonic() if arrived is None else arrived
-        path = path.split("?", 1)[0]
-        key = headers.get("x-goog-api-key")
+        path, _, query = path.partition("?")
+        key = _caller_identity(headers)
         request: Optional[EmulatorRequest] = None
         status, payload, extra = 404, error_body(404, f"Method not found: {method} {path}"), {}
+        usage = (0, 0)
         try:
             if method == "POST" and (m := _GENERATE.search(path)):
                 request = read_generate_content(m["model"], self._json(body), key)
             elif method == "POST" and _INTERACTIONS.search(path):
                 request = read_interaction(self._json(body), key)
+            elif method == "POST" and _UPLOAD.match(path) and "upload_id=" in query:
+                # the upload URL itself authorises the upload, as Google's does
+                status, payload, extra = self._upload(headers, query, body)
+            elif not key:
+                status, payload = self._unregistered()
+            elif method == "POST" and (m := _BATCH_CREATE.search(path)):
+                status, payload = self._create_batch(m["model"], self._json(body), key)
+            elif method == "GET" and (m := _BATCH.search(path)):
+                status, payload = self._batch(m["id"])
+            elif method == "POST" and _UPLOAD.match(path):
+                status, payload, extra = self._upload(headers, query, body)
+            elif method == "GET" and (m := _DOWNLOAD.search(path)):
+                status, payload = 200, self.files.get(m["id"]).data
+            elif method == "GET" and (m := _FILE.search(path)):
+                status, payload = 200, self.files.record(self.files.get(m["id"]), self.url)
+            elif method == "DELETE" and (m := _FILE.search(path)):
+                self.files.delete(m["id"])
+                status, payload = 200, {}
             if request is not None:
                 status, payload, extra = self._answer(request, arrived)
+                usage = self._usage(payload)
         except WireError as e:
             status, payload = 400, error_body(400, str(e))
+        except FileAccessError as e:
+            status, payload = e.status, error_body(e.status, e.message)
         record = RequestRecord(
             time.time(), path, request.api if request else None, request.model if request else None,
-            len(request.images) if request else 0, status, bool(key), _image_digest(request),
+            len(request.images) if request else 0, status, bool(key), *usage, _image_digest(request),
         )
         with self._lock:
             self.records.append(record)
             if request is not None and self.last_requests.maxlen:
                 self.last_requests.append(request)
         return status, payload, extra
+
+    def reported_tokens(self) -> tuple[int, int]:
+        """Input and output tokens the emulator reported in its successful replies."""
+        with self._lock:
+            return (sum(r.input_tokens for r in self.records), sum(r.output_tokens for r in self.records))
+
+    @staticmethod
+    def _usage(payload: Union[dict, bytes]) -> tuple[int, int]:
+        if not isinstance(payload, dict):
+            return 0, 0
+        usage = payload.get("usageMetadata") or payload.get("usage") or {}
+        return (int(usage.get("promptTokenCount", usage.get("total_input_tokens", 0))),
+                int(usage.get("candidatesTokenCount", usage.get("total_output_tokens", 0))))
+
+    @staticmethod
+    def _unregistered() -> tuple[int, dict]:
+        fault = _unregistered_fault()
+        return fault.status, error_body(fault.status, fault.message)
+
+    # File API
+
+    def _upload(self, headers, query: str, body: bytes) -> tuple[int, dict, dict]:
+        command = (headers.get("x-goog-upload-command") or "").replace(" ", "").lower()
+        if command == "start":
+            info = self._json(body).get("file", {})
+            mime_type = (headers.get("x-goog-upload-header-content-type")
+                         or info.get("mimeType") or info.get("mime_type") or "application/octet-stream")
+            upload_id = self.files.start_upload(mime_type, info.get("displayName") or info.get("display_name"))
+            url = f"{self.url}/upload/v1beta/files?upload_id={upload_id}&upload_protocol=resumable"
+            return 200, {}, {"x-goog-upload-url": url, "x-goog-upload-status": "active"}
+        if command == "upload,finalize":
+            upload_id = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("upload_id", "")
+            file = self.files.finish_upload(upload_id, body)
+            return 200, {"file": self.files.record(file, self.url)}, {"x-goog-upload-status": "final"}
+        raise WireError(f"unsupported upload command {command!r}")
+
+    # Batch API
+
+    def _create_batch(self, model: str, body: dict, key: str) -> tuple[int, dict]:
+        batch = body.get("batch", body)
+        source = batch.get("inputConfig") or batch.get("input_config") or {}
+        requests: list[tuple[dict, EmulatorRequest]] = []
+        if source.get("fileName") or source.get("file_name"):
+            name = str(source.get("fileName") or source.get("file_name"))
+            lines = self.files.get(name.rsplit("/", 1)[-1]).data.decode().splitlines()
+            for line in filter(str.strip, lines):
+                entry = json.loads(line)
+                requests.append(({"key": entry.get("key", "")},
+                                 read_generate_content(model, entry.get("request", {}), key)))
+        else:
+            inlined = (source.get("requests") or {}).get("requests") or []
+            for entry in inlined:
+                requests.append((entry.get("metadata") or {},
+                                 read_generate_content(model, entry.get("request", {}), key)))
+        if not requests:
+            raise WireError("The batch has no requests.")
+        job = self.batches.create(model, batch.get("displayName") or batch.get("display_name") or "",
+                                  requests, from_file=bool(source.get("fileName") or source.get("file_name")))
+        return 200, self.batches.body(job, self._answer_in_batch, self._write_results)
+
+    def _batch(self, job_id: str) -> tuple[int, dict]:
+        job = self.batches.get(job_id)
+        if job is None:
+            return 404, error_body(404, f"Batch batches/{job_id} not found.")
+        return 200, self.batches.body(job, self._answer_in_batch, self._write_results)
+
+    def _answer_in_batch(self, request: EmulatorRequest) -> tuple[int, dict]:
+        try:
+            status, payload, _ = self._answer(request, batch=True)
+        except FileAccessError as e:
+            return e.status, error_body(e.status, e.message)
+        return status, payload
+
+    def _write_results(self, data: bytes) -> str:
+        return self.files.add(data, "application/jsonl", "batch results", generated=True).name
 
     @staticmethod
     def _json(body: bytes) -> dict:
@@ -198,12 +314,17 @@ class EmulatorServer:
             raise WireError("Invalid JSON payload received: expected an object.")
         return value
 
-    def _answer(self, request: EmulatorRequest, arrived: float) -> tuple[int, dict, dict]:
+    def _answer(self, request: EmulatorRequest, arrived: Optional[float] = None,
+                batch: bool = False) -> tuple[int, dict, dict]:
         fault = self._check_access(request)
+        if fault is None:
+            request = replace(request, images=tuple(self.files.resolve(i) for i in request.images))
         response = fault or self.scenario.respond(request)
-        # the latency runs from the request's arrival: reading it is the
-        # emulator's own work, and must not add to the latency a client sees
-        self._sleep(arrived + self._latency() + response.delay - time.monotonic())
+        if not batch:  # a batch's answers are ready when its job succeeds
+            # the latency runs from the request's arrival: reading it is the
+            # emulator's own work, and must not add to the latency a client sees
+            started = time.monotonic() if arrived is None else arrived
+            self._sleep(started + self._latency() + response.delay - time.monotonic())
         if isinstance(response, EmulatorFault):
             headers = {}
             if response.retry_after_header is not None:
@@ -213,8 +334,7 @@ class EmulatorServer:
 
     def _check_access(self, request: EmulatorRequest) -> Optional[EmulatorFault]:
         if not request.api_key:
-            return EmulatorFault(403, "Method doesn't allow unregistered callers (callers without "
-                                      "established identity). Please use API Key or other form of API consumer identity.")
+            return _unregistered_fault()
         if self.api_keys is not None and request.api_key not in self.api_keys:
             return bad_key_fault()
         known = request.model.startswith("gemini-") if self.models is None else request.model in self.models
@@ -245,6 +365,20 @@ class EmulatorServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+
+def _caller_identity(headers) -> Optional[str]:
+    """The API key, or a Vertex AI bearer token (held in memory only)."""
+    key = headers.get("x-goog-api-key")
+    if key:
+        return key
+    authorization = headers.get("authorization") or ""
+    return authorization[7:] if authorization.lower().startswith("bearer ") else None
+
+
+def _unregistered_fault() -> EmulatorFault:
+    return EmulatorFault(403, "Method doesn't allow unregistered callers (callers without "
+                              "established identity). Please use API Key or other form of API consumer identity.")
 
 
 def image_digest(data: bytes) -> str:
@@ -285,10 +419,12 @@ def _handler_for(emulator: EmulatorServer) -> type:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             status, payload, extra = emulator.handle(self.command, self.path, self.headers, body, arrived)
-            data = json.dumps(payload).encode()
+            raw = isinstance(payload, bytes)
+            data = payload if raw else json.dumps(payload).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Type", "application/octet-stream" if raw
+                                 else "application/json; charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
                 for name, value in extra.items():
                     self.send_header(name, value)

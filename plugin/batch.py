@@ -1,0 +1,260 @@
+"""Large jobs through Gemini's Batch API: half the price, answers within 24 hours.
+
+A batch run builds every sample's request exactly as an online run does
+(:mod:`gemini_annotate.request_builder`), submits them as one batch job
+(inline, or as a JSONL file through the File API when they are too large to
+inline), then polls until the job ends and ingests the answers through the
+task's usual interpreter and the batched writer.
+
+The job's name is saved on the FiftyOne run the moment it is submitted. A
+process that stops (killed, closed laptop, ``batch_wait=False``) loses nothing:
+running the same configuration again finds the pending job on the run and
+resumes polling it instead of submitting another, and a job is marked
+ingested once its answers are written, so each answer is written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import os
+import time
+from collections import Counter
+from typing import Optional
+
+from .gemini import BatchStatus, GeminiClient, GeminiError, GeminiRequest, generate_with_retries
+from .media import ImageError, PreparedImage, fit_within, read_image_size
+from .pipeline import AnnotationJob, AnnotationStopped, RunProgress
+from .request_builder import SampleError, SampleSource
+from .runs import STATUS_FAILED, RunSummary, SampleResult, load_batch_job, load_run_summary, save_run_summary
+
+INLINE_LIMIT_BYTES = 19_000_000
+"""Above this request size (Google's limit for an inline batch is 20 MB) the
+requests go as a JSONL file through the File API."""
+
+PENDING, INGESTED, ENDED = "pending", "ingested", "ended"
+
+# what a resumed job must share with the one that submitted it
+_JOB_IDENTITY = ("task", "label_field", "classes", "prompt", "question", "multi_label", "model",
+                 "unknown_labels", "if_labeled")
+
+
+class BatchJobMismatch(ValueError):
+    """A run key has a pending batch job submitted with another configuration."""
+
+
+class BatchAnnotationJob(AnnotationJob):
+    """An annotation run through the Batch API. Use :meth:`run` once."""
+
+    async def run(self) -> RunSummary:
+        started = time.monotonic()
+        self.builder.check_fields(self.samples)
+        self._earlier_reasons: Counter = Counter()
+        client = GeminiClient.from_config(self.config, api_key=self._api_key)
+        try:
+            record = load_batch_job(self.samples, self.config.resolved_run_key)
+            if record and record.get("state") == PENDING:
+                self._check_same_job(record)
+                self.summary = load_run_summary(self.samples, self.config.resolved_run_key) or self.summary
+                self._earlier_reasons = Counter(self.summary.failure_reasons)
+            else:
+                record = await self._submit(client)
+                if record is None:
+                    return self._finish(started)
+                if not self.config.batch_wait:
+                    return self._leave_pending(record["name"], "submitted")
+            status = await self._poll(client, record["name"], until_done=self.config.batch_wait)
+        finally:
+            await client.aclose()
+        if not status.done:
+            return self._leave_pending(status.name, status.state)
+        if status.state not in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
+            record = {**record, "state": ENDED, "ended_as": status.state}
+            save_run_summary(self.dataset, self.summary, batch_job=record)
+            message = (f"batch job {status.name} ended {status.state}"
+                       f"{': ' + status.error if status.error else ''}; run again to submit a new one")
+            self.summary.stopped = message
+            raise AnnotationStopped(message, self.summary)
+        self._ingest(status)
+        record = {**record, "state": INGESTED, "ingested": _now()}
+        return self._finish(started, record)
+
+    def _leave_pending(self, name: str, state: str) -> RunSummary:
+        message = f"batch job {name} is {state.lower()}; run again to collect its results"
+        self._report_progress(force=True, message=message)
+        self.summary.stopped = None
+        return self.summary
+
+    # submitting
+
+    async def _submit(self, client: GeminiClient) -> Optional[dict]:
+        """Builds and submits the requests; returns the saved job record (``None``: nothing to send)."""
+        todo, unsendable = self._select()
+        self.summary.selected = len(todo) + len(unsendable) + self.summary.skipped
+        failures = list(unsendable)
+        requests: list[tuple[str, GeminiRequest]] = []
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1), "gemini-media") as pool:
+            async def build(source: SampleSource) -> None:
+                try:
+                    built = await self.builder.build(
+                        source, client, lambda fn, *args: loop.run_in_executor(pool, fn, *args))
+                except SampleError as e:
+                    failures.append(SampleResult(source.sample_id, STATUS_FAILED, reason=str(e)))
+                    return
+                except GeminiError as e:
+                    self._stop_if_fatal(e)
+                    failures.append(SampleResult(source.sample_id, STATUS_FAILED,
+                                                 reason=f"upload failed: {e.message}"))
+                    return
+                self.summary.estimated_input_tokens += built.estimated_input_tokens
+                requests.append((source.sample_id, built.request))
+
+            await _gather_limited((build(source) for source in todo), self.config.concurrency)
+
+        for result in failures:
+            self._account(result)
+            self.writer.add(result)
+        if self.uploads is not None:
+            self.summary.files_uploaded = self.uploads.uploaded
+            self.summary.files_reused = self.uploads.reused
+        if not requests:
+            return None
+
+        size = sum(len(r.prompt) + sum(len(i.data or b"") * 4 // 3 for i in r.images) for _, r in requests)
+        via_file = size > INLINE_LIMIT_BYTES
+        display_name = f"gemini-annotate {self.dataset.name} {self.config.resolved_run_key}"
+        async def submit() -> BatchStatus:
+            return await client.submit_batch(requests, display_name=display_name, via_file=via_file)
+
+        try:
+            status = await generate_with_retries(submit, max_attempts=self.config.max_attempts)
+        except GeminiError as e:
+            self._stop_if_fatal(e)
+            raise self._stopped(f"the batch job could not be submitted: {e.message}") from None
+        self.summary.requests += len(requests)
+        self.summary.batch_job = status.name
+        record = {"name": status.name, "state": PENDING, "submitted": _now(), "requests": len(requests),
+                  "via_file": via_file, "config": {k: self.config.to_record()[k] for k in _JOB_IDENTITY}}
+        # saved at once: a restarted process finds the job here
+        self._record()
+        self.writer.flush()
+        self.summary.failure_reasons = dict(self._reasons)
+        save_run_summary(self.dataset, self.summary, batch_job=record)
+        self._report_progress(force=True, message=f"batch job {status.name} submitted "
+                                                   f"({len(requests)} requests)")
+        return record
+
+    def _check_same_job(self, record: dict) -> None:
+        mine = {k: self.config.to_record()[k] for k in _JOB_IDENTITY}
+        theirs = record.get("config", {})
+        differing = [k for k in _JOB_IDENTITY if k in theirs and theirs[k] != mine[k]]
+        if differing:
+            raise BatchJobMismatch(
+                f"run {self.config.resolved_run_key!r} has a pending batch job ({record['name']}) "
+                f"submitted with other {', '.join(differing)}; rerun with that configuration to "
+                f"collect it, or choose another run_key")
+
+    # waiting
+
+    async def _poll(self, client: GeminiClient, name: str, *, until_done: bool) -> BatchStatus:
+        """The job's status: checked once, or polled until the job ends, reporting its state."""
+        async def check() -> BatchStatus:
+            return await client.get_batch(name)
+
+        while True:
+            try:
+                status = await generate_with_retries(check, max_attempts=self.config.max_attempts)
+            except GeminiError as e:
+                self._stop_if_fatal(e)
+                raise self._stopped(f"could not check batch job {name}: {e.message}; "
+                                    "run again to resume waiting for it") from None
+            self._report_progress(force=True, message=f"batch job {name}: {status.state}")
+            if status.done or not until_done:
+                return status
+            await asyncio.sleep(self.config.batch_poll_interval)
+
+    # ingesting
+
+    def _ingest(self, status: BatchStatus) -> None:
+        """Interprets every answer and writes it, through the same code as an online run."""
+        results = {r.key: r for r in status.results or ()}
+        ids = [key for key in results if _is_object_id(key)]
+        found_ids, paths = self.dataset.select(ids).values(["id", "filepath"]) if ids else ([], [])
+        path_of = dict(zip(found_ids, paths))
+        for key, result in results.items():
+            if key not in path_of:
+                continue  # not a sample of this dataset (any more)
+            if result.reply is None:
+                outcome = SampleResult(key, STATUS_FAILED, reason=result.error)
+            else:
+                self._successes += 1
+                self._usage = self._usage + result.reply.usage
+                outcome = self._interpret(SampleSource(key, path_of[key]), result.reply,
+                                          self._geometry(path_of[key]))
+            self._account(outcome)
+            self.writer.add(outcome)
+        self.writer.flush()
+
+    def _geometry(self, path: str) -> PreparedImage:
+        """The image's size as it was sent (from its header), for tasks whose labels need it."""
+        width = height = display_width = display_height = 0
+        if self.task.spatial:
+            try:
+                display_width, display_height = read_image_size(path)
+                width, height = fit_within(display_width, display_height, self.config.max_image_side)
+            except ImageError:
+                pass
+        return PreparedImage(b"", "", width, height, display_width, display_height)
+
+    # finishing
+
+    def _finish(self, started: float, record: Optional[dict] = None) -> RunSummary:
+        self.writer.flush()
+        summary = self.summary
+        summary.elapsed_seconds = round(summary.elapsed_seconds + time.monotonic() - started, 3)
+        summary.input_tokens += self._usage.input_tokens
+        summary.output_tokens += self._usage.output_tokens
+        summary.thought_tokens += self._usage.thought_tokens
+        summary.failure_reasons = dict(self._earlier_reasons + self._reasons)
+        if self._recorded or self.writer.written:
+            self.writer.declare_attributes()
+            save_run_summary(self.dataset, summary, batch_job=record)
+        self._report_progress(force=True)
+        return summary
+
+    def _stop_if_fatal(self, error: GeminiError) -> None:
+        if error.fatal:
+            raise self._stopped(error.message)
+
+    def _stopped(self, message: str) -> AnnotationStopped:
+        self.writer.flush()
+        self.summary.stopped = message
+        return AnnotationStopped(message, self.summary)
+
+    def _report_progress(self, force: bool = False, message: Optional[str] = None) -> None:
+        if self._progress is None:
+            return
+        s = self.summary
+        self._progress(RunProgress(total=s.selected - s.skipped, done=s.done, failed=s.failed,
+                                   labels=s.labels, message=message))
+
+
+async def _gather_limited(coroutines, limit: int) -> None:
+    """Runs coroutines with at most ``limit`` at a time."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def bounded(coroutine):
+        async with semaphore:
+            await coroutine
+
+    await asyncio.gather(*(bounded(c) for c in coroutines))
+
+
+def _is_object_id(value: str) -> bool:
+    return len(value) == 24 and all(c in "0123456789abcdef" for c in value)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

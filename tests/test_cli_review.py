@@ -1,0 +1,44 @@
+"""The review commands of ``gemini-annotate`` over a real database."""
+
+from __future__ import annotations
+
+import gemini_annotate
+from gemini_annotate.cli import EXIT_ERROR, EXIT_OK, main
+
+
+def test_runs_lists_inspects_and_deletes(coco_dataset, emulator, oracle_for, capsys):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini", classes=["person"], prompt="Find people.")
+
+    assert main(["runs", coco_dataset.name]) == EXIT_OK
+    assert "gemini: task=detect" in capsys.readouterr().out
+    assert main(["runs", coco_dataset.name, "gemini"]) == EXIT_OK
+    shown = capsys.readouterr().out
+    assert "prompt: Find people." in shown and "classes: person" in shown and "0/6 samples reviewed" in shown
+    assert main(["runs", coco_dataset.name, "nope"]) == EXIT_ERROR
+    assert main(["runs", coco_dataset.name, "gemini", "--delete", "--delete-labels"]) == EXIT_OK
+    assert not coco_dataset.has_field("gemini") and coco_dataset.list_runs() == []
+
+
+def test_estimate_prints_requests_and_tokens(coco_dataset, capsys):
+    assert main(["estimate", coco_dataset.name, "--max-image-side", "512"]) == EXIT_OK
+    assert "6 of 6 sample(s) → 6 request(s)" in capsys.readouterr().out
+
+
+def test_review_promote_and_evaluate_from_the_command_line(coco_dataset, emulator, oracle_for, capsys):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini")
+    coco_dataset.limit(2).tag_samples("checked")
+    name = coco_dataset.name
+
+    assert main(["evaluate", name]) == EXIT_ERROR  # nothing reviewed yet
+    assert main(["review", name, "--view-tag", "checked", "--classes", "person", "--reject"]) == EXIT_OK
+    assert main(["review", name, "--view-tag", "checked", "--mark-reviewed"]) == EXIT_OK
+    assert main(["promote", name, "--to", "truth"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["evaluate", name]) == EXIT_OK
+
+    out = capsys.readouterr().out
+    people = coco_dataset.match_tags("checked").count_values("gemini.detections.label")["person"]
+    assert f"FP {people}, FN 0" in out and "mAP is not reported" in out
+    assert "person" not in coco_dataset.distinct("truth.detections.label")

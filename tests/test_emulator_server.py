@@ -1,0 +1,157 @@
+"""The emulator: recognising images, answering per schema, faults, and HTTP behaviour."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from gemini_annotate.emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, Styled
+from gemini_annotate.emulator.oracle import KnownObject, answer_form
+from gemini_annotate.emulator.wire import EmulatorRequest, EmulatedImage, decode_base64
+from gemini_annotate.tasks import detect_schema
+from gemini_annotate.config import AnnotateConfig
+
+
+def _gradient_image(width=320, height=200, seed=0) -> Image.Image:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(base).resize((width, height), Image.Resampling.BICUBIC)
+
+
+def _jpeg(img: Image.Image, exif_orientation: int | None = None, quality=85) -> bytes:
+    out = io.BytesIO()
+    exif = Image.Exif()
+    if exif_orientation:
+        exif[0x0112] = exif_orientation
+    img.save(out, "JPEG", quality=quality, exif=exif.tobytes() if exif_orientation else b"")
+    return out.getvalue()
+
+
+def _request(data: bytes, schema=None, prompt="Detect.") -> EmulatorRequest:
+    return EmulatorRequest(api="generate_content", model="gemini-3-flash-preview", prompt=prompt,
+                           images=(EmulatedImage("image/jpeg", data=data),), schema=schema)
+
+
+@pytest.fixture
+def index():
+    index = LabelIndex()
+    for seed in range(5):
+        index.add(f"img{seed}", _gradient_image(seed=seed),
+                  [KnownObject(f"thing{seed}", (0.1, 0.2, 0.3, 0.4))])
+    return index
+
+
+def test_oracle_recognises_resized_and_reencoded_images(index):
+    smaller = _gradient_image(seed=3).resize((160, 100))
+    match = index.find(_jpeg(smaller, quality=60))
+    assert match is not None and match.known.key == "img3" and match.sent_size == (160, 100)
+
+
+def test_oracle_does_not_recognise_an_unknown_image(index):
+    assert index.find(_jpeg(_gradient_image(seed=99))) is None
+
+
+def test_oracle_sees_raw_pixels_like_the_model_and_ignores_exif_orientation(index):
+    rotated_pixels = _gradient_image(seed=2).transpose(Image.Transpose.ROTATE_90)
+    # a file whose EXIF says "rotate back": a viewer shows img2, the raw pixels are rotated
+    assert index.find(_jpeg(rotated_pixels, exif_orientation=8)) is None
+
+
+def test_oracle_answers_in_the_schema_the_request_asks_for(index):
+    config = AnnotateConfig(classes=["thing1", "other"])
+    reply = Oracle(index).respond(_request(_jpeg(_gradient_image(seed=1)), detect_schema(config)))
+    assert json.loads(reply.text) == {"boxes": [{"box_2d": [200, 100, 600, 400], "label": "thing1"}]}
+
+
+def test_oracle_leaves_out_objects_whose_class_was_not_asked_for(index):
+    config = AnnotateConfig(classes=["other"])
+    reply = Oracle(index).respond(_request(_jpeg(_gradient_image(seed=1)), detect_schema(config)))
+    assert json.loads(reply.text) == {"boxes": []}
+
+
+def test_without_a_schema_the_oracle_answers_a_fenced_bare_list_like_older_models(index):
+    reply = Oracle(index).respond(_request(_jpeg(_gradient_image(seed=0)), None))
+    assert reply.text.startswith("```json\n[")
+
+
+def test_answer_form_reads_polygon_and_png_masks_and_points():
+    polygon = {"type": "object", "properties": {"boxes": {"type": "array", "items": {"$ref": "#/$defs/B"}}},
+               "$defs": {"B": {"type": "object", "properties": {
+                   "box_2d": {"type": "array"}, "mask": {"type": "array"}, "label": {"type": "string"}}}}}
+    png = {"type": "array", "items": {"type": "object", "properties": {
+        "box_2d": {"type": "array"}, "mask": {"type": "string"}, "label": {"type": "string"}}}}
+    points = {"type": "object", "properties": {"points": {"type": "array", "items": {
+        "type": "object", "properties": {"point": {"type": "array"}, "label": {"type": "string"}}}}}}
+    assert answer_form(polygon, "").kind == "polygon" and answer_form(polygon, "").wrapper == "boxes"
+    assert answer_form(png, "").kind == "png" and answer_form(png, "").wrapper is None
+    assert answer_form(points, "").kind == "points"
+
+
+def test_fault_mix_is_reproducible_and_close_to_its_rates():
+    def fates(seed):
+        scenario = Faults(Canned("{}"), rate_limit=0.2, server_error=0.05, truncate=0.02, seed=seed)
+        request = EmulatorRequest(api="generate_content", model="gemini-3-flash-preview", prompt="")
+        return [getattr(scenario.respond(request), "status", None) for _ in range(4000)], scenario
+
+    first, scenario = fates(1)
+    second, _ = fates(1)
+    assert first == second
+    assert 0.17 < first.count(429) / 4000 < 0.23
+    assert 0.03 < sum(s in (500, 503) for s in first) / 4000 < 0.07
+    assert scenario.injected["truncate"] > 0
+
+
+@pytest.mark.parametrize("style, check", [
+    ("fenced", lambda r: r.text.startswith("```json\n") and r.text.endswith("\n```")),
+    ("prose", lambda r: r.text.startswith("Here are") and '{"boxes"' in r.text),
+    ("bare_list", lambda r: r.text.startswith("[")),
+    ("not_json", lambda r: "{" not in r.text),
+    ("truncated", lambda r: r.finish_reason == "MAX_TOKENS" and not r.text.endswith("}")),
+    ("empty", lambda r: r.text == ""),
+])
+def test_styles_make_the_messy_replies_real_models_send(style, check):
+    inner = Canned('{"boxes": [{"box_2d": [1, 2, 3, 4], "label": "a"}, {"box_2d": [5, 6, 7, 8], "label": "b"}]}')
+    reply = Styled(inner, style).respond(
+        EmulatorRequest(api="generate_content", model="gemini-3-flash-preview", prompt=""))
+    assert check(reply)
+
+
+def test_base64_is_read_in_both_alphabets():
+    assert decode_base64("_9j_") == decode_base64("/9j/") == b"\xff\xd8\xff"
+
+
+def _post(url, body, key="k"):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **({"x-goog-api-key": key} if key else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_server_answers_errors_in_googles_format():
+    with EmulatorServer(Canned("{}")) as server:
+        status, body = _post(f"{server.url}/v1beta/models/gemini-3-flash-preview:generateContent",
+                             {"contents": [{"parts": [{"text": "hi"}]}]}, key=None)
+        assert status == 403 and body["error"]["status"] == "PERMISSION_DENIED"
+        status, body = _post(f"{server.url}/v1beta/nothing", {})
+        assert status == 404 and body["error"]["code"] == 404
+        status, body = _post(f"{server.url}/v1beta/models/gemini-3-flash-preview:generateContent", {"contents": []})
+        assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_server_listens_on_loopback_only_and_logs_no_key():
+    with EmulatorServer(Canned("{}")) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        _post(f"{server.url}/v1beta/models/gemini-3-flash-preview:generateContent",
+              {"contents": [{"parts": [{"text": "hi"}]}]}, key="secret-key-123")
+        assert server.count() == 1
+        assert "secret-key-123" not in repr(list(server.records))

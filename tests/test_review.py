@@ -1,0 +1,224 @@
+"""Review workflow over a real database: statuses, promotion, evaluation, runs."""
+
+from __future__ import annotations
+
+import fiftyone as fo
+import fiftyone.utils.iou as foui
+import pytest
+
+import gemini_annotate
+from gemini_annotate import review
+from gemini_annotate.emulator import OracleNoise
+
+
+@pytest.fixture
+def pre_annotated(coco_dataset, emulator, oracle_for):
+    """The COCO samples pre-annotated by a noisy oracle (misses, false positives)."""
+    noise = OracleNoise(miss_rate=0.25, false_positive_rate=0.3, seed=3)
+    emulator(oracle_for(coco_dataset, noise=noise))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini", concurrency=2)
+    return coco_dataset
+
+
+def _statuses(dataset, field="gemini"):
+    return [d.review for v in dataset.values(field) for d in v.detections]
+
+
+def _review_as_a_person_would(dataset):
+    """Rejects proposals that match no true object, adds the objects Gemini missed.
+
+    Returns (kept, rejected, added) counts.
+    """
+    kept = rejected = added = 0
+    for sample in dataset.select_fields(["gemini", "ground_truth"]):
+        truth = [d for d in sample.ground_truth.detections if not d.iscrowd]
+        proposals = sample.gemini.detections
+        ious = foui.compute_ious(proposals, truth, classwise=True) if proposals and truth else None
+        matched = set()
+        for i, proposal in enumerate(proposals):
+            best = None if ious is None else max(range(len(truth)), key=lambda j: ious[i][j])
+            if best is not None and ious[i][best] >= 0.5 and best not in matched:
+                matched.add(best)
+                proposal.review = review.ACCEPTED
+                kept += 1
+            else:
+                proposal.review = review.REJECTED
+                rejected += 1
+        for j, gt in enumerate(truth):
+            if j not in matched:
+                proposals.append(fo.Detection(label=gt.label, bounding_box=gt.bounding_box))
+                added += 1
+        sample.save()
+    review.mark_reviewed(dataset, "gemini")
+    return kept, rejected, added
+
+
+def test_accepting_selected_labels_changes_only_those(pre_annotated):
+    ids = pre_annotated.values("gemini.detections.id", unwind=True)[:3]
+
+    changed = review.set_review_status(pre_annotated, "gemini", review.ACCEPTED, ids)
+
+    assert changed == 3
+    accepted = pre_annotated.filter_labels("gemini", fo.ViewField("review") == "accepted")
+    assert set(accepted.values("gemini.detections.id", unwind=True)) == set(ids)
+    assert _statuses(pre_annotated).count("unreviewed") == len(_statuses(pre_annotated)) - 3
+
+
+def test_accepting_keeps_edited_and_rejecting_overrides(pre_annotated):
+    sample = pre_annotated.first()
+    edited, other = sample.gemini.detections[:2]
+    edited.review = review.EDITED
+    sample.save()
+
+    review.set_review_status(pre_annotated, "gemini", review.ACCEPTED, [edited.id, other.id])
+    assert [d.review for d in pre_annotated.first().gemini.detections[:2]] == ["edited", "accepted"]
+
+    review.set_review_status(pre_annotated, "gemini", review.REJECTED, [edited.id])
+    assert pre_annotated.first().gemini.detections[0].review == "rejected"
+
+
+def test_unknown_status_is_refused(pre_annotated):
+    with pytest.raises(review.ReviewError, match="unknown review status"):
+        review.set_review_status(pre_annotated, "gemini", "approved")
+
+
+def test_marking_samples_reviewed_accepts_what_is_left_and_flags_them(pre_annotated):
+    view = pre_annotated.limit(2)
+    first = view.first().gemini.detections[0]
+    review.set_review_status(pre_annotated, "gemini", review.REJECTED, [first.id])
+
+    review.mark_reviewed(view, "gemini")
+
+    counts = review.review_counts(view, "gemini")
+    assert counts.reviewed_samples == 2
+    assert counts.statuses["unreviewed"] == 0 and counts.statuses["rejected"] == 1
+    rest = pre_annotated.skip(2)
+    assert review.review_counts(rest, "gemini").statuses["accepted"] == 0
+    assert rest.count_values("gemini_reviewed").get(True, 0) == 0
+
+
+def test_promote_copies_only_reviewed_labels_and_can_be_repeated(pre_annotated):
+    kept, rejected, added = _review_as_a_person_would(pre_annotated)
+    pre_annotated.limit(1).set_values("checked", [fo.Detections(detections=[
+        fo.Detection(label="already there", bounding_box=[0.1, 0.1, 0.1, 0.1])])])
+
+    first = review.promote(pre_annotated, "gemini", "checked")
+    second = review.promote(pre_annotated, "gemini", "checked")
+
+    assert first == second == kept + added
+    labels = pre_annotated.values("checked.detections.label", unwind=True)
+    assert len(labels) == kept + added + 1 and "already there" in labels
+    assert set(pre_annotated.distinct("checked.detections.review")) <= {"accepted", "added"}
+    source_ids = set(pre_annotated.values("checked.detections.gemini_source_id", unwind=True)) - {None}
+    assert source_ids <= set(pre_annotated.values("gemini.detections.id", unwind=True))
+
+
+def test_promote_refuses_a_field_of_another_type(pre_annotated):
+    pre_annotated.set_values("caption", [fo.Classification(label="x")] * len(pre_annotated))
+    with pytest.raises(review.ReviewError, match="choose another ground-truth field"):
+        review.promote(pre_annotated, "gemini", "caption")
+
+
+def test_evaluation_scores_proposals_against_what_reviewers_kept(pre_annotated):
+    kept, rejected, added = _review_as_a_person_would(pre_annotated)
+    assert rejected > 0 and added > 0  # the noisy oracle left work to do
+
+    report = review.evaluate(pre_annotated, "gemini")
+
+    assert (report.true_positives, report.false_positives, report.false_negatives) == (kept, rejected, added)
+    assert report.precision == pytest.approx(kept / (kept + rejected))
+    assert report.recall == pytest.approx(kept / (kept + added))
+    assert "person" in report.per_class and report.per_class["person"]["support"] > 0
+    assert report.samples == len(pre_annotated)
+    assert "mAP is not reported" in report.note
+    assert pre_annotated.has_evaluation("gemini_eval")
+    assert "precision" in report.describe() and "person" in report.describe()
+
+
+def test_evaluation_compares_with_gemini_version_of_edited_labels(pre_annotated):
+    review.keep_proposals(pre_annotated.limit(1), "gemini")  # as before loading corrections
+    sample = pre_annotated.first()
+    before = {sample.id: pre_annotated.select(sample.id).values("gemini")[0].detections}
+    sample.gemini.detections[0].bounding_box = [0.0, 0.0, 0.05, 0.05]  # a person redrew it elsewhere
+    sample.save()
+
+    counts = review.apply_corrections(pre_annotated, "gemini", before, [sample.id])
+    report = review.evaluate(pre_annotated, "gemini")
+
+    assert counts.edited == 1 and counts.accepted == len(before[sample.id]) - 1
+    assert pre_annotated.first().gemini.detections[0].review == "edited"
+    # Gemini's box and the corrected one do not overlap: one false positive, one miss
+    assert (report.false_positives, report.false_negatives) == (1, 1)
+
+
+def test_evaluation_needs_reviewed_samples(pre_annotated):
+    with pytest.raises(review.ReviewError, match="no sample is marked reviewed"):
+        review.evaluate(pre_annotated, "gemini")
+
+
+def test_later_runs_never_overwrite_reviewed_labels(pre_annotated, emulator, oracle_for):
+    _review_as_a_person_would(pre_annotated)
+    sample = pre_annotated.first()
+    sample.gemini.detections[0].bounding_box = [0.3, 0.3, 0.1, 0.1]
+    sample.gemini.detections[0].review = review.EDITED
+    sample.save()
+    reviewed = {d.id: (d.label, d.bounding_box, review.review_status(d))
+                for v in pre_annotated.values("gemini") for d in v.detections}
+
+    for if_labeled in ("skip", "replace_unreviewed"):
+        emulator(oracle_for(pre_annotated))
+        gemini_annotate.annotate(pre_annotated, label_field="gemini", if_labeled=if_labeled)
+
+        after = {d.id: (d.label, d.bounding_box, review.review_status(d))
+                 for v in pre_annotated.values("gemini") for d in v.detections}
+        assert all(after.get(i) == v for i, v in reviewed.items()), if_labeled
+
+
+def test_runs_can_be_listed_inspected_and_deleted(pre_annotated):
+    review.mark_reviewed(pre_annotated.limit(1), "gemini")
+
+    runs = review.list_runs(pre_annotated)
+    assert [r.run_key for r in runs] == ["gemini"]
+    info = runs[0]
+    assert info.task == "detect" and info.model == gemini_annotate.DEFAULT_MODEL
+    assert info.summary.done == len(pre_annotated)
+    assert info.review.reviewed_samples == 1
+    assert "model gemini-3-flash-preview" in info.describe()
+
+    deleted = review.delete_run(pre_annotated, "gemini", delete_labels=True)
+
+    assert review.list_runs(pre_annotated) == []
+    assert set(deleted) == {"gemini", "gemini_status", "gemini_reason", "gemini_reviewed"}
+    assert not pre_annotated.has_field("gemini")
+    with pytest.raises(review.ReviewError, match="no gemini-annotate run"):
+        review.run_info(pre_annotated, "gemini")
+
+
+def test_deleting_a_run_keeps_its_labels_unless_asked(pre_annotated):
+    review.delete_run(pre_annotated, "gemini")
+    assert pre_annotated.has_field("gemini") and pre_annotated.count("gemini.detections") > 0
+
+
+def test_corrections_keep_masks_of_boxes_that_did_not_move(pre_annotated):
+    import numpy as np
+
+    first, second = pre_annotated.limit(2)
+    for sample in (first, second):
+        for d in sample.gemini.detections[:2]:
+            d.mask = np.ones((4, 4), dtype=bool)
+        sample.save()
+    before = {s.id: list(s.gemini.detections) for s in pre_annotated.limit(2).select_fields("gemini")}
+    for sample in (first, second):  # what a box-only tool gives back: no masks
+        for d in sample.gemini.detections:
+            d.mask = None
+        sample.save()
+    first.gemini.detections[1].bounding_box = [0.0, 0.0, 0.1, 0.1]  # a person moved this box
+    first.save()
+
+    review.apply_corrections(pre_annotated, "gemini", before, reviewed_sample_ids=[first.id])
+
+    first_masks = [d.mask is not None for d in pre_annotated[first.id].gemini.detections[:2]]
+    second_masks = [d.mask is not None for d in pre_annotated[second.id].gemini.detections[:2]]
+    assert first_masks == [True, False] and second_masks == [True, True]
+    assert {d.review for d in pre_annotated[second.id].gemini.detections} == {"unreviewed"}
+    assert pre_annotated[second.id].gemini_reviewed is None
