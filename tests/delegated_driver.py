@@ -5,28 +5,36 @@ operation of its database, so the test gives its workers a private database
 (``FIFTYONE_DATABASE_NAME``), and this script, started with the same
 environment, prepares and inspects it::
 
-    python delegated_driver.py setup NAME IMAGE_DIR BASE_URL NUM_SHARDS   -> queued op ids (JSON)
+    python delegated_driver.py setup NAME IMAGE_DIR BASE_URL NUM_SHARDS   -> queued op ids (JSON),
+                                                                           through the CLI
     python delegated_driver.py inspect NAME                                -> samples and summary (JSON)
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import json
 import os
 import sys
 
 import fiftyone as fo
 
-from gemini_annotate import AnnotateConfig, load_run_summary
-from gemini_annotate.shards import queue_annotation_shards
+from gemini_annotate import cli, load_run_summary
 
 
 def setup(name: str, image_dir: str, base_url: str, num_shards: int) -> dict:
+    """Creates the dataset and queues the shards with ``gemini-annotate annotate --queue-shards``."""
     dataset = fo.Dataset(name, persistent=True)
     dataset.add_samples([fo.Sample(filepath=p) for p in sorted(glob.glob(os.path.join(image_dir, "*.jpg")))])
-    config = AnnotateConfig(task="detect", label_field="gemini", base_url=base_url, concurrency=4)
-    return {"ops": queue_annotation_shards(dataset, config, num_shards)}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["annotate", name, "--label-field", "gemini", "--base-url", base_url,
+                         "--concurrency", "4", "--queue-shards", str(num_shards), "--quiet"])
+    if code != 0:
+        raise SystemExit(f"queueing failed ({code}): {out.getvalue()}")
+    return {"ops": [line.split(": ")[1] for line in out.getvalue().splitlines() if line.startswith("  shard ")]}
 
 
 def inspect(name: str) -> dict:
