@@ -10,7 +10,6 @@ import pytest
 import gemini_annotate
 from gemini_annotate.cli import build_parser
 from gemini_annotate.emulator import Canned
-from gemini_annotate.tasks import TASKS
 
 QUANTIZATION_BOUND = 0.0005 + 1e-9
 

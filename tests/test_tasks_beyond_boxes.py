@@ -3,7 +3,6 @@ Python, the CLI and the App operator, each through the real SDK to the emulator'
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
