@@ -236,13 +236,12 @@ class GeminiClient:
         api_key: the key; resolved from the environment when ``None``.
         base_url: an endpoint replacing Google's; ``None`` leaves the SDK to
             read ``GOOGLE_GEMINI_BASE_URL``.
-        timeout: seconds allowed for one request.
+        timeout: seconds allowed for one request, from sending to the whole reply.
         vertexai: reach the model through Vertex AI; credentials then come
             from Application Default Credentials (``gcloud auth
             application-default login``, a service account), not an API key.
         project: the Google Cloud project (Vertex AI).
         location: the Vertex AI region (Vertex AI).
-        timeout: seconds allowed for one request, from sending to the whole reply.
         max_connections: connections kept open to the endpoint; at least the
             run's concurrency, so no request waits for a connection and none
             is re-opened between requests.
