@@ -2,6 +2,7 @@
 
     gemini-annotate demo [--app]                 offline demo on the built-in emulator
     gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
+    gemini-annotate annotate DATASET ... --queue-shards 4   queue 4 delegated operations (shards)
     gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
     gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
     gemini-annotate runs DATASET [RUN] [--delete [--delete-labels]]
@@ -65,7 +66,7 @@ _CONFIG_OPTIONS = (
     "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
     "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
     "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
-    "mask_form", "mask_threshold",
+    "mask_form", "mask_threshold", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
 )
 
 
@@ -106,6 +107,8 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if job is None:
         return EXIT_ERROR
     samples, config, estimate = job
+    if args.queue_shards:
+        return _queue_shards(samples, config, args.queue_shards)
     if not args.quiet:
         print(f"estimate before sending:\n{estimate.describe()}", file=sys.stderr)
     try:
@@ -152,6 +155,23 @@ def cmd_files(args: argparse.Namespace) -> int:
     for record in uploads:
         print(f"{record['name']}  expires {record['expires']}  {record['uri']}")
     print(f"{len(uploads)} uploaded file(s) remembered for {args.dataset!r}")
+    return EXIT_OK
+
+
+def _queue_shards(samples, config, num_shards: int) -> int:
+    from .shards import queue_annotation_shards
+
+    try:
+        ids = queue_annotation_shards(samples, config, num_shards)
+    except Exception as e:
+        print(f"error: could not queue the shards: {e}\n(is the plugin installed? run "
+              "`gemini-annotate plugin-install`)", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"queued {len(ids)} delegated operations for run {config.resolved_run_key!r}:")
+    for shard, op_id in enumerate(ids):
+        print(f"  shard {shard}/{num_shards}: {op_id}")
+    print("start workers with `fiftyone delegated launch` (one per process or machine; each needs "
+          "GEMINI_API_KEY and the plugin); follow them with `fiftyone delegated list`")
     return EXIT_OK
 
 
@@ -352,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--timeout", type=float, help="seconds per request")
+    p.add_argument("--max-attempts", type=int, help="attempts per request, retries included")
+    p.add_argument("--max-requests", type=int, help="stop (resumably) after this many requests")
+    p.add_argument("--max-tokens", type=int, help="stop (resumably) after this many tokens")
+    p.add_argument("--shard", type=int, help="run only this shard of the job (0-based)")
+    p.add_argument("--num-shards", type=int, help="how many shards the job is split into")
+    p.add_argument("--queue-shards", type=int, metavar="N",
+                   help="split the job into N shards queued as delegated operations for "
+                        "`fiftyone delegated launch` workers, and return")
     p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"])
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")

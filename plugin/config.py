@@ -46,9 +46,14 @@ class AnnotateConfig(BaseModel):
             (an emulator, a gateway). ``GOOGLE_GEMINI_BASE_URL`` does the same.
         max_image_side: images larger than this (pixels, longer side) are
             downscaled before sending; labels are relative, so nothing moves.
-        concurrency: requests in flight at once.
+        concurrency: the most requests in flight at once; fewer while Gemini
+            answers 429 (the pipeline backs off and recovers by itself).
         timeout: seconds allowed for one request.
         max_attempts: attempts per request, retries included.
+        max_requests: a budget: stop cleanly (resumably) once this many
+            requests, retries included, were sent.
+        max_tokens: a budget: stop cleanly (resumably) once replies report
+            this many tokens (input, output and thinking).
         unknown_labels: what to do with a label outside ``classes``.
         if_labeled: what to do with samples whose ``label_field`` already has
             labels: ``skip`` them, ``replace_unreviewed`` labels (labels a person
@@ -89,6 +94,11 @@ class AnnotateConfig(BaseModel):
             (credentials from Application Default Credentials).
         project: the Google Cloud project (Vertex AI).
         location: the Vertex AI region, e.g. ``us-central1`` or ``global``.
+        shard: which part of a split job this run labels, ``0 <= shard <
+            num_shards``. Samples are split by id, so shards never overlap
+            and every sample belongs to exactly one.
+        num_shards: how many parts the job is split into (one delegated
+            operation, process or machine each).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -104,6 +114,8 @@ class AnnotateConfig(BaseModel):
     concurrency: int = Field(8, ge=1, le=512)
     timeout: float = Field(120.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
+    max_requests: Optional[int] = Field(None, ge=1)
+    max_tokens: Optional[int] = Field(None, ge=1)
     unknown_labels: UnknownLabelPolicy = "drop"
     if_labeled: IfLabeledPolicy = "skip"
     retry_failed: bool = False
@@ -124,6 +136,8 @@ class AnnotateConfig(BaseModel):
     vertexai: bool = False
     project: Optional[str] = None
     location: Optional[str] = None
+    shard: int = Field(0, ge=0)
+    num_shards: int = Field(1, ge=1, le=4096)
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -196,6 +210,14 @@ class AnnotateConfig(BaseModel):
             raise ValueError("project and location are Vertex AI options: set vertexai=True")
         return self
 
+    @model_validator(mode="after")
+    def _shard_in_range(self):
+        if self.shard >= self.num_shards:
+            raise ValueError(
+                f"shard must be between 0 and num_shards - 1 = {self.num_shards - 1}, got {self.shard}"
+            )
+        return self
+
     @property
     def resolved_run_key(self) -> str:
         """The run key, derived from the label field when not given."""
@@ -220,9 +242,10 @@ class AnnotateConfig(BaseModel):
         """The JSON-serialisable configuration stored on the FiftyOne run.
 
         It holds no secret: the key is never a field, and credentials written
-        into ``base_url`` are removed.
+        into ``base_url`` are removed. The shard is left out: every shard of a
+        job shares one run record.
         """
-        record = self.model_dump()
+        record = self.model_dump(exclude={"shard"})
         record["classes"] = list(self.classes) if self.classes else None
         record["base_url"] = _without_userinfo(self.base_url)
         return record

@@ -19,6 +19,7 @@ retry loops are switched off (``attempts=1``): retries happen in one place,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import importlib
@@ -235,12 +236,15 @@ class GeminiClient:
         api_key: the key; resolved from the environment when ``None``.
         base_url: an endpoint replacing Google's; ``None`` leaves the SDK to
             read ``GOOGLE_GEMINI_BASE_URL``.
-        timeout: seconds allowed for one request.
+        timeout: seconds allowed for one request, from sending to the whole reply.
         vertexai: reach the model through Vertex AI; credentials then come
             from Application Default Credentials (``gcloud auth
             application-default login``, a service account), not an API key.
         project: the Google Cloud project (Vertex AI).
         location: the Vertex AI region (Vertex AI).
+        max_connections: connections kept open to the endpoint; at least the
+            run's concurrency, so no request waits for a connection and none
+            is re-opened between requests.
     """
 
     def __init__(
@@ -254,7 +258,9 @@ class GeminiClient:
         vertexai: bool = False,
         project: Optional[str] = None,
         location: Optional[str] = None,
+        max_connections: int = 100,
     ):
+        import httpx2
         from google import genai
         from google.genai import types
 
@@ -269,6 +275,9 @@ class GeminiClient:
             base_url=base_url or None,
             timeout=int(timeout * 1000),
             retry_options=types.HttpRetryOptions(attempts=1),
+            async_client_args={"limits": httpx2.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections,
+            )},
         )
         if vertexai:
             self._key = api_key
@@ -285,6 +294,7 @@ class GeminiClient:
             self._key = resolve_api_key(api_key)
             self._client = genai.Client(api_key=self._key, http_options=http_options)
         self._profile = model_profile(model)
+        self._config_cache: Optional[tuple] = None
 
     @classmethod
     def from_config(cls, config: AnnotateConfig, api_key: Optional[str] = None) -> "GeminiClient":
@@ -298,6 +308,7 @@ class GeminiClient:
             vertexai=config.vertexai,
             project=config.project,
             location=config.location,
+            max_connections=max(100, config.concurrency),
         )
 
     async def generate(self, request: GeminiRequest) -> GeminiReply:
@@ -307,9 +318,11 @@ class GeminiClient:
             GeminiError: the request failed; see its ``retryable``/``fatal``.
         """
         try:
-            if self.api == "interactions":
-                return await self._create_interaction(request)
-            return await self._generate_content(request)
+            # the SDK's timeout bounds each network read; this bounds the whole request
+            async with asyncio.timeout(self.timeout):
+                if self.api == "interactions":
+                    return await self._create_interaction(request)
+                return await self._generate_content(request)
         except GeminiError:
             raise
         except Exception as e:
@@ -346,6 +359,21 @@ class GeminiClient:
         return [types.Content(role="user", parts=parts)]
 
     def _generation_config(self, request: GeminiRequest):
+        """The request's ``GenerateContentConfig``, built once for a run's requests.
+
+        Validating the schema into SDK models costs about a millisecond per
+        request, and every request of a run asks the same thing (the same
+        schema object, which is never modified).
+        """
+        key = (request.thinking_level, request.media_resolution)
+        cached = self._config_cache
+        if cached is not None and cached[0] is request.response_schema and cached[1] == key:
+            return cached[2]
+        built = self._build_generation_config(request)
+        self._config_cache = (request.response_schema, key, built)
+        return built
+
+    def _build_generation_config(self, request: GeminiRequest):
         types = self._types
         config: dict[str, Any] = {}
         if request.response_schema is not None:

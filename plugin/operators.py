@@ -134,7 +134,9 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     }
     for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
                  "max_image_side", "mask_form", "mask_threshold", "question", "multi_label",
-                 "image_transport", "uri_field", "reference_images", "media_resolution", "batch"):
+                 "image_transport", "uri_field", "reference_images", "media_resolution", "batch",
+                 "timeout", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
+                 "thinking_level", "unknown_labels"):
         if params.get(name) not in (None, ""):
             options[name] = params[name]
     return AnnotateConfig(**options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -31,7 +32,8 @@ from .gemini import (
     TokenUsage,
     generate_with_retries,
 )
-from .media import image_metadata
+from .limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
+from .media import PreparedImage, image_metadata
 from .request_builder import RequestBuilder, SampleError, SampleSource
 from .runs import (
     STATUS_FAILED,
@@ -40,6 +42,8 @@ from .runs import (
     LabelWriter,
     RunSummary,
     SampleResult,
+    count_selection,
+    iter_pending,
     record_run,
     save_run_summary,
 )
@@ -81,7 +85,7 @@ ProgressCallback = Callable[[RunProgress], None]
 
 
 class AnnotationStopped(Exception):
-    """A run stopped before its end (bad key, unknown model, refused requests).
+    """A run stopped before its end (bad key, unknown model, refused requests, budget).
 
     Attributes:
         summary: what was done before it stopped; finished samples are saved.
@@ -171,8 +175,55 @@ class _Stop(Exception):
         self.error = error
 
 
+TRUNCATED_REASON = "reply cut off at the output token limit (MAX_TOKENS): objects after the cut are missing"
+
+PAGE_SIZE = 1000
+"""Samples read from the database per query while streaming over a view."""
+
+PREFETCH = 4
+"""Samples prepared ahead of a free request slot, so no slot waits for an image."""
+
+FLUSH_CHECK_INTERVAL = 1.0
+"""Seconds between checks for a batch that is due by age (while replies are slow)."""
+
+
+class StageCpu:
+    """CPU seconds a job spent per stage, measured in the threads that ran them.
+
+    ``prepare`` (image preparation, worker threads), ``interpret`` (parsing and
+    conversion, event loop), ``write`` (database writes, writer thread) and
+    ``loop`` (all the event loop's CPU: request building, the SDK, the
+    transport, and ``interpret``).
+    """
+
+    def __init__(self) -> None:
+        self.prepare = 0.0
+        self.interpret = 0.0
+        self.write = 0.0
+        self.loop = 0.0
+        self._lock = threading.Lock()
+
+    def add_prepare(self, seconds: float) -> None:
+        with self._lock:
+            self.prepare += seconds
+
+    def as_dict(self) -> dict[str, float]:
+        return {"prepare": self.prepare, "interpret": self.interpret, "write": self.write,
+                "loop": self.loop}
+
+
 class AnnotationJob:
-    """One run of one configuration over a collection. Use :meth:`run` once."""
+    """One run of one configuration over a collection (or one shard of it). Use :meth:`run` once.
+
+    The stages overlap: a producer streams the samples still to send from the
+    database page by page; ``concurrency`` + :data:`PREFETCH` workers prepare
+    images in a thread pool and send them through an
+    :class:`~gemini_annotate.limits.AdaptiveConcurrency` limiter, which holds
+    requests in flight at ``concurrency`` and backs off on 429; results go to a
+    :class:`~gemini_annotate.runs.LabelWriter` flushed by a single database
+    thread. Memory holds one page of ids, the prepared images in flight and
+    one batch of results, whatever the size of the view.
+    """
 
     def __init__(
         self,
@@ -188,18 +239,22 @@ class AnnotationJob:
         self.task: TaskSpec = get_task(config.task)
         self._api_key = api_key
         self._progress = progress
-        self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field)
+        self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field,
+                                  shard=config.shard, num_shards=config.num_shards)
         self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
         self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
                         if config.image_transport == "file_api" else None)
         self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
-        self._without_metadata: set[str] = set()
         self._usage = TokenUsage()
         self._reasons: Counter = Counter()
         self._refusals = 0
         self._successes = 0
         self._last_progress = 0.0
         self._recorded = False
+        self._stopping: Optional[str] = None
+        self.limiter = AdaptiveConcurrency(config.concurrency)
+        self.budget = Budget(config.max_requests, config.max_tokens)
+        self.cpu = StageCpu()
         self.writer = LabelWriter(self.dataset, config, on_first_write=self._record)
 
     def _record(self) -> None:
@@ -207,160 +262,225 @@ class AnnotationJob:
         self._recorded = True
 
     async def run(self) -> RunSummary:
-        started = time.monotonic()
+        started, loop_cpu = time.monotonic(), time.thread_time()
         self.builder.check_fields(self.samples)
         client = GeminiClient.from_config(self.config, api_key=self._api_key)
-        todo, unsendable = self._select()
-        self.summary.selected = len(todo) + len(unsendable) + self.summary.skipped
-        for result in unsendable:
-            self._account(result)
-            self.writer.add(result)
-
         loop = asyncio.get_running_loop()
-        workers = min(4, os.cpu_count() or 1)
         stop: Optional[GeminiError] = None
-        with concurrent.futures.ThreadPoolExecutor(workers, "gemini-media") as media_pool, \
+        with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1), "gemini-media") as media_pool, \
                 concurrent.futures.ThreadPoolExecutor(1, "gemini-db") as db_pool:
             try:
-                await self._process_all(client, todo, loop, media_pool, db_pool)
+                selected, pending = await loop.run_in_executor(
+                    db_pool, count_selection, self.samples, self.config)
+                self.summary.selected, self.summary.skipped = selected, selected - pending
+                await self._process_all(client, loop, media_pool, db_pool)
             except _Stop as e:
                 stop = e.error
             finally:
                 await client.aclose()
-                await loop.run_in_executor(db_pool, self.writer.flush)
+                await loop.run_in_executor(db_pool, self._write, self.writer.take())
 
-        self.summary.elapsed_seconds = round(time.monotonic() - started, 3)
-        self.summary.input_tokens = self._usage.input_tokens
-        self.summary.output_tokens = self._usage.output_tokens
-        self.summary.thought_tokens = self._usage.thought_tokens
+        self.cpu.loop = time.thread_time() - loop_cpu
+        summary = self.summary
+        summary.elapsed_seconds = round(time.monotonic() - started, 3)
+        summary.input_tokens = self._usage.input_tokens
+        summary.output_tokens = self._usage.output_tokens
+        summary.thought_tokens = self._usage.thought_tokens
         if self.uploads is not None:
-            self.summary.files_uploaded = self.uploads.uploaded
-            self.summary.files_reused = self.uploads.reused
-        self.summary.failure_reasons = dict(self._reasons)
+            summary.files_uploaded = self.uploads.uploaded
+            summary.files_reused = self.uploads.reused
+        summary.failure_reasons = dict(self._reasons)
+        summary.lowest_concurrency = self.limiter.lowest
+        if stop is None and self._stopping:
+            stop = GeminiError(f"{self._stopping}; re-run the same job to go on where it stopped")
         if stop is not None:
-            self.summary.stopped = stop.message
+            summary.stopped = stop.message
         if self._recorded:
             self.writer.declare_attributes()
-            save_run_summary(self.dataset, self.summary)
+            save_run_summary(self.dataset, summary)
         self._report_progress(force=True)
         if stop is not None:
-            raise AnnotationStopped(stop.message, self.summary)
-        return self.summary
+            raise AnnotationStopped(stop.message, summary)
+        return summary
 
-    def _select(self) -> tuple[list[SampleSource], list[SampleResult]]:
-        """The samples to send, and those that cannot be sent (not images).
+    async def _process_all(self, client, loop, media_pool, db_pool) -> None:
+        workers = self.config.concurrency + PREFETCH
+        queue: asyncio.Queue = asyncio.Queue(maxsize=workers)
+        writing: set[asyncio.Future] = set()
 
-        With ``if_labeled="skip"``, samples that already have labels in the field
-        or finished in an earlier run of it are skipped, which is what makes a
-        re-run resume; ``retry_failed`` sends only the samples that failed.
-        """
-        config = self.config
-        fields = ["id", "filepath"]
-        has_status = self.dataset.has_field(config.status_field)
-        if has_status:
-            fields.append(config.status_field)
-        extra_fields = self.builder.fields
-        values = self.samples.values(fields + extra_fields)
-        ids, paths = values[0], values[1]
-        statuses = values[2] if has_status else [None] * len(ids)
-        extra_values = values[len(fields):]
-        labeled: set[str] = set()
-        if config.if_labeled == "skip" and self.dataset.has_field(config.label_field):
-            labeled = set(self.samples.exists(config.label_field).values("id"))
-        self._without_metadata = set(self.samples.exists("metadata", False).values("id"))
+        def finish(result: SampleResult) -> None:
+            self._account(result)
+            if self.writer.add(result):
+                write_due()
+            self._report_progress()
 
-        todo, unsendable = [], []
-        for i, (sample_id, path, status) in enumerate(zip(ids, paths, statuses)):
-            if config.retry_failed:
-                send = status == STATUS_FAILED
-            elif config.if_labeled == "skip":
-                send = status is None and sample_id not in labeled
-            else:
-                send = True
-            if not send:
-                self.summary.skipped += 1
-                continue
-            media_type = fom.get_media_type(path) if path else None
-            if media_type in _NOT_IMAGES:
-                unsendable.append(SampleResult(
-                    sample_id, STATUS_FAILED,
-                    reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
-                ))
-                continue
-            todo.append(SampleSource(sample_id, path, {f: v[i] for f, v in zip(extra_fields, extra_values)}))
-        return todo, unsendable
+        def write_due() -> None:
+            future = loop.run_in_executor(db_pool, self._write, self.writer.take())
+            writing.add(future)
+            future.add_done_callback(writing.discard)
 
-    async def _process_all(self, client, todo, loop, media_pool, db_pool) -> None:
-        queue: asyncio.Queue = asyncio.Queue()
-        for work in todo:
-            queue.put_nowait(work)
-        flushing: set[asyncio.Future] = set()
+        async def produce() -> None:
+            pages = iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE)
+            try:
+                while not self._stopping and (page := await loop.run_in_executor(db_pool, next, pages, None)):
+                    for sample_id, path, values in page:
+                        if self._stopping:
+                            break
+                        unsendable = self._unsendable(sample_id, path)
+                        if unsendable is not None:
+                            finish(unsendable)
+                        else:
+                            await queue.put(SampleSource(sample_id, path, values))
+            finally:
+                for _ in range(workers):
+                    await queue.put(None)
 
-        async def worker():
+        async def work() -> None:
+            while (item := await queue.get()) is not None:
+                if self._stopping:
+                    continue  # left unsent: a re-run of the job sends it
+                result = await self._process_one(client, item, loop, media_pool)
+                if result is not None:
+                    finish(result)
+
+        async def flush_by_age() -> None:
             while True:
-                try:
-                    work = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                result = await self._process_one(client, work, loop, media_pool)
-                self._account(result)
-                if self.writer.add(result):
-                    batch = self.writer.take()
-                    future = loop.run_in_executor(db_pool, self.writer.write, batch)
-                    flushing.add(future)
-                    future.add_done_callback(flushing.discard)
-                self._report_progress()
+                await asyncio.sleep(FLUSH_CHECK_INTERVAL)
+                if self.writer.due():
+                    write_due()
 
-        tasks = [asyncio.create_task(worker()) for _ in range(min(self.config.concurrency, len(todo)))]
+        flusher = asyncio.create_task(flush_by_age())
+        tasks = [asyncio.create_task(produce())] + [asyncio.create_task(work()) for _ in range(workers)]
         try:
             await asyncio.gather(*tasks)
         finally:
-            for t in tasks:
+            for t in tasks + [flusher]:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if flushing:
-                await asyncio.gather(*flushing)
+            await asyncio.gather(*tasks, flusher, return_exceptions=True)
+            if writing:
+                await asyncio.gather(*writing)
 
-    async def _process_one(self, client: GeminiClient, work: SampleSource, loop, media_pool) -> SampleResult:
+    def _write(self, batch: list[SampleResult]) -> int:
+        cpu = time.thread_time()
+        try:
+            return self.writer.write(batch)
+        finally:
+            self.cpu.write += time.thread_time() - cpu  # only the one database thread writes
+
+    def _page_fields(self) -> list[str]:
+        # metadata.width tells which samples lack metadata (computed from the image sent)
+        return list(dict.fromkeys([*self.builder.fields, "metadata.width"]))
+
+    @staticmethod
+    def _unsendable(sample_id: str, path: str) -> Optional[SampleResult]:
+        media_type = fom.get_media_type(path) if path else None
+        if media_type not in _NOT_IMAGES:
+            return None
+        return SampleResult(
+            sample_id, STATUS_FAILED,
+            reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
+        )
+
+    def _select(self) -> tuple[list[SampleSource], list[SampleResult]]:
+        """Every sample still to send, at once, and those that cannot be sent (not images).
+
+        For the Batch API, which sends a whole job in one request; the online
+        pipeline streams the same selection (:func:`gemini_annotate.runs.iter_pending`).
+        """
+        selected, pending = count_selection(self.samples, self.config)
+        self.summary.skipped = selected - pending
+        todo, unsendable = [], []
+        for page in iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE):
+            for sample_id, path, values in page:
+                result = self._unsendable(sample_id, path)
+                if result is not None:
+                    unsendable.append(result)
+                else:
+                    todo.append(SampleSource(sample_id, path, values))
+        return todo, unsendable
+
+    def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Runs image preparation in a worker thread, counting its CPU."""
+        cpu = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            self.cpu.add_prepare(time.thread_time() - cpu)
+
+    async def _process_one(self, client: GeminiClient, work: SampleSource, loop, media_pool) -> Optional[SampleResult]:
+        """One sample's result, or ``None`` when the job stopped before it was answered."""
         config = self.config
+        # the place in line is taken now, so requests leave in the order samples come
+        places = [self.limiter.slot()]
         try:
             built = await self.builder.build(
-                work, client, lambda fn, *args: loop.run_in_executor(media_pool, fn, *args))
+                work, client, lambda fn, *args: loop.run_in_executor(media_pool, self._timed, fn, *args))
         except SampleError as e:
+            places[0].abandon()
             return SampleResult(work.sample_id, STATUS_FAILED, reason=str(e))
         except GeminiError as e:
+            places[0].abandon()
             self._check_stop(e)
             return SampleResult(work.sample_id, STATUS_FAILED, reason=f"upload failed: {e.message}")
-        self.summary.estimated_input_tokens += built.estimated_input_tokens
-        request, image = built.request, built.image
+        except asyncio.CancelledError:
+            places[0].abandon()
+            raise
+        request, image, estimate = built.request, built.image, built.estimated_input_tokens
+
+        async def send() -> GeminiReply:
+            place = places.pop() if places else self.limiter.slot()  # a retry queues again
+            try:
+                self.budget.spend_request(estimate)
+            except BudgetExhausted:
+                place.abandon()
+                raise
+            self.summary.requests += 1
+            reported = 0
+            try:
+                async with place as slot:
+                    try:
+                        reply = await client.generate(request)
+                    except GeminiError as e:
+                        if e.status == 429 and not e.fatal:
+                            slot.throttled()
+                        if not e.retryable:
+                            # decided before the slot is freed, so no other request
+                            # leaves once the run has to stop
+                            self._check_stop(e)
+                        raise
+                reported = reply.usage.total_tokens or (
+                    reply.usage.input_tokens + reply.usage.output_tokens + reply.usage.thought_tokens)
+                return reply
+            finally:
+                self.budget.settle(estimate, reported)
 
         def count_retry(error: GeminiError, attempt: int) -> None:
             self.summary.retries += 1
-            self.summary.requests += 1
 
+        self.summary.estimated_input_tokens += estimate
         try:
-            self.summary.requests += 1
-            async def send() -> GeminiReply:
-                return await client.generate(request)
-
-            reply = await generate_with_retries(
-                send,
-                max_attempts=config.max_attempts,
-                on_retry=count_retry,
-            )
+            reply = await generate_with_retries(send, max_attempts=config.max_attempts, on_retry=count_retry)
+        except BudgetExhausted as e:
+            self._stopping = self._stopping or str(e)
+            return None
+        except LimiterClosed:
+            return None
         except GeminiError as e:
-            self._check_stop(e)
             return SampleResult(work.sample_id, STATUS_FAILED, reason=e.message)
 
         self._successes += 1
         self._usage = self._usage + reply.usage
-        result = self._interpret(work, reply, image)
-        if work.sample_id in self._without_metadata and image.data:
+        cpu = time.thread_time()
+        try:
+            result = self._interpret(work, reply, image)
+        finally:
+            self.cpu.interpret += time.thread_time() - cpu
+        if work.values.get("metadata.width") is None and image.data:
             # computed from the image as shown, EXIF applied (not for images sent by URI)
             result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})
         return result
 
-    def _interpret(self, work: SampleSource, reply: GeminiReply, image) -> SampleResult:
+    def _interpret(self, work: SampleSource, reply: GeminiReply, image: PreparedImage) -> SampleResult:
         if reply.refused:
             return SampleResult(
                 work.sample_id, STATUS_FAILED,
@@ -371,15 +491,22 @@ class AnnotationJob:
         if outcome.status == "unreadable":
             return SampleResult(work.sample_id, STATUS_FAILED, reason=f"unreadable reply: {reason}")
         status = STATUS_PARTIAL if outcome.status == "partial" else STATUS_OK
+        if reply.truncated and status == STATUS_OK:
+            # whatever the parser salvaged, a cut reply may have lost objects
+            status = STATUS_PARTIAL
+            reason = "; ".join(filter(None, [reason, TRUNCATED_REASON]))
         return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count,
                             fields=outcome.fields)
 
     def _check_stop(self, error: GeminiError) -> None:
+        """Raises :class:`_Stop` (and closes the limiter) when no later request can succeed."""
         if error.fatal:
+            self.limiter.close()
             raise _Stop(error)
         if not error.retryable:
             self._refusals += 1
             if self._successes == 0 and self._refusals >= REFUSALS_BEFORE_STOP:
+                self.limiter.close()
                 raise _Stop(GeminiError(
                     f"Gemini refused the first {self._refusals} requests, so the run "
                     f"stopped (check the model, prompt and options). Last refusal: {error.message}",

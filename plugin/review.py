@@ -39,7 +39,7 @@ import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
-from .runs import RUN_METHOD, RunSummary, list_annotation_runs, load_run_summary
+from .runs import RUN_METHOD, RunSummary, clear_shard_summaries, list_annotation_runs, load_run_summary
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -607,6 +607,7 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
     info = run_info(samples, run_key)
     dataset = samples._dataset
     dataset.delete_run(run_key)
+    clear_shard_summaries(dataset, run_key)
     if not delete_labels:
         return []
     still_used = {dataset.get_run_info(k).config.label_field for k in list_annotation_runs(dataset)}

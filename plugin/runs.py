@@ -1,21 +1,32 @@
-"""Everything that touches the database: run records and batched label writes.
+"""Everything that touches the database: selection, run records, batched label writes.
 
 A job is recorded with FiftyOne's own run machinery (``list_runs``,
 ``get_run_info``, ``load_run_results``), its configuration stored without any
-secret. Labels are written in batches keyed by sample id (one bulk write per
-field and batch, never one ``sample.save()`` per sample), together with each
-sample's status (``ok`` / ``partial`` / ``failed``) and reason.
+secret. Labels are written in batches: one bulk write per batch that sets, for
+each sample, its labels, its status (``ok`` / ``partial`` / ``failed``) and its
+reason together, so a sample is never left labeled without a status (or the
+reverse) and a crash loses at most the batch not yet written.
+
+The samples still to send are read page by page in id order, so a run streams
+over a view of any size, and a re-run of the same job finds only what is left.
+A job may be split into shards by sample id (:func:`shard_of`); each shard
+records its summary separately and :func:`load_run_summary` adds them up.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Optional
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import fiftyone as fo
+import fiftyone.core.odm as foo
 import fiftyone.utils.iou as foui
 import numpy as np
+from bson import ObjectId
+from fiftyone.core.odm.utils import get_implied_field_kwargs
+from pymongo import UpdateOne
 
 from .config import AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
@@ -25,6 +36,13 @@ RUN_METHOD = "gemini_annotate"
 STATUS_OK = "ok"
 STATUS_PARTIAL = "partial"
 STATUS_FAILED = "failed"
+
+SHARD_HEX_DIGITS = 4
+"""A sample's shard is the last hex digits of its id modulo the shard count. An
+ObjectId ends with a counter that grows by one per id, so they spread evenly."""
+
+SUMMARY_STORE = "gemini_annotate_runs"
+"""The FiftyOne execution store (one per dataset) holding each shard's summary."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +70,12 @@ class SampleResult:
 
 @dataclass
 class RunSummary:
-    """What a run did, returned to the caller and saved as the run's results."""
+    """What a run did, returned to the caller and saved as the run's results.
+
+    The summary of one job covers one shard (``shard`` of ``num_shards``); the
+    summary of a run, from :func:`load_run_summary`, adds up its shards
+    (``shard`` is then ``None``).
+    """
 
     run_key: str
     label_field: str
@@ -74,6 +97,9 @@ class RunSummary:
     elapsed_seconds: float = 0.0
     stopped: Optional[str] = None
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    shard: Optional[int] = 0
+    num_shards: int = 1
+    lowest_concurrency: Optional[int] = None
 
     @property
     def finished(self) -> int:
@@ -82,10 +108,40 @@ class RunSummary:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, stored: dict) -> "RunSummary":
+        """A summary from :meth:`to_dict`, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known})
+
+    @classmethod
+    def total(cls, parts: list["RunSummary"]) -> "RunSummary":
+        """The shards' summaries added up (wall time: the slowest shard's)."""
+        first = parts[0]
+        total = cls(run_key=first.run_key, label_field=first.label_field, shard=None,
+                    num_shards=first.num_shards)
+        for part in parts:
+            for name in ("selected", "skipped", "done", "partial", "failed", "labels", "requests",
+                         "retries", "input_tokens", "output_tokens", "thought_tokens",
+                         "estimated_input_tokens", "files_uploaded", "files_reused"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+            total.batch_job = total.batch_job or part.batch_job
+            total.elapsed_seconds = max(total.elapsed_seconds, part.elapsed_seconds)
+            for reason, count in part.failure_reasons.items():
+                total.failure_reasons[reason] = total.failure_reasons.get(reason, 0) + count
+            if part.stopped:
+                prefix = f"shard {part.shard}: " if part.num_shards > 1 else ""
+                total.stopped = "; ".join(filter(None, [total.stopped, prefix + part.stopped]))
+            if part.lowest_concurrency is not None:
+                total.lowest_concurrency = min(part.lowest_concurrency,
+                                               total.lowest_concurrency or part.lowest_concurrency)
+        return total
+
     def describe(self) -> str:
         """A few lines for a terminal or the App."""
+        where = f" (shard {self.shard} of {self.num_shards})" if self.num_shards > 1 and self.shard is not None else ""
         lines = [
-            f"run {self.run_key!r} → field {self.label_field!r}: "
+            f"run {self.run_key!r}{where} → field {self.label_field!r}: "
             f"{self.done} labeled ({self.partial} partial), {self.failed} failed, "
             f"{self.skipped} skipped, {self.labels} labels written",
             f"{self.requests} requests ({self.retries} retries), "
@@ -105,22 +161,166 @@ class RunSummary:
         return "\n".join(lines)
 
 
+# selection
+
+
+def shard_of(sample_id: str, num_shards: int) -> int:
+    """The shard a sample belongs to (the same rule the database query applies)."""
+    return int(str(sample_id)[-SHARD_HEX_DIGITS:], 16) % num_shards
+
+
+def _shard_match(shard: int, num_shards: int) -> dict:
+    """A ``$match`` on ``shard_of(_id, num_shards) == shard``, evaluated by MongoDB."""
+    digits = "0123456789abcdef"
+    id_text = {"$toString": "$_id"}
+    value: Any = 0
+    for position in range(24 - SHARD_HEX_DIGITS, 24):
+        digit = {"$indexOfBytes": [digits, {"$substrBytes": [id_text, position, 1]}]}
+        value = {"$add": [{"$multiply": [value, 16]}, digit]} if value != 0 else digit
+    return {"$expr": {"$eq": [{"$mod": [value, num_shards]}, shard]}}
+
+
+def _pending_match(config: AnnotateConfig) -> dict:
+    """The samples a job still has to send, as a MongoDB query.
+
+    With ``if_labeled="skip"``, samples that have labels in the field or a status
+    from an earlier run of it are done, which is what makes a re-run resume;
+    ``retry_failed`` selects only the samples whose last attempt failed.
+    """
+    if config.retry_failed:
+        return {config.status_field: STATUS_FAILED}
+    if config.if_labeled == "skip":
+        return {config.status_field: None, config.label_field: None}
+    return {}
+
+
+def _shard_stages(config: AnnotateConfig) -> list[dict]:
+    return [{"$match": _shard_match(config.shard, config.num_shards)}] if config.num_shards > 1 else []
+
+
+def count_selection(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> tuple[int, int]:
+    """``(samples of this shard, those still to send)`` in a collection."""
+    shard = _shard_stages(config)
+    selected = samples.mongo(shard).count() if shard else samples.count()
+    pending_match = _pending_match(config)
+    pending = samples.mongo(shard + [{"$match": pending_match}]).count() if pending_match else selected
+    return selected, pending
+
+
+def iter_pending(
+    samples: fo.core.collections.SampleCollection,
+    config: AnnotateConfig,
+    fields: Sequence[str] = (),
+    page_size: int = 1000,
+) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
+    """Pages of ``(sample id, filepath, {field: value})`` still to send, in id order.
+
+    Each page is one query that resumes after the last id of the previous
+    one, so no cursor stays open during a long run and memory holds one page.
+
+    Args:
+        samples: the collection.
+        config: the job (its resume policy and shard).
+        fields: other field paths to read for each sample.
+        page_size: samples per page.
+    """
+    after: Optional[ObjectId] = None
+    base = _shard_stages(config)
+    pending_match = _pending_match(config)
+    fields = list(fields)
+    while True:
+        match = dict(pending_match)
+        if after is not None:
+            match["_id"] = {"$gt": after}
+        page = samples.mongo(base + [{"$match": match}, {"$sort": {"_id": 1}}, {"$limit": page_size}])
+        ids, paths, *columns = page.values(["_id", "filepath", *fields])
+        if not ids:
+            return
+        after = ids[-1]
+        yield [(str(sample_id), path, {f: column[i] for f, column in zip(fields, columns)})
+               for i, (sample_id, path) in enumerate(zip(ids, paths))]
+        if len(ids) < page_size:
+            return
+
+
+# run records
+
+
 def record_run(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> None:
-    """Registers (or, for a resumed key, updates) the FiftyOne run of a job."""
+    """Registers (or, for a resumed key, updates) the run and declares its status fields.
+
+    Safe to call from several shards of one job: the configuration they store
+    is the same, shard number aside.
+    """
     dataset = samples._dataset
     key = config.resolved_run_key
     run_config = dataset.init_run(method=RUN_METHOD, **config.to_record())
     if dataset.has_run(key):
         dataset.update_run_config(key, run_config)
     else:
-        samples.register_run(key, run_config)
+        try:
+            samples.register_run(key, run_config)
+        except ValueError:  # another shard registered it a moment ago
+            dataset.reload()
+            dataset.update_run_config(key, run_config)
+    for name in (config.status_field, config.reason_field):
+        if not dataset.has_field(name):
+            dataset.add_sample_field(name, fo.StringField)
 
 
-def save_run_summary(dataset: fo.Dataset, summary: RunSummary, batch_job: Optional[dict] = None) -> None:
-    """Stores a summary as the results of its run, with the run's batch job record if it has one."""
-    extra = {"batch_job": batch_job} if batch_job is not None else {}
-    results = dataset.init_run_results(summary.run_key, summary=summary.to_dict(), **extra)
-    dataset.save_run_results(summary.run_key, results, overwrite=True)
+def _summary_store(dataset: fo.Dataset):
+    from fiftyone.operators.store import ExecutionStore
+
+    return ExecutionStore.create(SUMMARY_STORE, dataset_id=dataset._doc.id)
+
+
+def _shard_entry(run_key: str, shard: int, num_shards: int) -> str:
+    return f"{run_key}/shard-{shard}-of-{num_shards}"
+
+
+def _shard_entries(store, run_key: str) -> dict[str, dict]:
+    prefix = f"{run_key}/shard-"
+    return {k: store.get(k) for k in sorted(store.list_keys()) if k.startswith(prefix)}
+
+
+def clear_shard_summaries(dataset: fo.Dataset, run_key: str) -> None:
+    """Forgets the shard summaries of a run, before it is split afresh."""
+    store = _summary_store(dataset)
+    for key in _shard_entries(store, run_key):
+        store.delete(key)
+
+
+def save_run_summary(dataset: fo.Dataset, summary: RunSummary, batch_job: Optional[dict] = None) -> RunSummary:
+    """Stores a job's summary as its shard's, and the run's total as the run's results.
+
+    The run's results also keep the run's batch job record, if it has one
+    (see :mod:`gemini_annotate.batch`).
+
+    Each shard's summary is one key of FiftyOne's execution store (written
+    atomically, whatever the other shards do); the total is recomputed from all
+    of them and saved again until no other shard has reported meanwhile, so the
+    last shard to finish leaves the complete total in the run's results.
+
+    Returns:
+        the run's total summary
+    """
+    store = _summary_store(dataset)
+    if summary.num_shards == 1:
+        clear_shard_summaries(dataset, summary.run_key)
+    store.set(_shard_entry(summary.run_key, summary.shard or 0, summary.num_shards), summary.to_dict())
+    entries = _shard_entries(store, summary.run_key)
+    for _ in range(5):
+        total = RunSummary.total([RunSummary.from_dict(v) for v in entries.values()])
+        dataset.reload()  # the run document may have been saved by another shard
+        extra = {"batch_job": batch_job} if batch_job is not None else {}
+        results = dataset.init_run_results(summary.run_key, summary=total.to_dict(),
+                                           shards=list(entries.values()), **extra)
+        dataset.save_run_results(summary.run_key, results, overwrite=True)
+        latest = _shard_entries(store, summary.run_key)
+        if latest == entries:
+            break
+        entries = latest
+    return total
 
 
 def load_batch_job(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[dict]:
@@ -132,10 +332,14 @@ def load_batch_job(samples: fo.core.collections.SampleCollection, run_key: str) 
 
 
 def load_run_summary(samples: fo.core.collections.SampleCollection, run_key: str) -> Optional[RunSummary]:
-    """The summary saved with a run, or ``None`` when the run saved none."""
+    """The summary of a run, its shards added up; ``None`` when the run saved none."""
+    dataset = samples._dataset
+    entries = _shard_entries(_summary_store(dataset), run_key)
+    if entries:
+        return RunSummary.total([RunSummary.from_dict(v) for v in entries.values()])
     results = samples.load_run_results(run_key, cache=False)
     stored = getattr(results, "summary", None) if results is not None else None
-    return RunSummary(**stored) if stored else None
+    return RunSummary.from_dict(stored) if stored else None
 
 
 def list_annotation_runs(samples: fo.core.collections.SampleCollection) -> list[str]:
@@ -215,14 +419,15 @@ def _covers_same_object(fresh: list, kept: list) -> np.ndarray:
 class LabelWriter:
     """Buffers sample results and writes them in batches.
 
-    A flush writes the label, status and reason fields with one bulk write each,
-    for every buffered sample, so a crash loses at most the unflushed batch.
+    A flush is one bulk write: for every buffered sample, one update setting its
+    label field(s), status and reason together. A crash loses at most the
+    unflushed batch, and never separates a label from its status.
 
     Args:
         dataset: the dataset receiving the labels.
         config: the run's configuration (fields, overwrite policy).
         batch_size: results buffered before a flush.
-        max_interval: seconds after which a non-empty buffer is flushed anyway.
+        max_interval: seconds after which a non-empty buffer is due anyway.
         on_first_write: called once, just before anything is written (the run
             record is created then, so a run that writes nothing leaves nothing).
     """
@@ -233,8 +438,8 @@ class LabelWriter:
         config: AnnotateConfig,
         *,
         batch_size: int = 256,
-        max_interval: float = 5.0,
-        on_first_write=None,
+        max_interval: float = 10.0,
+        on_first_write: Optional[Callable[[], None]] = None,
     ):
         self._dataset = dataset
         self._config = config
@@ -242,8 +447,8 @@ class LabelWriter:
         self._max_interval = max_interval
         self._on_first_write = on_first_write
         self._buffer: list[SampleResult] = []
-        self._written_fields: set[str] = set()
         self._last_flush = time.monotonic()
+        self._fields: dict[str, Any] = {}
         self.written = 0
         self.flushes = 0
 
@@ -272,54 +477,71 @@ class LabelWriter:
         """Writes everything buffered; returns the number of samples written."""
         return self.write(self.take())
 
+    def label_fields(self, result: SampleResult) -> dict[str, Any]:
+        """The field values a result sets: its label (unless it failed) and its other fields."""
+        values = dict(result.fields)
+        if result.status != STATUS_FAILED:
+            values[self._config.label_field] = result.label
+        return values
+
     def write(self, batch: list[SampleResult]) -> int:
-        """Writes a batch of results to the database."""
+        """Writes a batch of results to the database with one bulk write."""
         if not batch:
             return 0
         config = self._config
         if self._on_first_write is not None:
             callback, self._on_first_write = self._on_first_write, None
             callback()
-            for name in (config.status_field, config.reason_field):
-                if not self._dataset.has_field(name):
-                    self._dataset.add_sample_field(name, fo.StringField)
-        by_field: dict[str, dict[str, Any]] = {
-            config.label_field: {r.sample_id: r.label for r in batch if r.status != STATUS_FAILED}
-        }
+        labels = {r.sample_id: self.label_fields(r) for r in batch}
+        if config.if_labeled == "replace_unreviewed":
+            labels = self._merge_with_existing(labels)
+        now = datetime.utcnow()
+        ops, ids = [], []
         for result in batch:
-            for name, value in result.fields.items():
-                by_field.setdefault(name, {})[result.sample_id] = value
-        for name, values in by_field.items():
-            if not self._dataset.has_field(name):
-                # nothing to clear yet, and FiftyOne cannot type a new field from Nones alone
-                values = {sid: value for sid, value in values.items() if value is not None}
-            if values and config.if_labeled == "replace_unreviewed":
-                values = self._merge_with_existing(name, values)
-            if values:
-                self._dataset.set_values(name, values, key_field="id")
-                self._written_fields.add(name)
-        self._dataset.set_values(
-            config.status_field, {r.sample_id: r.status for r in batch}, key_field="id"
-        )
-        self._dataset.set_values(
-            config.reason_field, {r.sample_id: r.reason for r in batch}, key_field="id"
-        )
+            values = {}
+            for name, value in labels[result.sample_id].items():
+                if value is not None or name in self._fields or self._dataset.has_field(name):
+                    # a None clears a field; FiftyOne cannot type a new field from Nones alone
+                    values[name] = self._to_mongo(name, value)
+            values[config.status_field] = result.status
+            values[config.reason_field] = result.reason
+            values["last_modified_at"] = now
+            ids.append(ObjectId(result.sample_id))
+            ops.append(UpdateOne({"_id": ids[-1]}, {"$set": values}))
+        # one command for the whole batch (FiftyOne's default batcher may split it)
+        foo.bulk_write(ops, self._dataset._sample_collection, batcher=False)
+        fo.Sample._reload_docs(self._dataset._sample_collection_name, sample_ids=ids)
         self.written += len(batch)
         self.flushes += 1
         return len(batch)
 
-    def _merge_with_existing(self, name: str, labeled: dict[str, Any]) -> dict[str, Any]:
-        if not self._dataset.has_field(name):
-            return labeled
-        ids = list(labeled)
-        existing_ids, existing = self._dataset.select(ids).values(["id", name])
-        current = dict(zip(existing_ids, existing))
-        return {sid: merge_kept_labels(current.get(sid), label) for sid, label in labeled.items()}
+    def _to_mongo(self, name: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if name not in self._fields:
+            if not self._dataset.has_field(name):
+                self._dataset.add_sample_field(name, **get_implied_field_kwargs(value))
+            self._fields[name] = self._dataset.get_field(name)
+        return self._fields[name].to_mongo(value)
+
+    def _merge_with_existing(self, labels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        names = sorted({name for values in labels.values() for name in values})
+        ids = [sid for sid, values in labels.items() if values]
+        if not ids or not names:
+            return labels
+        present = [n for n in names if self._dataset.has_field(n)]
+        if not present:
+            return labels
+        existing_ids, *existing = self._dataset.select(ids).values(["id", *present])
+        current = {name: dict(zip(existing_ids, column)) for name, column in zip(present, existing)}
+        return {
+            sid: {name: merge_kept_labels(current.get(name, {}).get(sid), value) for name, value in values.items()}
+            for sid, values in labels.items()
+        }
 
     def declare_attributes(self) -> None:
         """Adds the labels' attributes (review, provenance) to the schema, for the App's filters."""
-        fields = [name for name in sorted(self._written_fields)
-                  if isinstance(self._dataset.get_field(name), fo.EmbeddedDocumentField)
-                  and issubclass(self._dataset.get_field(name).document_type, fo.Label)]
-        if self.written and fields:
-            self._dataset.add_dynamic_sample_fields(fields=fields)
+        declared = [name for name, f in sorted(self._fields.items())
+                    if isinstance(f, fo.EmbeddedDocumentField) and issubclass(f.document_type, fo.Label)]
+        if self.written and declared:
+            self._dataset.add_dynamic_sample_fields(fields=declared)

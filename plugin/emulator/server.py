@@ -11,6 +11,7 @@ received (never the API key) and stops by itself when its owner stops it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -61,6 +62,9 @@ class RequestRecord:
     had_key: bool
     input_tokens: int = 0
     output_tokens: int = 0
+    image_digest: Optional[str] = None
+    """SHA-1 (hex) of the first inline image's bytes: which image was sent, to
+    count requests per sample."""
 
 
 class EmulatorServer:
@@ -158,9 +162,28 @@ class EmulatorServer:
         with self._lock:
             return sum(1 for r in self.records if api is None or r.api == api)
 
+    def requests_per_image(self) -> dict[str, int]:
+        """Requests received per image (by :attr:`RequestRecord.image_digest`)."""
+        with self._lock:
+            records = list(self.records)
+        counts: dict[str, int] = {}
+        for r in records:
+            if r.image_digest:
+                counts[r.image_digest] = counts.get(r.image_digest, 0) + 1
+        return counts
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered right now."""
+        with self._lock:
+            return self._in_flight
+
     # request handling (called from handler threads)
 
-    def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, Union[dict, bytes], dict]:
+    def handle(self, method: str, path: str, headers, body: bytes,
+               arrived: Optional[float] = None) -> tuple[int, Union[dict, bytes], dict]:
+        """Answers one HTTP request; ``arrived`` (``time.monotonic()``) starts the latency clock."""
+        arrived = time.monotonic() if arrived is None else arrived
         path, _, query = path.partition("?")
         key = _caller_identity(headers)
         request: Optional[EmulatorRequest] = None
@@ -190,17 +213,18 @@ class EmulatorServer:
                 self.files.delete(m["id"])
                 status, payload = 200, {}
             if request is not None:
-                status, payload, extra = self._answer(request)
+                status, payload, extra = self._answer(request, arrived)
                 usage = self._usage(payload)
         except WireError as e:
             status, payload = 400, error_body(400, str(e))
         except FileAccessError as e:
             status, payload = e.status, error_body(e.status, e.message)
+        record = RequestRecord(
+            time.time(), path, request.api if request else None, request.model if request else None,
+            len(request.images) if request else 0, status, bool(key), *usage, _image_digest(request),
+        )
         with self._lock:
-            self.records.append(RequestRecord(
-                time.time(), path, request.api if request else None, request.model if request else None,
-                len(request.images) if request else 0, status, bool(key), *usage,
-            ))
+            self.records.append(record)
             if request is not None and self.last_requests.maxlen:
                 self.last_requests.append(request)
         return status, payload, extra
@@ -290,13 +314,17 @@ class EmulatorServer:
             raise WireError("Invalid JSON payload received: expected an object.")
         return value
 
-    def _answer(self, request: EmulatorRequest, batch: bool = False) -> tuple[int, dict, dict]:
+    def _answer(self, request: EmulatorRequest, arrived: Optional[float] = None,
+                batch: bool = False) -> tuple[int, dict, dict]:
         fault = self._check_access(request)
         if fault is None:
             request = replace(request, images=tuple(self.files.resolve(i) for i in request.images))
         response = fault or self.scenario.respond(request)
         if not batch:  # a batch's answers are ready when its job succeeds
-            self._sleep(self._latency() + response.delay)
+            # the latency runs from the request's arrival: reading it is the
+            # emulator's own work, and must not add to the latency a client sees
+            started = time.monotonic() if arrived is None else arrived
+            self._sleep(started + self._latency() + response.delay - time.monotonic())
         if isinstance(response, EmulatorFault):
             headers = {}
             if response.retry_after_header is not None:
@@ -353,6 +381,16 @@ def _unregistered_fault() -> EmulatorFault:
                               "established identity). Please use API Key or other form of API consumer identity.")
 
 
+def image_digest(data: bytes) -> str:
+    """The digest the request log keeps for an image's bytes."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
+    image = next((i for i in request.images if i.data is not None), None) if request else None
+    return image_digest(image.data) if image is not None else None
+
+
 def _image_tokens(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -371,11 +409,16 @@ def _handler_for(emulator: EmulatorServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "gemini-annotate-emulator"
+        # headers and body go out in two writes; with Nagle's algorithm the body
+        # waits for the client's delayed ACK (~40 ms), which would add to the
+        # emulator's latency
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
+            arrived = time.monotonic()
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, payload, extra = emulator.handle(self.command, self.path, self.headers, body)
+            status, payload, extra = emulator.handle(self.command, self.path, self.headers, body, arrived)
             raw = isinstance(payload, bytes)
             data = payload if raw else json.dumps(payload).encode()
             try:
