@@ -96,7 +96,7 @@ def extract_json(text: str) -> JsonExtraction:
     if blocks:
         return JsonExtraction(_join_blocks(blocks), "fenced")
 
-    complete, cut_at = _top_level_values(stripped)
+    complete, cut_at = _bracketed_values(stripped, prose=True)
     holders = [v for v in complete if _is_item_list(v) or _wraps_items(v)]
     if holders:
         return JsonExtraction(holders[0], "embedded")
@@ -241,25 +241,6 @@ def _join_blocks(blocks: list) -> Any:
     return [item for found in lists for item in found]
 
 
-def _top_level_values(text: str) -> tuple[list, Optional[int]]:
-    """The JSON values between prose, and where an unclosed one starts (if any).
-
-    Quotes in the prose outside brackets are not strings.
-    """
-    values: list = []
-    start: Optional[int] = None
-    depth = 0
-    for i, bracket, depth in _brackets(text, quotes_at_top=False):
-        if bracket in "[{" and depth == 1:
-            start = i
-        elif bracket in "]}" and depth == 0 and start is not None:
-            value = _loads_lenient(text[start : i + 1])
-            if value is not _FAILED and isinstance(value, (list, dict)):
-                values.append(value)
-            start = None
-    return values, (start if depth > 0 else None)
-
-
 def _salvage_items(text: str) -> Optional[list]:
     """The complete objects of the first list in a truncated JSON text.
 
@@ -270,19 +251,35 @@ def _salvage_items(text: str) -> Optional[list]:
                   if bracket == "[" and text[i + 1 :].lstrip().startswith("{")), None)
     if start is None:
         return None
-    items: list = []
-    item_start: Optional[int] = None
-    for i, bracket, depth in _brackets(text, start + 1):
-        if depth < 0:  # the list itself closed: not truncated after all
-            break
+    return _bracketed_values(text, start + 1)[0]
+
+
+def _bracketed_values(text: str, start: int = 0, *, prose: bool = False) -> tuple[list, Optional[int]]:
+    """The bracketed values of ``text`` from ``start``, outermost ones only.
+
+    In ``prose``, quotes outside brackets are not strings and a closing bracket
+    with nothing open is just a character; otherwise the text is the inside of
+    a JSON list, which ends at such a bracket.
+
+    Returns:
+        the values that decode, and where a value left open by the text's end
+        starts (``None`` when none is).
+    """
+    values: list = []
+    opened: Optional[int] = None
+    for i, bracket, depth in _brackets(text, start, quotes_at_top=not prose):
+        if depth < 0:
+            if prose:
+                continue
+            return values, None
         if bracket in "[{" and depth == 1:
-            item_start = i
-        elif bracket in "]}" and depth == 0 and item_start is not None:
-            value = _loads_lenient(text[item_start : i + 1])
+            opened = i
+        elif bracket in "]}" and depth == 0 and opened is not None:
+            value = _loads_lenient(text[opened : i + 1])
             if value is not _FAILED:
-                items.append(value)
-            item_start = None
-    return items
+                values.append(value)
+            opened = None
+    return values, opened
 
 
 def _brackets(text: str, start: int = 0, *, quotes_at_top: bool = True) -> Iterator[tuple[int, str, int]]:

@@ -31,6 +31,7 @@ REPLIES = [
     ("two_fenced_blocks_are_joined",
      f"Cats:\n```json\n[{CAT}]\n```\nDogs:\n```json\n[{DOG}]\n```", ["cat", "dog"], "ok", "fenced"),
     ("prose_before_unfenced_json", f"The image shows two animals: [{CAT}, {DOG}]", ["cat", "dog"], "ok", "embedded"),
+    ("stray_brackets_in_prose_before_json", f"Found them :] here ] [{CAT}]", ["cat"], "ok", "embedded"),
     ("prose_after_unfenced_json", f'{{"boxes": [{CUP}]}}\nI found one cup on the table.', ["cup"], "ok", "embedded"),
     ("detections_wrapper", f'{{"detections": [{CAT}]}}', ["cat"], "ok", "whole"),
     ("masks_wrapper", f'{{"masks": [{DOG}]}}', ["dog"], "ok", "whole"),
@@ -58,6 +59,8 @@ REPLIES = [
      f'[{CAT}, {{"box_2d": [1, 2, 3, 4], "label": "cup [blue", ', ["cat"], "partial", "salvaged"),
     ("truncated_in_a_png_mask",
      f'[{CAT}, {{"box_2d": [1, 2, 30, 40], "mask": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA', ["cat"],
+     "partial", "salvaged"),
+    ("truncated_after_the_list_closed", f'{{"boxes": [{CAT}, {DOG}], "note": "two anim', ["cat", "dog"],
      "partial", "salvaged"),
     # empty answers are empty label sets
     ("empty_list", "[]", [], "ok", "whole"),
