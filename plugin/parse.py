@@ -14,6 +14,9 @@ for in layers, and the layer that worked is recorded:
 
 An unreadable reply is reported as such (``status="unreadable"``), never as an
 image with no objects.
+
+Replies holding one answer (a caption, a class) are read by
+:func:`parse_answer`, which also takes plain text and a string cut short.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ _FENCE = re.compile(
     r"(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
     re.DOTALL | re.MULTILINE,
 )
+_TRUNCATED_STRING = re.compile(r'^\s*\{\s*"(?P<key>\w+)"\s*:\s*"(?P<text>(?:[^"\\]|\\.)*)\\?$', re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[\]}])")
 _PYTHON_LITERAL_LIMIT = 1_000_000
 """Longest text tried as a Python literal (``[{'label': 'cat'}]``)."""
@@ -159,6 +163,60 @@ def parse_items(text: str, *, truncated: bool = False) -> ParsedReply:
     return ParsedReply(items, status, extraction.method, tuple(warnings))
 
 
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """The value a one-answer reply holds, and how it was read.
+
+    Attributes:
+        value: the answer (a string, a list of strings, ...), or ``None`` when
+            the reply is unreadable.
+        status: ``ok``; ``partial`` (read, but not as asked: plain text, another
+            key, cut short); ``unreadable``.
+        warnings: what was not as asked.
+    """
+
+    value: Any
+    status: ParseStatus
+    warnings: tuple[str, ...]
+
+
+def parse_answer(text: str, key: str, *, truncated: bool = False) -> ParsedAnswer:
+    """Reads the value under ``key`` of a reply's JSON object, tolerating bare values and plain text.
+
+    Args:
+        text: the reply text.
+        key: the property the schema asked for (``caption``, ``label``...).
+        truncated: the API reported the reply as cut short (``MAX_TOKENS``).
+
+    >>> parse_answer('```json\\n{"caption": "A dog."}\\n```', "caption").value
+    'A dog.'
+    """
+    text = text.strip()
+    warnings: list[str] = []
+    if truncated:
+        warnings.append("the reply was cut off by the output token limit")
+    if not text:
+        return ParsedAnswer(None, "unreadable", ("the reply was empty",))
+    value = extract_json(text).value
+    if isinstance(value, dict):
+        if key in value:
+            value = value[key]
+        else:
+            candidates = [v for v in value.values() if isinstance(v, (str, list))]
+            if len(candidates) != 1:
+                return ParsedAnswer(None, "unreadable", (f"the reply's JSON has no {key!r}: {_preview(text)}",))
+            warnings.append(f"the answer was not under {key!r}")
+            value = candidates[0]
+    elif value is None and (cut := _truncated_string(text)) is not None and cut[0] == key:
+        # a long answer cut mid-string: keep what was written
+        value = cut[1]
+    elif value is None:
+        warnings.append("the reply was plain text, not JSON")
+        value = text
+    status: ParseStatus = "partial" if warnings else "ok"
+    return ParsedAnswer(value, status, tuple(warnings))
+
+
 def find_item_list(value: Any) -> Optional[list]:
     """The list of items inside a decoded reply: the value itself or a wrapper's list.
 
@@ -217,6 +275,18 @@ def _python_literal(text: str) -> Any:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return _FAILED
     return value if isinstance(value, (list, dict)) else _FAILED
+
+
+def _truncated_string(text: str) -> Optional[tuple[str, str]]:
+    """``(key, text so far)`` of a ``{"key": "...`` object cut inside its string, fenced or not."""
+    fenced = _FENCE.match(text)
+    cut = _TRUNCATED_STRING.match(fenced["body"] if fenced else text)
+    if cut is None:
+        return None
+    try:
+        return cut["key"], json.loads(f'"{cut["text"]}"')
+    except ValueError:
+        return cut["key"], cut["text"]
 
 
 def _is_item(value: Any) -> bool:
