@@ -205,30 +205,9 @@ interpret_detections = item_interpreter(items_to_detections)
 # segmentation
 
 
-@dataclass(frozen=True)
-class MaskFormSpec:
-    """How one mask form is asked for.
-
-    Attributes:
-        name: ``polygon`` or ``png``.
-        structured: whether to send a response schema (the polygon form, as in
-            the seed's guide); Google's PNG recipe sends none, leaving the mask
-            to the model's own segmentation output.
-    """
-
-    name: MaskForm
-    structured: bool
-
-
-MASK_FORMS: dict[str, MaskFormSpec] = {
-    "polygon": MaskFormSpec("polygon", structured=True),
-    "png": MaskFormSpec("png", structured=False),
-}
-
-
-def resolve_mask_form(config: AnnotateConfig) -> MaskFormSpec:
+def resolve_mask_form(config: AnnotateConfig) -> MaskForm:
     """The mask form to ask for: the configured one, else the model family's."""
-    return MASK_FORMS[config.mask_form or model_profile(config.model).mask_form]
+    return config.mask_form or model_profile(config.model).mask_form
 
 
 def _subject(config: AnnotateConfig) -> str:
@@ -247,8 +226,12 @@ def segment_prompt(config: AnnotateConfig) -> str:
 
 
 def segment_schema(config: AnnotateConfig) -> Optional[dict]:
-    """The seed's polygon schema for the polygon form; no schema for PNG masks."""
-    if not resolve_mask_form(config).structured:
+    """The seed's polygon schema for the polygon form; no schema for PNG masks.
+
+    Google's PNG recipe sends no schema, leaving the mask to the model's own
+    segmentation output.
+    """
+    if resolve_mask_form(config) == "png":
         return None
     return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
                             box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
