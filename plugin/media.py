@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .models import model_profile
 
 try:  # HEIC/HEIF (iPhone photos) are read through pillow-heif
     from pillow_heif import register_heif_opener
@@ -86,11 +87,6 @@ class PreparedImage:
     source_size_bytes: Optional[int] = None
     source_channels: Optional[int] = None
 
-    @property
-    def estimated_tokens(self) -> int:
-        """Gemini's input-token estimate for this image as sent."""
-        return estimate_image_tokens(self.width, self.height)
-
 
 def fit_within(width: int, height: int, max_side: Optional[int]) -> tuple[int, int]:
     """The size an image is sent at: scaled down uniformly so its longer side is at most ``max_side``.
@@ -134,8 +130,6 @@ def estimate_image_tokens(
         unit = max(1, math.floor(min(width, height) / 1.5))
         tokens = math.ceil(width / unit) * math.ceil(height / unit) * TOKENS_PER_TILE
     if media_resolution:
-        from .models import model_profile
-
         tokens = min(tokens, model_profile(model or "").media_resolution_tokens(media_resolution))
     return tokens
 
@@ -309,21 +303,6 @@ def _jpeg_draft_reduction(img: Image.Image, max_side: int) -> int:
         return 1
     longest = max(img.size)
     return next((r for r in _JPEG_DRAFT_REDUCTIONS if longest / r >= max_side), 1)
-
-
-def load_display_image(path: str) -> np.ndarray:
-    """Decodes an image file to an RGB array, turned the way the App shows it."""
-    with Image.open(path) as img:
-        img.load()
-        return np.asarray(_to_rgb(to_display_orientation(img)))
-
-
-def guess_is_image(path: str) -> bool:
-    """Whether a path looks like an image file by its extension."""
-    return os.path.splitext(path)[1].lower() in {
-        ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".gif",
-        ".tif", ".tiff",
-    }
 
 
 def _orientation(img: Image.Image) -> int:
