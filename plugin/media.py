@@ -45,6 +45,8 @@ JPEG_QUALITY = 90
 
 _SENDABLE_AS_IS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _EXIF_ORIENTATION = 0x0112
+_SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that turn an image a quarter turn, swapping its width and height."""
 
 BROWSER_IGNORES_ORIENTATION = frozenset({"WEBP"})
 """Formats whose EXIF orientation the App's browser does not apply (Chromium
@@ -142,13 +144,11 @@ def read_image_size(path: str) -> tuple[int, int]:
     """
     try:
         with Image.open(path) as img:
-            width, height = img.size
-            transposed = display_orientation(img) in (5, 6, 7, 8)
+            return display_size(img)
     except FileNotFoundError:
         raise ImageError(f"image file not found: {path}") from None
     except Exception as e:
         raise ImageError(f"not a readable image: {path} ({e})") from None
-    return (height, width) if transposed else (width, height)
 
 
 def prepare_image(path: str, max_side: int) -> PreparedImage:
@@ -201,15 +201,12 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
             f"image too large to decode safely: {name} is {width}x{height} "
             f"(limit {MAX_PIXELS:,} pixels)"
         )
-    if getattr(img, "n_frames", 1) > 1 and img.format not in _SENDABLE_AS_IS:
-        img.seek(0)
 
     try:  # Pillow decodes a PNG to find its EXIF, so a corrupt one fails here
         orientation = display_orientation(img)
     except Exception as e:
         raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
-    transposed = orientation in (5, 6, 7, 8)
-    display_width, display_height = (height, width) if transposed else (width, height)
+    display_width, display_height = _size_shown((width, height), orientation)
     source = dict(
         display_width=display_width,
         display_height=display_height,
@@ -276,6 +273,16 @@ def display_orientation(img: Image.Image) -> int:
     if img.format in BROWSER_IGNORES_ORIENTATION:
         return 1
     return _orientation(img)
+
+
+def display_size(img: Image.Image) -> tuple[int, int]:
+    """An opened image's ``(width, height)`` as the App shows it (from its header)."""
+    return _size_shown(img.size, display_orientation(img))
+
+
+def _size_shown(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    width, height = size
+    return (height, width) if orientation in _SIDEWAYS_ORIENTATIONS else (width, height)
 
 
 def to_display_orientation(img: Image.Image) -> Image.Image:

@@ -37,7 +37,7 @@ from ..convert import (
     polygon_to_instance_mask,
     relative_to_box_2d,
 )
-from ..media import display_orientation, to_display_orientation
+from ..media import display_size, to_display_orientation
 
 FINGERPRINT_SIDE = 32
 MATCH_THRESHOLD = 0.9
@@ -147,7 +147,7 @@ class LabelIndex:
     def add_file(self, key: str, path: str, objects: Iterable[KnownObject] = (), **known: Any) -> KnownImage:
         """Adds an image file, turned the way the App shows it first."""
         with Image.open(path) as img:
-            size = _display_size(img)
+            size = display_size(img)
             img.draft("RGB", (FINGERPRINT_SIDE * 8, FINGERPRINT_SIDE * 8))
             upright = to_display_orientation(img)
             return self.add(key, upright, objects, size=size, **known)
@@ -211,11 +211,6 @@ class Match:
 
     known: KnownImage
     sent_size: tuple[int, int]
-
-
-def _display_size(img: Image.Image) -> tuple[int, int]:
-    transposed = display_orientation(img) in (5, 6, 7, 8)
-    return (img.height, img.width) if transposed else (img.width, img.height)
 
 
 def objects_from_label(label: Any) -> list[KnownObject]:
