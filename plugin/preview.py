@@ -17,6 +17,7 @@ import fiftyone as fo
 from .config import AnnotateConfig
 from .costs import estimate_text_tokens
 from .media import ImageError, estimate_image_tokens, read_image_size
+from .runs import _pending_match, _shard_stages
 from .tasks import get_task
 
 FALLBACK_TOKENS_PER_IMAGE = estimate_image_tokens(1024, 768)
@@ -71,23 +72,12 @@ def header_size(path: str) -> Optional[tuple[int, int]]:
 
 
 def samples_to_send(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> fo.core.collections.SampleCollection:
-    """The samples a run of ``config`` would send, by its ``if_labeled`` and ``retry_failed``.
+    """The samples a run of ``config`` would send: its shard's, by its ``if_labeled`` and ``retry_failed``.
 
-    Mirrors the pipeline's selection: with ``skip``, samples already labeled in
-    the field or finished in an earlier run are left alone.
+    The pipeline's own selection (:mod:`gemini_annotate.runs`), so the preview
+    counts what a run sends.
     """
-    dataset = samples._dataset
-    has_status = dataset.has_field(config.status_field)
-    if config.retry_failed:
-        return samples.match(fo.ViewField(config.status_field) == "failed") if has_status else samples.limit(0)
-    if config.if_labeled != "skip":
-        return samples
-    view = samples
-    if dataset.has_field(config.label_field):
-        view = view.exists(config.label_field, False)
-    if has_status:
-        view = view.exists(config.status_field, False)
-    return view
+    return samples.mongo(_shard_stages(config) + [{"$match": _pending_match(config)}])
 
 
 def preview_run(
