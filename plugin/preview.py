@@ -71,6 +71,12 @@ def header_size(path: str) -> Optional[tuple[int, int]]:
         return None
 
 
+def image_tokens_as_sent(width: int, height: int, config: AnnotateConfig) -> int:
+    """The input tokens of a ``width`` × ``height`` image sent under ``config`` (resized, capped)."""
+    return estimate_image_tokens(width, height, max_side=config.max_image_side,
+                                 media_resolution=config.media_resolution, model=config.model)
+
+
 def samples_to_send(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> fo.core.collections.SampleCollection:
     """The samples a run of ``config`` would send: its shard's, by its ``if_labeled`` and ``retry_failed``.
 
@@ -110,8 +116,7 @@ def preview_run(
         size = header_size(path)
         if size is not None:
             known.append(size)
-    tokens = [estimate_image_tokens(w, h, max_side=config.max_image_side, media_resolution=config.media_resolution,
-                                    model=config.model) for w, h in known]
+    tokens = [image_tokens_as_sent(w, h, config) for w, h in known]
     per_unknown = (sum(tokens) / len(tokens)) if tokens else FALLBACK_TOKENS_PER_IMAGE
     image_tokens = sum(tokens) + math.ceil(per_unknown * (len(paths) - len(known)))
     prompt = get_task(config.task).build_prompt(config)
