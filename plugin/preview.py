@@ -23,6 +23,7 @@ from .tasks import get_task
 FALLBACK_TOKENS_PER_IMAGE = estimate_image_tokens(1024, 768)
 """Used for every image when no image size is known at all."""
 
+
 @dataclass(frozen=True)
 class RunPreview:
     """What a run of a configuration over a collection would send.
@@ -48,17 +49,13 @@ class RunPreview:
     reviewed_labels: int
 
     @property
-    def requests(self) -> int:
-        return self.to_send
-
-    @property
     def estimated_tokens(self) -> int:
         return self.image_tokens + self.prompt_tokens
 
     def describe(self) -> str:
         """One line for a form or a terminal."""
         exact = "" if self.sized == self.to_send else f"; sizes of {self.to_send - self.sized} image(s) extrapolated"
-        return (f"{self.to_send} of {self.samples} sample(s) → {self.requests} request(s), about "
+        return (f"{self.to_send} of {self.samples} sample(s) → {self.to_send} request(s), about "
                 f"{self.estimated_tokens:,} input tokens ({self.image_tokens:,} for images){exact}; "
                 f"{self.skipped} skipped")
 
