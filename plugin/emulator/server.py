@@ -79,8 +79,9 @@ class EmulatorServer:
             ``None`` accepts any key.
         models: model names served; others get 404. ``None`` serves any
             ``gemini-*`` name.
-        keep_requests: how many full requests (images included) to keep in
-            :attr:`last_requests`, for tests that inspect what was sent.
+        keep_requests: how many full requests (images included, the key left
+            out) to keep in :attr:`last_requests`, for tests that inspect what
+            was sent.
         batch_timing: seconds a batch job stays ``PENDING``, then ``RUNNING``.
 
     Attributes:
@@ -226,7 +227,7 @@ class EmulatorServer:
         with self._lock:
             self.records.append(record)
             if request is not None and self.last_requests.maxlen:
-                self.last_requests.append(request)
+                self.last_requests.append(replace(request, api_key=None))
         return status, payload, extra
 
     def reported_tokens(self) -> tuple[int, int]:

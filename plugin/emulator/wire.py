@@ -38,7 +38,8 @@ class EmulatorRequest:
         images: the image parts, in order.
         schema: the structured-output JSON schema, if any.
         generation_config: the request's generation options as sent.
-        api_key: the ``x-goog-api-key`` header (held in memory only).
+        api_key: the ``x-goog-api-key`` header (held in memory only, never
+            shown in the request's repr).
     """
 
     api: str
@@ -47,7 +48,7 @@ class EmulatorRequest:
     images: tuple[EmulatedImage, ...] = ()
     schema: Optional[dict] = None
     generation_config: dict = field(default_factory=dict)
-    api_key: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)
 
 
 class WireError(ValueError):
