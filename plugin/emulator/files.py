@@ -27,7 +27,8 @@ FILE_LIFETIME = datetime.timedelta(hours=48)
 FETCH_TIMEOUT = 5.0
 MAX_FETCH_BYTES = 20 * 1024 * 1024
 
-_FILE_URI = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
+FILE_PATH = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
+"""The path of a file resource (``/v1beta/files/ID``), in URIs and API calls alike."""
 
 
 class FileAccessError(Exception):
@@ -151,7 +152,7 @@ class FileStore:
             return image
         uri = image.uri
         parsed = urllib.parse.urlparse(uri)
-        match = _FILE_URI.search(parsed.path)
+        match = FILE_PATH.search(parsed.path)
         if parsed.scheme in ("http", "https") and match:
             file = self.get(match["id"])
             return EmulatedImage(image.mime_type or file.mime_type, data=file.data, uri=uri)

@@ -101,8 +101,7 @@ class Oracle(Scenario):
         self._lock = threading.Lock()
 
     def respond(self, request: EmulatorRequest) -> Response:
-        image = next((i for i in request.images if i.data is not None), None)
-        match = self.index.find(image.data) if image is not None else None
+        match = self.index.find(request.image_data) if request.image_data is not None else None
         if match is None:
             with self._lock:
                 self.unmatched += 1

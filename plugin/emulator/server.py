@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..media import estimate_image_tokens
 from .batches import BatchStore
-from .files import FileAccessError, FileStore
+from .files import FILE_PATH, FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
 from .wire import (
     EmulatorRequest,
@@ -44,7 +44,6 @@ _BATCH_CREATE = re.compile(r"/models/(?P<model>[^/:]+):batchGenerateContent$")
 _BATCH = re.compile(r"/batches/(?P<id>[A-Za-z0-9_-]+)$")
 _INTERACTIONS = re.compile(r"/interactions$")
 _UPLOAD = re.compile(r"^/upload/[^/]+/files$")
-_FILE = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
 _DOWNLOAD = re.compile(r"/files/(?P<id>[A-Za-z0-9_-]+):download$")
 _SLEEP_STEP = 0.05
 
@@ -208,9 +207,9 @@ class EmulatorServer:
                 status, payload, extra = self._upload(headers, query, body)
             elif method == "GET" and (m := _DOWNLOAD.search(path)):
                 status, payload = 200, self.files.get(m["id"]).data
-            elif method == "GET" and (m := _FILE.search(path)):
+            elif method == "GET" and (m := FILE_PATH.search(path)):
                 status, payload = 200, self.files.record(self.files.get(m["id"]), self.url)
-            elif method == "DELETE" and (m := _FILE.search(path)):
+            elif method == "DELETE" and (m := FILE_PATH.search(path)):
                 self.files.delete(m["id"])
                 status, payload = 200, {}
             if request is not None:
@@ -388,8 +387,8 @@ def image_digest(data: bytes) -> str:
 
 
 def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
-    image = next((i for i in request.images if i.data is not None), None) if request else None
-    return image_digest(image.data) if image is not None else None
+    data = request.image_data if request else None
+    return image_digest(data) if data is not None else None
 
 
 def _image_tokens(data: bytes) -> int:

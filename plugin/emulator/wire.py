@@ -50,6 +50,11 @@ class EmulatorRequest:
     generation_config: dict = field(default_factory=dict)
     api_key: Optional[str] = field(default=None, repr=False)
 
+    @property
+    def image_data(self) -> Optional[bytes]:
+        """The bytes of the first image the request holds (inline or resolved), if any."""
+        return next((image.data for image in self.images if image.data is not None), None)
+
 
 class WireError(ValueError):
     """A request body the real API would reject as malformed (HTTP 400)."""
