@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
-from .wire import EmulatedImage
+from .wire import EmulatedImage, timestamp
 
 FILE_LIFETIME = datetime.timedelta(hours=48)
 FETCH_TIMEOUT = 5.0
@@ -58,10 +58,6 @@ class EmulatedFile:
     @property
     def expires(self) -> datetime.datetime:
         return self.created + FILE_LIFETIME
-
-
-def _timestamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FileStore:
@@ -129,9 +125,9 @@ class FileStore:
             "name": file.name,
             "mimeType": file.mime_type,
             "sizeBytes": str(len(file.data)),
-            "createTime": _timestamp(file.created),
-            "updateTime": _timestamp(file.created),
-            "expirationTime": _timestamp(file.expires),
+            "createTime": timestamp(file.created),
+            "updateTime": timestamp(file.created),
+            "expirationTime": timestamp(file.expires),
             "uri": f"{base_url}/v1beta/{file.name}",
             "state": "ACTIVE",
             "source": "GENERATED" if file.generated else "UPLOADED",

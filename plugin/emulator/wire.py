@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -154,6 +155,11 @@ def read_interaction(body: dict, api_key: Optional[str]) -> EmulatorRequest:
         generation_config=body.get("generation_config") or {},
         api_key=api_key,
     )
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """A UTC time as the API writes it (``2025-01-31T12:00:00.000000Z``)."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def generate_content_body(text: str, finish_reason: str, model: str,
