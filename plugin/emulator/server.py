@@ -269,10 +269,10 @@ class EmulatorServer:
     def _create_batch(self, model: str, body: dict, key: str) -> tuple[int, dict]:
         batch = body.get("batch", body)
         source = batch.get("inputConfig") or batch.get("input_config") or {}
+        file_name = source.get("fileName") or source.get("file_name")
         requests: list[tuple[dict, EmulatorRequest]] = []
-        if source.get("fileName") or source.get("file_name"):
-            name = str(source.get("fileName") or source.get("file_name"))
-            lines = self.files.get(name.rsplit("/", 1)[-1]).data.decode().splitlines()
+        if file_name:
+            lines = self.files.get(str(file_name).rsplit("/", 1)[-1]).data.decode().splitlines()
             for line in filter(str.strip, lines):
                 entry = json.loads(line)
                 requests.append(({"key": entry.get("key", "")},
@@ -285,7 +285,7 @@ class EmulatorServer:
         if not requests:
             raise WireError("The batch has no requests.")
         job = self.batches.create(model, batch.get("displayName") or batch.get("display_name") or "",
-                                  requests, from_file=bool(source.get("fileName") or source.get("file_name")))
+                                  requests, from_file=bool(file_name))
         return 200, self.batches.body(job, self._answer_in_batch, self._write_results)
 
     def _batch(self, job_id: str) -> tuple[int, dict]:
