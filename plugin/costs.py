@@ -188,7 +188,7 @@ def estimate_run(samples, config: AnnotateConfig, *, prices: Union[str, Mapping,
     adds reference images and the task's typical output, and prices it all.
     Prompt placeholders are counted as written.
     """
-    from .preview import header_size, image_tokens_as_sent, preview_run
+    from .preview import header_size, image_tokens_as_sent, preview_run  # preview imports this module
 
     preview = preview_run(samples, config)
     # an unreadable or remote reference image is counted at the smallest image's cost

@@ -15,8 +15,10 @@ from typing import Optional
 import fiftyone as fo
 
 from .config import AnnotateConfig
+from .convert import UNREVIEWED
 from .costs import estimate_text_tokens
 from .media import ImageError, estimate_image_tokens, read_image_size
+from .review import review_counts
 from .runs import _pending_match, _shard_stages
 from .tasks import get_task
 
@@ -130,8 +132,6 @@ def preview_run(
 
 def _reviewed_labels(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> int:
     # only an overwrite can lose a person's work, so only then is it counted
-    from .review import UNREVIEWED, review_counts
-
     if config.if_labeled != "overwrite" or not samples._dataset.has_field(config.label_field):
         return 0
     statuses = review_counts(samples, config.label_field).statuses
