@@ -48,6 +48,7 @@ from gemini_annotate.convert import (  # noqa: E402
     polygon_to_instance_mask,
 )
 from gemini_annotate.emulator import EmulatorServer, LabelIndex, Oracle  # noqa: E402
+from gemini_annotate.media import read_image_size  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COCO_DIR = os.path.join(REPO, "tests", "data", "coco_val_tiny")
@@ -62,15 +63,14 @@ MIN_SIDE = 32
 """Mask IoUs are averaged over objects at least this many pixels a side."""
 QUANTIZATION_BOUND = 0.0005
 
-# Pillow's transpose for each EXIF orientation turns stored pixels upright; its
-# inverse turns upright pixels into what a camera with that orientation stores.
-_UPRIGHT = {
+# For each EXIF orientation, what turns upright pixels into the pixels a camera
+# with that orientation stores: the inverse of the transpose that turns them
+# upright (each is its own inverse but the two quarter turns, 6 and 8).
+_TO_STORED = {
     2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
     4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+    6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270,
 }
-_INVERSE = {**{k: v for k, v in _UPRIGHT.items() if k not in (6, 8)},
-            6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
 
 
 @dataclass
@@ -195,7 +195,7 @@ def exif_rotated_copy(dataset: fo.Dataset, orientation: int, directory: str,
         with Image.open(sample.filepath) as img:
             upright = img.convert("RGB")
             is_jpeg = img.format == "JPEG"
-        stored = upright.transpose(_INVERSE[orientation]) if orientation != 1 else upright
+        stored = upright.transpose(_TO_STORED[orientation]) if orientation != 1 else upright
         exif = Image.Exif()
         exif[0x0112] = orientation
         stem = os.path.splitext(os.path.basename(sample.filepath))[0]
@@ -235,7 +235,7 @@ def measure(dataset: fo.Dataset, form: str, *, orientation: int = 1, dataset_lab
     fields = ["ground_truth", field_name] + ([polylines_field] if form != "boxes" else [])
     rows = dataset.select_fields(fields)
     for sample in rows:
-        frame = _display_size(sample.filepath)
+        frame = read_image_size(sample.filepath)
         gts = [gt for gt in sample.ground_truth.detections if not gt.get_attribute_value("iscrowd", False)] \
             if sample.ground_truth else []
         preds = list(sample[field_name].detections) if sample[field_name] else []
@@ -286,14 +286,6 @@ def _evaluate(dataset: fo.Dataset, field_name: str, form: str, iou: float) -> tu
     metrics = evaluation.metrics()
     dataset.delete_evaluation(eval_key)
     return metrics["precision"], metrics["recall"]
-
-
-def _display_size(path: str) -> tuple[int, int]:
-    from gemini_annotate.media import display_orientation
-
-    with Image.open(path) as img:
-        turned = display_orientation(img) in (5, 6, 7, 8)
-        return (img.height, img.width) if turned else (img.width, img.height)
 
 
 def _match(gts: Sequence[fo.Detection], preds: Sequence[fo.Detection]) -> Iterable[tuple]:

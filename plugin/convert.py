@@ -233,18 +233,24 @@ def _finite_numbers(value: Any, count: int, report: ConversionReport, name: str)
             value = [float(v) for v in value.strip().strip("[]()").split(",")]
         except ValueError:
             pass
-    if not isinstance(value, (list, tuple)) or len(value) != count:
-        report.dropped[f"{name} is not {count} numbers"] += 1
-        return None
-    try:
-        numbers = [float(v) for v in value]
-    except (TypeError, ValueError):
+    numbers = _as_floats(value, count)
+    if numbers is None:
         report.dropped[f"{name} is not {count} numbers"] += 1
         return None
     if not all(math.isfinite(v) for v in numbers):
         report.dropped[f"{name} has a non-finite value"] += 1
         return None
     return numbers
+
+
+def _as_floats(value: Any, count: int) -> Optional[list[float]]:
+    """``value`` as ``count`` floats, or ``None`` when it is not a list of that many numbers."""
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        return None
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
 
 
 def _clip(value: float) -> float:
@@ -615,13 +621,11 @@ def _is_point_like(value: Any) -> bool:
 def _point_numbers(point: Any) -> Optional[tuple[float, float]]:
     if isinstance(point, dict):
         point = (point.get("x"), point.get("y"))
-    if not isinstance(point, (list, tuple)) or len(point) != 2:
+    numbers = _as_floats(point, 2)
+    if numbers is None or not all(math.isfinite(v) for v in numbers):
         return None
-    try:
-        x, y = float(point[0]), float(point[1])
-    except (TypeError, ValueError):
-        return None
-    return (x, y) if math.isfinite(x) and math.isfinite(y) else None
+    x, y = numbers
+    return x, y
 
 
 def polygon_bounds(shapes: Sequence[Sequence[tuple[float, float]]]) -> list[float]:

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Optional, Union
 
 from .config import AnnotateConfig
-from .media import ImageError, estimate_image_tokens, read_image_size
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,11 @@ TYPICAL_OUTPUT_TOKENS: dict[str, int] = {
 """A rough output-token count per reply by task (a dozen boxes, a two-sentence
 caption, ...), used only for estimates; thinking tokens come on top."""
 DEFAULT_OUTPUT_TOKENS = 300
+
+
+def typical_output_tokens(task: str) -> int:
+    """The output tokens assumed per reply of a task (see :data:`TYPICAL_OUTPUT_TOKENS`)."""
+    return TYPICAL_OUTPUT_TOKENS.get(task, DEFAULT_OUTPUT_TOKENS)
 
 PriceTable = Mapping[str, ModelPrice]
 
@@ -184,19 +188,14 @@ def estimate_run(samples, config: AnnotateConfig, *, prices: Union[str, Mapping,
     adds reference images and the task's typical output, and prices it all.
     Prompt placeholders are counted as written.
     """
-    from .preview import preview_run
+    from .preview import header_size, image_tokens_as_sent, preview_run  # preview imports this module
 
     preview = preview_run(samples, config)
-    reference_tokens = 0
-    for path in config.reference_images:
-        try:
-            width, height = read_image_size(path)
-        except ImageError:
-            width = height = 1  # unreadable or remote: the smallest image's cost
-        reference_tokens += estimate_image_tokens(width, height, max_side=config.max_image_side,
-                                                  media_resolution=config.media_resolution, model=config.model)
+    # an unreadable or remote reference image is counted at the smallest image's cost
+    reference_tokens = sum(image_tokens_as_sent(*(header_size(path) or (1, 1)), config)
+                           for path in config.reference_images)
     images = preview.image_tokens + reference_tokens * preview.to_send
-    outputs = TYPICAL_OUTPUT_TOKENS.get(config.task, DEFAULT_OUTPUT_TOKENS) * preview.to_send
+    outputs = typical_output_tokens(config.task) * preview.to_send
     price = price_for(config.model, load_prices(prices))
     return CostEstimate(
         samples=preview.samples, requests=preview.to_send, skipped=preview.skipped, image_tokens=images,
@@ -218,7 +217,8 @@ def compare_with_estimate(summary, config: AnnotateConfig, *,
     """
     price = price_for(config.model, load_prices(prices))
     answered = summary.done
-    estimated_output = TYPICAL_OUTPUT_TOKENS.get(config.task, DEFAULT_OUTPUT_TOKENS) * answered
+    per_reply = typical_output_tokens(config.task)
+    estimated_output = per_reply * answered
     reported_output = summary.output_tokens + summary.thought_tokens
     estimated_cost = cost(summary.estimated_input_tokens, estimated_output, price, batch=config.batch)
     reported_cost = cost(summary.input_tokens, reported_output, price, batch=config.batch)
@@ -240,7 +240,7 @@ def compare_with_estimate(summary, config: AnnotateConfig, *,
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-    note = (f"({answered} answered requests; output estimate = {TYPICAL_OUTPUT_TOKENS.get(config.task, DEFAULT_OUTPUT_TOKENS)}"
-            f" tokens each; reported output includes {summary.thought_tokens:,} thinking tokens; "
+    note = (f"({answered} answered requests; output estimate = {per_reply} tokens each; "
+            f"reported output includes {summary.thought_tokens:,} thinking tokens; "
             f"prices as of {PRICES_AS_OF}, indicative)")
     return table + "\n" + note

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from .models import model_profile
 
 try:  # HEIC/HEIF (iPhone photos) are read through pillow-heif
     from pillow_heif import register_heif_opener
@@ -44,6 +45,8 @@ JPEG_QUALITY = 90
 
 _SENDABLE_AS_IS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _EXIF_ORIENTATION = 0x0112
+_SIDEWAYS_ORIENTATIONS = (5, 6, 7, 8)
+"""EXIF orientations that turn an image a quarter turn, swapping its width and height."""
 
 BROWSER_IGNORES_ORIENTATION = frozenset({"WEBP"})
 """Formats whose EXIF orientation the App's browser does not apply (Chromium
@@ -85,11 +88,6 @@ class PreparedImage:
     source_mime_type: Optional[str] = None
     source_size_bytes: Optional[int] = None
     source_channels: Optional[int] = None
-
-    @property
-    def estimated_tokens(self) -> int:
-        """Gemini's input-token estimate for this image as sent."""
-        return estimate_image_tokens(self.width, self.height)
 
 
 def fit_within(width: int, height: int, max_side: Optional[int]) -> tuple[int, int]:
@@ -134,8 +132,6 @@ def estimate_image_tokens(
         unit = max(1, math.floor(min(width, height) / 1.5))
         tokens = math.ceil(width / unit) * math.ceil(height / unit) * TOKENS_PER_TILE
     if media_resolution:
-        from .models import model_profile
-
         tokens = min(tokens, model_profile(model or "").media_resolution_tokens(media_resolution))
     return tokens
 
@@ -148,13 +144,11 @@ def read_image_size(path: str) -> tuple[int, int]:
     """
     try:
         with Image.open(path) as img:
-            width, height = img.size
-            transposed = display_orientation(img) in (5, 6, 7, 8)
+            return display_size(img)
     except FileNotFoundError:
         raise ImageError(f"image file not found: {path}") from None
     except Exception as e:
         raise ImageError(f"not a readable image: {path} ({e})") from None
-    return (height, width) if transposed else (width, height)
 
 
 def prepare_image(path: str, max_side: int) -> PreparedImage:
@@ -207,15 +201,12 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
             f"image too large to decode safely: {name} is {width}x{height} "
             f"(limit {MAX_PIXELS:,} pixels)"
         )
-    if getattr(img, "n_frames", 1) > 1 and img.format not in _SENDABLE_AS_IS:
-        img.seek(0)
 
     try:  # Pillow decodes a PNG to find its EXIF, so a corrupt one fails here
         orientation = display_orientation(img)
     except Exception as e:
         raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
-    transposed = orientation in (5, 6, 7, 8)
-    display_width, display_height = (height, width) if transposed else (width, height)
+    display_width, display_height = _size_shown((width, height), orientation)
     source = dict(
         display_width=display_width,
         display_height=display_height,
@@ -284,6 +275,16 @@ def display_orientation(img: Image.Image) -> int:
     return _orientation(img)
 
 
+def display_size(img: Image.Image) -> tuple[int, int]:
+    """An opened image's ``(width, height)`` as the App shows it (from its header)."""
+    return _size_shown(img.size, display_orientation(img))
+
+
+def _size_shown(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    width, height = size
+    return (height, width) if orientation in _SIDEWAYS_ORIENTATIONS else (width, height)
+
+
 def to_display_orientation(img: Image.Image) -> Image.Image:
     """The image turned the way the App shows it (a copy when it must be turned)."""
     orientation = display_orientation(img)
@@ -309,21 +310,6 @@ def _jpeg_draft_reduction(img: Image.Image, max_side: int) -> int:
         return 1
     longest = max(img.size)
     return next((r for r in _JPEG_DRAFT_REDUCTIONS if longest / r >= max_side), 1)
-
-
-def load_display_image(path: str) -> np.ndarray:
-    """Decodes an image file to an RGB array, turned the way the App shows it."""
-    with Image.open(path) as img:
-        img.load()
-        return np.asarray(_to_rgb(to_display_orientation(img)))
-
-
-def guess_is_image(path: str) -> bool:
-    """Whether a path looks like an image file by its extension."""
-    return os.path.splitext(path)[1].lower() in {
-        ".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".bmp", ".gif",
-        ".tif", ".tiff",
-    }
 
 
 def _orientation(img: Image.Image) -> int:

@@ -14,6 +14,9 @@ for in layers, and the layer that worked is recorded:
 
 An unreadable reply is reported as such (``status="unreadable"``), never as an
 image with no objects.
+
+Replies holding one answer (a caption, a class) are read by
+:func:`parse_answer`, which also takes plain text and a string cut short.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ _FENCE = re.compile(
     r"(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
     re.DOTALL | re.MULTILINE,
 )
+_TRUNCATED_STRING = re.compile(r'^\s*\{\s*"(?P<key>\w+)"\s*:\s*"(?P<text>(?:[^"\\]|\\.)*)\\?$', re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[\]}])")
 _PYTHON_LITERAL_LIMIT = 1_000_000
 """Longest text tried as a Python literal (``[{'label': 'cat'}]``)."""
@@ -96,7 +100,7 @@ def extract_json(text: str) -> JsonExtraction:
     if blocks:
         return JsonExtraction(_join_blocks(blocks), "fenced")
 
-    complete, cut_at = _top_level_values(stripped)
+    complete, cut_at = _bracketed_values(stripped, prose=True)
     holders = [v for v in complete if _is_item_list(v) or _wraps_items(v)]
     if holders:
         return JsonExtraction(holders[0], "embedded")
@@ -159,6 +163,60 @@ def parse_items(text: str, *, truncated: bool = False) -> ParsedReply:
     return ParsedReply(items, status, extraction.method, tuple(warnings))
 
 
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """The value a one-answer reply holds, and how it was read.
+
+    Attributes:
+        value: the answer (a string, a list of strings, ...), or ``None`` when
+            the reply is unreadable.
+        status: ``ok``; ``partial`` (read, but not as asked: plain text, another
+            key, cut short); ``unreadable``.
+        warnings: what was not as asked.
+    """
+
+    value: Any
+    status: ParseStatus
+    warnings: tuple[str, ...]
+
+
+def parse_answer(text: str, key: str, *, truncated: bool = False) -> ParsedAnswer:
+    """Reads the value under ``key`` of a reply's JSON object, tolerating bare values and plain text.
+
+    Args:
+        text: the reply text.
+        key: the property the schema asked for (``caption``, ``label``...).
+        truncated: the API reported the reply as cut short (``MAX_TOKENS``).
+
+    >>> parse_answer('```json\\n{"caption": "A dog."}\\n```', "caption").value
+    'A dog.'
+    """
+    text = text.strip()
+    warnings: list[str] = []
+    if truncated:
+        warnings.append("the reply was cut off by the output token limit")
+    if not text:
+        return ParsedAnswer(None, "unreadable", ("the reply was empty",))
+    value = extract_json(text).value
+    if isinstance(value, dict):
+        if key in value:
+            value = value[key]
+        else:
+            candidates = [v for v in value.values() if isinstance(v, (str, list))]
+            if len(candidates) != 1:
+                return ParsedAnswer(None, "unreadable", (f"the reply's JSON has no {key!r}: {_preview(text)}",))
+            warnings.append(f"the answer was not under {key!r}")
+            value = candidates[0]
+    elif value is None and (cut := _truncated_string(text)) is not None and cut[0] == key:
+        # a long answer cut mid-string: keep what was written
+        value = cut[1]
+    elif value is None:
+        warnings.append("the reply was plain text, not JSON")
+        value = text
+    status: ParseStatus = "partial" if warnings else "ok"
+    return ParsedAnswer(value, status, tuple(warnings))
+
+
 def find_item_list(value: Any) -> Optional[list]:
     """The list of items inside a decoded reply: the value itself or a wrapper's list.
 
@@ -219,6 +277,18 @@ def _python_literal(text: str) -> Any:
     return value if isinstance(value, (list, dict)) else _FAILED
 
 
+def _truncated_string(text: str) -> Optional[tuple[str, str]]:
+    """``(key, text so far)`` of a ``{"key": "...`` object cut inside its string, fenced or not."""
+    fenced = _FENCE.match(text)
+    cut = _TRUNCATED_STRING.match(fenced["body"] if fenced else text)
+    if cut is None:
+        return None
+    try:
+        return cut["key"], json.loads(f'"{cut["text"]}"')
+    except ValueError:
+        return cut["key"], cut["text"]
+
+
 def _is_item(value: Any) -> bool:
     return isinstance(value, dict) and any(k in value for k in ITEM_KEYS)
 
@@ -241,25 +311,6 @@ def _join_blocks(blocks: list) -> Any:
     return [item for found in lists for item in found]
 
 
-def _top_level_values(text: str) -> tuple[list, Optional[int]]:
-    """The JSON values between prose, and where an unclosed one starts (if any).
-
-    Quotes in the prose outside brackets are not strings.
-    """
-    values: list = []
-    start: Optional[int] = None
-    depth = 0
-    for i, bracket, depth in _brackets(text, quotes_at_top=False):
-        if bracket in "[{" and depth == 1:
-            start = i
-        elif bracket in "]}" and depth == 0 and start is not None:
-            value = _loads_lenient(text[start : i + 1])
-            if value is not _FAILED and isinstance(value, (list, dict)):
-                values.append(value)
-            start = None
-    return values, (start if depth > 0 else None)
-
-
 def _salvage_items(text: str) -> Optional[list]:
     """The complete objects of the first list in a truncated JSON text.
 
@@ -270,19 +321,35 @@ def _salvage_items(text: str) -> Optional[list]:
                   if bracket == "[" and text[i + 1 :].lstrip().startswith("{")), None)
     if start is None:
         return None
-    items: list = []
-    item_start: Optional[int] = None
-    for i, bracket, depth in _brackets(text, start + 1):
-        if depth < 0:  # the list itself closed: not truncated after all
-            break
+    return _bracketed_values(text, start + 1)[0]
+
+
+def _bracketed_values(text: str, start: int = 0, *, prose: bool = False) -> tuple[list, Optional[int]]:
+    """The bracketed values of ``text`` from ``start``, outermost ones only.
+
+    In ``prose``, quotes outside brackets are not strings and a closing bracket
+    with nothing open is just a character; otherwise the text is the inside of
+    a JSON list, which ends at such a bracket.
+
+    Returns:
+        the values that decode, and where a value left open by the text's end
+        starts (``None`` when none is).
+    """
+    values: list = []
+    opened: Optional[int] = None
+    for i, bracket, depth in _brackets(text, start, quotes_at_top=not prose):
+        if depth < 0:
+            if prose:
+                continue
+            return values, None
         if bracket in "[{" and depth == 1:
-            item_start = i
-        elif bracket in "]}" and depth == 0 and item_start is not None:
-            value = _loads_lenient(text[item_start : i + 1])
+            opened = i
+        elif bracket in "]}" and depth == 0 and opened is not None:
+            value = _loads_lenient(text[opened : i + 1])
             if value is not _FAILED:
-                items.append(value)
-            item_start = None
-    return items
+                values.append(value)
+            opened = None
+    return values, opened
 
 
 def _brackets(text: str, start: int = 0, *, quotes_at_top: bool = True) -> Iterator[tuple[int, str, int]]:

@@ -15,12 +15,16 @@ from typing import Optional
 import fiftyone as fo
 
 from .config import AnnotateConfig
+from .convert import UNREVIEWED
 from .costs import estimate_text_tokens
 from .media import ImageError, estimate_image_tokens, read_image_size
+from .review import review_counts
+from .runs import _pending_match, _shard_stages
 from .tasks import get_task
 
 FALLBACK_TOKENS_PER_IMAGE = estimate_image_tokens(1024, 768)
 """Used for every image when no image size is known at all."""
+
 
 @dataclass(frozen=True)
 class RunPreview:
@@ -47,17 +51,13 @@ class RunPreview:
     reviewed_labels: int
 
     @property
-    def requests(self) -> int:
-        return self.to_send
-
-    @property
     def estimated_tokens(self) -> int:
         return self.image_tokens + self.prompt_tokens
 
     def describe(self) -> str:
         """One line for a form or a terminal."""
         exact = "" if self.sized == self.to_send else f"; sizes of {self.to_send - self.sized} image(s) extrapolated"
-        return (f"{self.to_send} of {self.samples} sample(s) → {self.requests} request(s), about "
+        return (f"{self.to_send} of {self.samples} sample(s) → {self.to_send} request(s), about "
                 f"{self.estimated_tokens:,} input tokens ({self.image_tokens:,} for images){exact}; "
                 f"{self.skipped} skipped")
 
@@ -70,24 +70,19 @@ def header_size(path: str) -> Optional[tuple[int, int]]:
         return None
 
 
-def samples_to_send(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> fo.core.collections.SampleCollection:
-    """The samples a run of ``config`` would send, by its ``if_labeled`` and ``retry_failed``.
+def image_tokens_as_sent(width: int, height: int, config: AnnotateConfig) -> int:
+    """The input tokens of a ``width`` × ``height`` image sent under ``config`` (resized, capped)."""
+    return estimate_image_tokens(width, height, max_side=config.max_image_side,
+                                 media_resolution=config.media_resolution, model=config.model)
 
-    Mirrors the pipeline's selection: with ``skip``, samples already labeled in
-    the field or finished in an earlier run are left alone.
+
+def samples_to_send(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> fo.core.collections.SampleCollection:
+    """The samples a run of ``config`` would send: its shard's, by its ``if_labeled`` and ``retry_failed``.
+
+    The pipeline's own selection (:mod:`gemini_annotate.runs`), so the preview
+    counts what a run sends.
     """
-    dataset = samples._dataset
-    has_status = dataset.has_field(config.status_field)
-    if config.retry_failed:
-        return samples.match(fo.ViewField(config.status_field) == "failed") if has_status else samples.limit(0)
-    if config.if_labeled != "skip":
-        return samples
-    view = samples
-    if dataset.has_field(config.label_field):
-        view = view.exists(config.label_field, False)
-    if has_status:
-        view = view.exists(config.status_field, False)
-    return view
+    return samples.mongo(_shard_stages(config) + [{"$match": _pending_match(config)}])
 
 
 def preview_run(
@@ -120,8 +115,7 @@ def preview_run(
         size = header_size(path)
         if size is not None:
             known.append(size)
-    tokens = [estimate_image_tokens(w, h, max_side=config.max_image_side, media_resolution=config.media_resolution,
-                                    model=config.model) for w, h in known]
+    tokens = [image_tokens_as_sent(w, h, config) for w, h in known]
     per_unknown = (sum(tokens) / len(tokens)) if tokens else FALLBACK_TOKENS_PER_IMAGE
     image_tokens = sum(tokens) + math.ceil(per_unknown * (len(paths) - len(known)))
     prompt = get_task(config.task).build_prompt(config)
@@ -138,8 +132,6 @@ def preview_run(
 
 def _reviewed_labels(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> int:
     # only an overwrite can lose a person's work, so only then is it counted
-    from .review import UNREVIEWED, review_counts
-
     if config.if_labeled != "overwrite" or not samples._dataset.has_field(config.label_field):
         return 0
     statuses = review_counts(samples, config.label_field).statuses

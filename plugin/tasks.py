@@ -7,8 +7,6 @@ as structured output so the reply has a known shape.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -30,7 +28,7 @@ from .convert import (
 from .gemini import GeminiReply
 from .media import PreparedImage
 from .models import MaskForm, model_profile
-from .parse import ParseStatus, extract_json, parse_items
+from .parse import ParseStatus, parse_answer, parse_items
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
 LABEL_DESCRIPTION = "A descriptive label for the item."
@@ -207,30 +205,9 @@ interpret_detections = item_interpreter(items_to_detections)
 # segmentation
 
 
-@dataclass(frozen=True)
-class MaskFormSpec:
-    """How one mask form is asked for.
-
-    Attributes:
-        name: ``polygon`` or ``png``.
-        structured: whether to send a response schema (the polygon form, as in
-            the seed's guide); Google's PNG recipe sends none, leaving the mask
-            to the model's own segmentation output.
-    """
-
-    name: MaskForm
-    structured: bool
-
-
-MASK_FORMS: dict[str, MaskFormSpec] = {
-    "polygon": MaskFormSpec("polygon", structured=True),
-    "png": MaskFormSpec("png", structured=False),
-}
-
-
-def resolve_mask_form(config: AnnotateConfig) -> MaskFormSpec:
+def resolve_mask_form(config: AnnotateConfig) -> MaskForm:
     """The mask form to ask for: the configured one, else the model family's."""
-    return MASK_FORMS[config.mask_form or model_profile(config.model).mask_form]
+    return config.mask_form or model_profile(config.model).mask_form
 
 
 def _subject(config: AnnotateConfig) -> str:
@@ -249,8 +226,12 @@ def segment_prompt(config: AnnotateConfig) -> str:
 
 
 def segment_schema(config: AnnotateConfig) -> Optional[dict]:
-    """The seed's polygon schema for the polygon form; no schema for PNG masks."""
-    if not resolve_mask_form(config).structured:
+    """The seed's polygon schema for the polygon form; no schema for PNG masks.
+
+    Google's PNG recipe sends no schema, leaving the mask to the model's own
+    segmentation output.
+    """
+    if resolve_mask_form(config) == "png":
         return None
     return item_list_schema(config, "boxes", "BoundingBoxes", "BoundingBox",
                             box_2d=(list[int], Field(description=BOX_2D_DESCRIPTION)),
@@ -391,67 +372,19 @@ def check_vqa(config: AnnotateConfig) -> None:
         raise ValueError("the vqa task needs a question (`question`, or `prompt`)")
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The value a one-answer reply holds, and how it was read."""
-
-    value: Any
-    status: ParseStatus
-    warnings: tuple[str, ...]
-
-
-def read_answer(reply: GeminiReply, key: str) -> Answer:
-    """The value under ``key`` in a reply's JSON object, tolerating bare values and plain text."""
-    text = reply.text.strip()
-    warnings: list[str] = []
-    if reply.truncated:
-        warnings.append("the reply was cut off by the output token limit")
-    if not text:
-        return Answer(None, "unreadable", ("the reply was empty",))
-    value = extract_json(text).value
-    if isinstance(value, dict):
-        if key in value:
-            value = value[key]
-        else:
-            candidates = [v for v in value.values() if isinstance(v, (str, list))]
-            if len(candidates) != 1:
-                return Answer(None, "unreadable", (f"the reply's JSON has no {key!r}: {text[:120]}",))
-            warnings.append(f"the answer was not under {key!r}")
-            value = candidates[0]
-    elif value is None and (cut := _TRUNCATED_STRING.match(_OPENING_FENCE.sub("", text))) and cut["key"] == key:
-        # a long answer cut mid-string: keep what was written
-        value = _unescape_json_string(cut["text"])
-    elif value is None:
-        warnings.append("the reply was plain text, not JSON")
-        value = text
-    status: ParseStatus = "partial" if warnings else "ok"
-    return Answer(value, status, tuple(warnings))
-
-
-_OPENING_FENCE = re.compile(r"^\s*`{3,}[A-Za-z]*[ \t]*\n")
-_TRUNCATED_STRING = re.compile(r'^\s*\{\s*"(?P<key>\w+)"\s*:\s*"(?P<text>(?:[^"\\]|\\.)*)\\?$', re.DOTALL)
-
-
-def _unescape_json_string(raw: str) -> str:
-    try:
-        return json.loads(f'"{raw}"')
-    except ValueError:
-        return raw
-
-
 def interpret_text(key: str) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
     """An interpreter storing the text under ``key`` (a caption, an answer) as a string."""
 
     def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-        answer = read_answer(reply, key)
+        answer = parse_answer(reply.text, key, truncated=reply.truncated)
         if answer.status == "unreadable":
-            return TaskOutcome(None, "unreadable", answer.warnings, 0)
+            return unreadable(*answer.warnings)
         value = answer.value
         if isinstance(value, list):
             value = " ".join(str(v) for v in value)
         text = str(value).strip()
         if not text:
-            return TaskOutcome(None, "unreadable", answer.warnings + ("the answer was empty",), 0)
+            return unreadable(*answer.warnings, "the answer was empty")
         return TaskOutcome(text, answer.status, answer.warnings, 1)
 
     return interpret
@@ -460,14 +393,13 @@ def interpret_text(key: str) -> Callable[[GeminiReply, ReplyContext], TaskOutcom
 def interpret_classification(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
     """Reply → ``fo.Classification`` (one class) or ``fo.Classifications`` (multi-label)."""
     config = context.config
-    answer = read_answer(reply, "labels" if config.multi_label else "label")
+    answer = parse_answer(reply.text, "labels" if config.multi_label else "label", truncated=reply.truncated)
     if answer.status == "unreadable":
-        return TaskOutcome(None, "unreadable", answer.warnings, 0)
+        return unreadable(*answer.warnings)
     raw = answer.value if isinstance(answer.value, list) else [answer.value]
     if not config.multi_label and len(raw) != 1:
-        return TaskOutcome(None, "unreadable", answer.warnings + (
-            f"expected one class, the reply named {len(raw)}",), 0)
-    policy = LabelPolicy.for_classes(config.classes, config.unknown_labels)
+        return unreadable(*answer.warnings, f"expected one class, the reply named {len(raw)}")
+    policy = label_policy(config)
     report = ConversionReport()
     labels = []
     for value in raw:

@@ -37,21 +37,30 @@ def test_round_trip_moves_no_edge_more_than_half_a_thousandth():
         assert np.max(np.abs(np.subtract(edges, (x0, y0, x1, y1)))) <= 0.0005 + 1e-12
 
 
-@pytest.mark.parametrize(
-    "raw, expected, note",
-    [
-        ([100, 200, 300, 400], [100, 200, 300, 400], None),
-        ([300, 400, 100, 200], [100, 200, 300, 400], ("repaired", "box corners were swapped")),
-        ([-20, 200, 300, 1200], [0, 200, 300, 1000], ("repaired", "box clipped to the image")),
-        (["100", "200", "300.5", 400], [100, 200, 300.5, 400], None),
-        ([100, 200, 100, 400], None, ("dropped", "box has no area")),
-        ([100, 200, 300], None, ("dropped", "box_2d is not 4 numbers")),
-        ("100 200 300 400", None, ("dropped", "box_2d is not 4 numbers")),
-        ([100, "a", 300, 400], None, ("dropped", "box_2d is not 4 numbers")),
-        ([100, float("nan"), 300, 400], None, ("dropped", "box_2d has a non-finite value")),
-        ([1100, 200, 1300, 400], None, ("dropped", "box has no area")),
-    ],
-)
+RAW_BOXES = [
+    # (id, raw box_2d, kept box or None, (report, reason) or None when nothing was repaired or dropped)
+    ("ordered", [100, 200, 300, 600], [100, 200, 300, 600], None),
+    ("swapped_corners", [300, 600, 100, 200], [100, 200, 300, 600], ("repaired", "box corners were swapped")),
+    ("swapped_y_only", [300, 200, 100, 600], [100, 200, 300, 600], ("repaired", "box corners were swapped")),
+    ("out_of_range_clipped", [-20, 950, 400, 1040], [0, 950, 400, 1000], ("repaired", "box clipped to the image")),
+    ("clipped_on_two_sides", [-20, 200, 300, 1200], [0, 200, 300, 1000], ("repaired", "box clipped to the image")),
+    ("numbers_as_strings", ["100", "200", "300.5", 400], [100, 200, 300.5, 400], None),
+    ("box_written_as_a_string", "[100, 200, 300, 600]", [100, 200, 300, 600], None),
+    ("floats", [100.4, 200.6, 300.2, 600.9], [100.4, 200.6, 300.2, 600.9], None),
+    ("zero_width", [100, 200, 300, 200], None, ("dropped", "box has no area")),
+    ("zero_height", [100, 200, 100, 400], None, ("dropped", "box has no area")),
+    ("zero_height_after_clipping", [1100, 200, 1200, 600], None, ("dropped", "box has no area")),
+    ("three_numbers", [100, 200, 300], None, ("dropped", "box_2d is not 4 numbers")),
+    ("string_without_commas", "100 200 300 400", None, ("dropped", "box_2d is not 4 numbers")),
+    ("not_numbers", ["a", "b", "c", "d"], None, ("dropped", "box_2d is not 4 numbers")),
+    ("one_not_a_number", [100, "a", 300, 400], None, ("dropped", "box_2d is not 4 numbers")),
+    ("nan", [100, float("nan"), 300, 400], None, ("dropped", "box_2d has a non-finite value")),
+    ("infinite", [0, 0, float("inf"), 3], None, ("dropped", "box_2d has a non-finite value")),
+    ("null", None, None, ("dropped", "box_2d is not 4 numbers")),
+]
+
+
+@pytest.mark.parametrize("raw, expected, note", [b[1:] for b in RAW_BOXES], ids=[b[0] for b in RAW_BOXES])
 def test_raw_boxes_are_validated_ordered_and_clipped(raw, expected, note):
     report = ConversionReport()
     assert read_box_2d(raw, report) == expected

@@ -20,7 +20,6 @@ from gemini_annotate.convert import (
     MaskError,
     MaskOptions,
     Provenance,
-    box_2d_to_relative,
     box_pixel_region,
     decode_png_mask,
     instance_mask_to_frame,
@@ -30,9 +29,7 @@ from gemini_annotate.convert import (
     items_to_segments,
     png_mask_to_instance_mask,
     polygon_to_instance_mask,
-    read_box_2d,
     read_polygon,
-    relative_to_box_2d,
 )
 
 PROVENANCE = Provenance(model="gemini-3-flash-preview", run_key="test")
@@ -59,46 +56,6 @@ def segments(items, classes=None, threshold=127, frame=FRAME):
 
 
 # boxes
-
-BOXES = [
-    # (id, raw box_2d, kept box or None, report key)
-    ("ordered", [100, 200, 300, 600], [100, 200, 300, 600], None),
-    ("swapped_corners", [300, 600, 100, 200], [100, 200, 300, 600], "box corners were swapped"),
-    ("swapped_y_only", [300, 200, 100, 600], [100, 200, 300, 600], "box corners were swapped"),
-    ("out_of_range_clipped", [-20, 950, 400, 1040], [0, 950, 400, 1000], "box clipped to the image"),
-    ("numbers_as_strings", ["100", "200", "300", "600"], [100, 200, 300, 600], None),
-    ("box_written_as_a_string", "[100, 200, 300, 600]", [100, 200, 300, 600], None),
-    ("floats", [100.4, 200.6, 300.2, 600.9], [100.4, 200.6, 300.2, 600.9], None),
-    ("zero_width", [100, 200, 300, 200], None, "box has no area"),
-    ("zero_height_after_clipping", [1100, 200, 1200, 600], None, "box has no area"),
-    ("three_numbers", [100, 200, 300], None, "box_2d is not 4 numbers"),
-    ("not_numbers", ["a", "b", "c", "d"], None, "box_2d is not 4 numbers"),
-    ("nan", [float("nan"), 1, 2, 3], None, "box_2d has a non-finite value"),
-    ("infinite", [0, 0, float("inf"), 3], None, "box_2d has a non-finite value"),
-    ("null", None, None, "box_2d is not 4 numbers"),
-]
-
-
-@pytest.mark.parametrize("raw, kept, reason", [b[1:] for b in BOXES], ids=[b[0] for b in BOXES])
-def test_box_is_ordered_clipped_or_dropped_with_its_reason(raw, kept, reason):
-    report = ConversionReport()
-
-    box = read_box_2d(raw, report)
-
-    assert box == (pytest.approx(kept) if kept else None)
-    if reason:
-        assert (report.repaired | report.dropped)[reason] == 1
-
-
-def test_box_conversion_round_trips_within_the_quantization_bound():
-    rng = np.random.default_rng(0)
-    for _ in range(200):
-        x, y = rng.uniform(0, 0.8, 2)
-        w, h = rng.uniform(0.01, 0.2, 2)
-        back = box_2d_to_relative(relative_to_box_2d([x, y, w, h]))
-        edges = (x, y, x + w, y + h)
-        got = (back[0], back[1], back[0] + back[2], back[1] + back[3])
-        assert max(abs(a - b) for a, b in zip(edges, got)) <= 0.0005 + 1e-12
 
 
 def test_duplicate_items_are_dropped_but_the_same_box_under_two_labels_is_kept():

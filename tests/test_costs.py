@@ -20,11 +20,11 @@ from gemini_annotate.costs import (
     price_for,
 )
 from gemini_annotate.media import estimate_image_tokens, fit_within
-from gemini_annotate.runs import load_run_summary
+from gemini_annotate.runs import count_selection, load_run_summary
 
 
 @pytest.mark.parametrize("width, height, tokens", [
-    (960, 540, 1548),     # the guide's example: unit floor(540 / 1.5) = 360 → 3 × 2 tiles
+    (960, 540, 6 * 258),  # the guide's example: unit floor(540 / 1.5) = 360 → 3 × 2 tiles
     (540, 960, 1548),     # orientation does not matter
     (384, 384, 258),      # both sides ≤ 384: one flat charge
     (200, 100, 258),
@@ -36,10 +36,6 @@ from gemini_annotate.runs import load_run_summary
 ])
 def test_image_token_estimate_follows_the_guides_formula(width, height, tokens):
     assert estimate_image_tokens(width, height) == tokens
-
-
-def test_the_guides_worked_example_is_six_tiles():
-    assert estimate_image_tokens(960, 540) == 6 * 258
 
 
 @pytest.mark.parametrize("width, height, max_side, size", [
@@ -117,6 +113,15 @@ def test_run_estimate_adds_every_image_and_prompt(coco_dataset):
     assert estimate.input_cost == pytest.approx(estimate.input_tokens * price.input_per_million / 1e6)
     batch = estimate_run(coco_dataset, config.model_copy(update={"batch": True}))
     assert batch.total_cost == pytest.approx(estimate.total_cost / 2)
+
+
+def test_estimate_of_a_shard_counts_only_the_samples_that_shard_sends(coco_dataset):
+    configs = [AnnotateConfig(task="caption", shard=shard, num_shards=2) for shard in (0, 1)]
+
+    estimates = [estimate_run(coco_dataset, config) for config in configs]
+
+    assert [e.requests for e in estimates] == [count_selection(coco_dataset, c)[1] for c in configs]
+    assert sum(e.requests for e in estimates) == len(coco_dataset)
 
 
 def test_run_estimate_reads_image_headers_when_metadata_is_missing(coco_dataset):

@@ -149,9 +149,12 @@ def test_server_answers_errors_in_googles_format():
 
 
 def test_server_listens_on_loopback_only_and_logs_no_key():
-    with EmulatorServer(Canned("{}")) as server:
+    with EmulatorServer(Canned("{}"), keep_requests=5) as server:
         assert server.url.startswith("http://127.0.0.1:")
         _post(f"{server.url}/v1beta/models/gemini-3-flash-preview:generateContent",
               {"contents": [{"parts": [{"text": "hi"}]}]}, key="secret-key-123")
         assert server.count() == 1
         assert "secret-key-123" not in repr(list(server.records))
+        assert [r.prompt for r in server.last_requests] == ["hi"]
+        assert "secret-key-123" not in repr(list(server.last_requests))
+        assert all(r.api_key is None for r in server.last_requests)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gemini_annotate.parse import extract_json, parse_items
+from gemini_annotate.parse import extract_json, parse_answer, parse_items
 
 CAT = '{"box_2d": [120, 80, 560, 410], "label": "cat"}'
 DOG = '{"box_2d": [300, 450, 880, 960], "label": "dog"}'
@@ -31,6 +31,7 @@ REPLIES = [
     ("two_fenced_blocks_are_joined",
      f"Cats:\n```json\n[{CAT}]\n```\nDogs:\n```json\n[{DOG}]\n```", ["cat", "dog"], "ok", "fenced"),
     ("prose_before_unfenced_json", f"The image shows two animals: [{CAT}, {DOG}]", ["cat", "dog"], "ok", "embedded"),
+    ("stray_brackets_in_prose_before_json", f"Found them :] here ] [{CAT}]", ["cat"], "ok", "embedded"),
     ("prose_after_unfenced_json", f'{{"boxes": [{CUP}]}}\nI found one cup on the table.', ["cup"], "ok", "embedded"),
     ("detections_wrapper", f'{{"detections": [{CAT}]}}', ["cat"], "ok", "whole"),
     ("masks_wrapper", f'{{"masks": [{DOG}]}}', ["dog"], "ok", "whole"),
@@ -58,6 +59,8 @@ REPLIES = [
      f'[{CAT}, {{"box_2d": [1, 2, 3, 4], "label": "cup [blue", ', ["cat"], "partial", "salvaged"),
     ("truncated_in_a_png_mask",
      f'[{CAT}, {{"box_2d": [1, 2, 30, 40], "mask": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAA', ["cat"],
+     "partial", "salvaged"),
+    ("truncated_after_the_list_closed", f'{{"boxes": [{CAT}, {DOG}], "note": "two anim', ["cat", "dog"],
      "partial", "salvaged"),
     # empty answers are empty label sets
     ("empty_list", "[]", [], "ok", "whole"),
@@ -112,3 +115,25 @@ def test_extract_json_reads_the_first_list_between_prose():
     extraction = extract_json(f"Objects: [{CAT}] and also a note {{\"note\": 1}}")
 
     assert extraction.method == "embedded" and extraction.value[0]["label"] == "cat"
+
+
+ANSWERS = [
+    # (id, reply text, cut by the token limit, value read, status)
+    ("structured", '{"caption": "A dog."}', False, "A dog.", "ok"),
+    ("fenced", '```json\n{"caption": "A dog."}\n```', False, "A dog.", "ok"),
+    ("under_another_key", '{"text": "A dog."}', False, "A dog.", "partial"),
+    ("plain_text", "A dog on a beach.", False, "A dog on a beach.", "partial"),
+    ("cut_inside_the_string", '{"caption": "A dog \\"Rex\\" runs', True, 'A dog "Rex" runs', "partial"),
+    ("cut_inside_a_fence", '```json\n{"caption": "A dog', True, "A dog", "partial"),
+    ("empty", "", False, None, "unreadable"),
+    ("several_other_keys", '{"a": "x", "b": "y"}', False, None, "unreadable"),
+]
+
+
+@pytest.mark.parametrize("text, truncated, value, status", [a[1:] for a in ANSWERS], ids=[a[0] for a in ANSWERS])
+def test_one_answer_replies_are_read_tolerantly(text, truncated, value, status):
+    answer = parse_answer(text, "caption", truncated=truncated)
+
+    assert (answer.value, answer.status) == (value, status)
+    if status != "ok":
+        assert answer.warnings

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .wire import EmulatorRequest
+from .wire import EmulatorRequest, timestamp
 
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
 
@@ -145,5 +145,4 @@ _STARTED = time.time() - time.monotonic()
 
 
 def _timestamp(monotonic: float) -> str:
-    moment = datetime.datetime.fromtimestamp(_STARTED + monotonic, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return timestamp(datetime.datetime.fromtimestamp(_STARTED + monotonic, datetime.timezone.utc))

@@ -21,13 +21,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Optional
 
-from .wire import EmulatedImage
+from .wire import EmulatedImage, timestamp
 
 FILE_LIFETIME = datetime.timedelta(hours=48)
 FETCH_TIMEOUT = 5.0
 MAX_FETCH_BYTES = 20 * 1024 * 1024
 
-_FILE_URI = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
+FILE_PATH = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
+"""The path of a file resource (``/v1beta/files/ID``), in URIs and API calls alike."""
 
 
 class FileAccessError(Exception):
@@ -57,10 +58,6 @@ class EmulatedFile:
     @property
     def expires(self) -> datetime.datetime:
         return self.created + FILE_LIFETIME
-
-
-def _timestamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FileStore:
@@ -128,9 +125,9 @@ class FileStore:
             "name": file.name,
             "mimeType": file.mime_type,
             "sizeBytes": str(len(file.data)),
-            "createTime": _timestamp(file.created),
-            "updateTime": _timestamp(file.created),
-            "expirationTime": _timestamp(file.expires),
+            "createTime": timestamp(file.created),
+            "updateTime": timestamp(file.created),
+            "expirationTime": timestamp(file.expires),
             "uri": f"{base_url}/v1beta/{file.name}",
             "state": "ACTIVE",
             "source": "GENERATED" if file.generated else "UPLOADED",
@@ -151,7 +148,7 @@ class FileStore:
             return image
         uri = image.uri
         parsed = urllib.parse.urlparse(uri)
-        match = _FILE_URI.search(parsed.path)
+        match = FILE_PATH.search(parsed.path)
         if parsed.scheme in ("http", "https") and match:
             file = self.get(match["id"])
             return EmulatedImage(image.mime_type or file.mime_type, data=file.data, uri=uri)

@@ -37,7 +37,7 @@ from ..convert import (
     polygon_to_instance_mask,
     relative_to_box_2d,
 )
-from ..media import display_orientation, to_display_orientation
+from ..media import display_size, to_display_orientation
 
 FINGERPRINT_SIDE = 32
 MATCH_THRESHOLD = 0.9
@@ -147,7 +147,7 @@ class LabelIndex:
     def add_file(self, key: str, path: str, objects: Iterable[KnownObject] = (), **known: Any) -> KnownImage:
         """Adds an image file, turned the way the App shows it first."""
         with Image.open(path) as img:
-            size = _display_size(img)
+            size = display_size(img)
             img.draft("RGB", (FINGERPRINT_SIDE * 8, FINGERPRINT_SIDE * 8))
             upright = to_display_orientation(img)
             return self.add(key, upright, objects, size=size, **known)
@@ -211,11 +211,6 @@ class Match:
 
     known: KnownImage
     sent_size: tuple[int, int]
-
-
-def _display_size(img: Image.Image) -> tuple[int, int]:
-    transposed = display_orientation(img) in (5, 6, 7, 8)
-    return (img.height, img.width) if transposed else (img.width, img.height)
 
 
 def objects_from_label(label: Any) -> list[KnownObject]:
@@ -456,14 +451,21 @@ def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
     return out
 
 
-def _full_mask(obj: KnownObject, width: int, height: int) -> Optional[np.ndarray]:
-    """The object's mask over the whole image at ``width``×``height``, as the App draws it."""
+def _full_mask(obj: KnownObject, width: int, height: int) -> np.ndarray:
+    """The object's mask over the whole image at ``width``×``height``, as the App draws it.
+
+    An object known only by its box fills its box.
+    """
     if obj.mask is not None:
         return instance_mask_to_frame(obj.mask, obj.bounding_box, (width, height))
-    if obj.polygon is not None:
-        shapes = [[(x * 1000, y * 1000) for x, y in obj.polygon]]
-        return polygon_to_instance_mask(shapes, [0, 0, 1000, 1000], (width, height))
-    return None
+    outline = obj.polygon if obj.polygon is not None else _box_corners(obj)
+    shapes = [[(x * 1000, y * 1000) for x, y in outline]]
+    return polygon_to_instance_mask(shapes, [0, 0, 1000, 1000], (width, height))
+
+
+def _box_corners(obj: KnownObject) -> tuple[tuple[float, float], ...]:
+    x, y, w, h = obj.bounding_box
+    return (x, y), (x + w, y), (x + w, y + h), (x, y + h)
 
 
 def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
@@ -480,8 +482,7 @@ def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
             return None
         outline = shapes[0]
     else:
-        x, y, w, h = obj.bounding_box
-        outline = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
+        outline = _box_corners(obj)
     if len(outline) < 3:
         return None
     return [[round(px * 1000), round(py * 1000)] for px, py in outline]
@@ -489,10 +490,7 @@ def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
 
 def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int]) -> Optional[str]:
     """A Gemini 2.5-style mask: a 256×256 grey PNG over the box, base64 with a data URI prefix."""
-    width, height = sent_size
-    full = _full_mask(obj, width, height)
-    if full is None:
-        full = polygon_to_instance_mask([_box_outline_1000(obj)], [0, 0, 1000, 1000], sent_size)
+    full = _full_mask(obj, *sent_size)
     region = box_pixel_region(box_2d, sent_size)
     crop = full[region.top:region.bottom, region.left:region.right].astype(np.float32)
     if crop.size == 0:
@@ -502,8 +500,3 @@ def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int]) -
     if not ok:
         return None
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
-
-
-def _box_outline_1000(obj: KnownObject) -> list[tuple[float, float]]:
-    x, y, w, h = (v * 1000 for v in obj.bounding_box)
-    return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]

@@ -13,7 +13,7 @@ import itertools
 import json
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence, Union
 
 from .oracle import LabelIndex, OracleNoise, answer_form, oracle_answer
@@ -101,8 +101,7 @@ class Oracle(Scenario):
         self._lock = threading.Lock()
 
     def respond(self, request: EmulatorRequest) -> Response:
-        image = next((i for i in request.images if i.data is not None), None)
-        match = self.index.find(image.data) if image is not None else None
+        match = self.index.find(request.image_data) if request.image_data is not None else None
         if match is None:
             with self._lock:
                 self.unmatched += 1
@@ -137,42 +136,34 @@ class Styled(Scenario):
 
 
 def restyle(reply: EmulatorReply, style: str, truncate_at: float = 0.6) -> EmulatorReply:
-    """Applies one of :attr:`Styled.STYLES` to a reply."""
+    """Applies one of :attr:`Styled.STYLES` to a reply (its finish reason and delay kept, but when truncated)."""
     text = reply.text
     if style == "fenced":
-        return EmulatorReply(f"```json\n{text}\n```", reply.finish_reason, reply.delay)
+        return replace(reply, text=f"```json\n{text}\n```")
     if style == "prose":
-        return EmulatorReply(
-            f"Here are the objects I found in the image:\n\n{text}\n\nLet me know if you need more.",
-            reply.finish_reason, reply.delay)
-    if style == "bare_list":
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return reply
-        if isinstance(value, dict):
-            lists = [v for v in value.values() if isinstance(v, list)]
-            value = lists[0] if lists else value
-        return EmulatorReply(json.dumps(value), reply.finish_reason, reply.delay)
+        return replace(reply, text=f"Here are the objects I found in the image:\n\n{text}\n\n"
+                                   "Let me know if you need more.")
     if style == "not_json":
-        return EmulatorReply("I'm sorry, I can't determine the objects in this image.",
-                             reply.finish_reason, reply.delay)
+        return replace(reply, text="I'm sorry, I can't determine the objects in this image.")
+    if style == "empty":
+        return replace(reply, text="")
+    if style == "truncated":
+        return replace(reply, text=text[:max(1, int(len(text) * truncate_at))], finish_reason="MAX_TOKENS")
+    if style not in ("bare_list", "seg_tokens"):
+        raise ValueError(f"unknown style {style!r}")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return reply
+    if style == "bare_list" and isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list)]
+        value = lists[0] if lists else value
     if style == "seg_tokens":
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return reply
         items = value.get("boxes", value) if isinstance(value, dict) else value
         for i, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, dict) and "mask" in item:
                 item["mask"] = f"<start_of_mask><seg_{i * 7 % 100}><seg_{i * 13 % 100}>"
-        return EmulatorReply(json.dumps(value), reply.finish_reason, reply.delay)
-    if style == "truncated":
-        cut = max(1, int(len(text) * truncate_at))
-        return EmulatorReply(text[:cut], "MAX_TOKENS", reply.delay)
-    if style == "empty":
-        return EmulatorReply("", reply.finish_reason, reply.delay)
-    raise ValueError(f"unknown style {style!r}")
+    return replace(reply, text=json.dumps(value))
 
 
 class Faults(Scenario):
@@ -194,21 +185,21 @@ class Faults(Scenario):
                  slow: float = 0.0, truncate: float = 0.0, retry_delay: float = 1.0,
                  retry_after_header: bool = False, slow_seconds: float = 30.0, seed: int = 0):
         self.inner = inner
-        self.rates = (rate_limit, server_error, slow, truncate)
-        if sum(self.rates) > 1:
+        self.rates = {"rate_limit": rate_limit, "server_error": server_error, "slow": slow, "truncate": truncate}
+        if sum(self.rates.values()) > 1:
             raise ValueError("fault rates must add up to at most 1")
         self.retry_delay = retry_delay
         self.retry_after_header = retry_after_header
         self.slow_seconds = slow_seconds
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self.injected: dict[str, int] = {"rate_limit": 0, "server_error": 0, "slow": 0, "truncate": 0}
+        self.injected: dict[str, int] = dict.fromkeys(self.rates, 0)
 
     def _draw(self) -> Optional[str]:
         with self._lock:
             x = self._rng.random()
         edge = 0.0
-        for name, rate in zip(("rate_limit", "server_error", "slow", "truncate"), self.rates):
+        for name, rate in self.rates.items():
             edge += rate
             if x < edge:
                 with self._lock:

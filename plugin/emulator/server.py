@@ -27,7 +27,7 @@ from PIL import Image
 
 from ..media import estimate_image_tokens
 from .batches import BatchStore
-from .files import FileAccessError, FileStore
+from .files import FILE_PATH, FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
 from .wire import (
     EmulatorRequest,
@@ -44,7 +44,6 @@ _BATCH_CREATE = re.compile(r"/models/(?P<model>[^/:]+):batchGenerateContent$")
 _BATCH = re.compile(r"/batches/(?P<id>[A-Za-z0-9_-]+)$")
 _INTERACTIONS = re.compile(r"/interactions$")
 _UPLOAD = re.compile(r"^/upload/[^/]+/files$")
-_FILE = re.compile(r"/v1[a-z0-9]*/files/(?P<id>[A-Za-z0-9_-]+)$")
 _DOWNLOAD = re.compile(r"/files/(?P<id>[A-Za-z0-9_-]+):download$")
 _SLEEP_STEP = 0.05
 
@@ -79,8 +78,9 @@ class EmulatorServer:
             ``None`` accepts any key.
         models: model names served; others get 404. ``None`` serves any
             ``gemini-*`` name.
-        keep_requests: how many full requests (images included) to keep in
-            :attr:`last_requests`, for tests that inspect what was sent.
+        keep_requests: how many full requests (images included, the key left
+            out) to keep in :attr:`last_requests`, for tests that inspect what
+            was sent.
         batch_timing: seconds a batch job stays ``PENDING``, then ``RUNNING``.
 
     Attributes:
@@ -207,9 +207,9 @@ class EmulatorServer:
                 status, payload, extra = self._upload(headers, query, body)
             elif method == "GET" and (m := _DOWNLOAD.search(path)):
                 status, payload = 200, self.files.get(m["id"]).data
-            elif method == "GET" and (m := _FILE.search(path)):
+            elif method == "GET" and (m := FILE_PATH.search(path)):
                 status, payload = 200, self.files.record(self.files.get(m["id"]), self.url)
-            elif method == "DELETE" and (m := _FILE.search(path)):
+            elif method == "DELETE" and (m := FILE_PATH.search(path)):
                 self.files.delete(m["id"])
                 status, payload = 200, {}
             if request is not None:
@@ -226,7 +226,7 @@ class EmulatorServer:
         with self._lock:
             self.records.append(record)
             if request is not None and self.last_requests.maxlen:
-                self.last_requests.append(request)
+                self.last_requests.append(replace(request, api_key=None))
         return status, payload, extra
 
     def reported_tokens(self) -> tuple[int, int]:
@@ -269,10 +269,10 @@ class EmulatorServer:
     def _create_batch(self, model: str, body: dict, key: str) -> tuple[int, dict]:
         batch = body.get("batch", body)
         source = batch.get("inputConfig") or batch.get("input_config") or {}
+        file_name = source.get("fileName") or source.get("file_name")
         requests: list[tuple[dict, EmulatorRequest]] = []
-        if source.get("fileName") or source.get("file_name"):
-            name = str(source.get("fileName") or source.get("file_name"))
-            lines = self.files.get(name.rsplit("/", 1)[-1]).data.decode().splitlines()
+        if file_name:
+            lines = self.files.get(str(file_name).rsplit("/", 1)[-1]).data.decode().splitlines()
             for line in filter(str.strip, lines):
                 entry = json.loads(line)
                 requests.append(({"key": entry.get("key", "")},
@@ -285,7 +285,7 @@ class EmulatorServer:
         if not requests:
             raise WireError("The batch has no requests.")
         job = self.batches.create(model, batch.get("displayName") or batch.get("display_name") or "",
-                                  requests, from_file=bool(source.get("fileName") or source.get("file_name")))
+                                  requests, from_file=bool(file_name))
         return 200, self.batches.body(job, self._answer_in_batch, self._write_results)
 
     def _batch(self, job_id: str) -> tuple[int, dict]:
@@ -387,8 +387,8 @@ def image_digest(data: bytes) -> str:
 
 
 def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
-    image = next((i for i in request.images if i.data is not None), None) if request else None
-    return image_digest(image.data) if image is not None else None
+    data = request.image_data if request else None
+    return image_digest(data) if data is not None else None
 
 
 def _image_tokens(data: bytes) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ class EmulatorRequest:
         images: the image parts, in order.
         schema: the structured-output JSON schema, if any.
         generation_config: the request's generation options as sent.
-        api_key: the ``x-goog-api-key`` header (held in memory only).
+        api_key: the ``x-goog-api-key`` header (held in memory only, never
+            shown in the request's repr).
     """
 
     api: str
@@ -47,7 +49,12 @@ class EmulatorRequest:
     images: tuple[EmulatedImage, ...] = ()
     schema: Optional[dict] = None
     generation_config: dict = field(default_factory=dict)
-    api_key: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)
+
+    @property
+    def image_data(self) -> Optional[bytes]:
+        """The bytes of the first image the request holds (inline or resolved), if any."""
+        return next((image.data for image in self.images if image.data is not None), None)
 
 
 class WireError(ValueError):
@@ -148,6 +155,11 @@ def read_interaction(body: dict, api_key: Optional[str]) -> EmulatorRequest:
         generation_config=body.get("generation_config") or {},
         api_key=api_key,
     )
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """A UTC time as the API writes it (``2025-01-31T12:00:00.000000Z``)."""
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def generate_content_body(text: str, finish_reason: str, model: str,
