@@ -321,19 +321,18 @@ class AnnotationJob:
 
         async def produce() -> None:
             pages = iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE)
-            try:
-                while not self._stopping and (page := await loop.run_in_executor(db_pool, next, pages, None)):
-                    for sample_id, path, values in page:
-                        if self._stopping:
-                            break
-                        unsendable = self._unsendable(sample_id, path)
-                        if unsendable is not None:
-                            finish(unsendable)
-                        else:
-                            await queue.put(SampleSource(sample_id, path, values))
-            finally:
-                for _ in range(workers):
-                    await queue.put(None)
+            while not self._stopping and (page := await loop.run_in_executor(db_pool, next, pages, None)):
+                for sample_id, path, values in page:
+                    if self._stopping:
+                        break
+                    unsendable = self._unsendable(sample_id, path)
+                    if unsendable is not None:
+                        finish(unsendable)
+                    else:
+                        await queue.put(SampleSource(sample_id, path, values))
+            # not on cancellation: the workers are cancelled too, and a full queue would never drain
+            for _ in range(workers):
+                await queue.put(None)
 
         async def work() -> None:
             while (item := await queue.get()) is not None:
