@@ -427,16 +427,19 @@ class AnnotationJob:
         request, image, estimate = built.request, built.image, built.estimated_input_tokens
 
         async def send() -> GeminiReply:
+            retry = not places
             place = places.pop() if places else self.limiter.slot()  # a retry queues again
             try:
                 self.budget.spend_request(estimate)
             except BudgetExhausted:
                 place.abandon()
                 raise
-            self.summary.requests += 1
             reported = 0
             try:
                 async with place as slot:
+                    # counted once sent: a request still waiting when the run stops never is
+                    self.summary.requests += 1
+                    self.summary.retries += retry
                     try:
                         reply = await client.generate(request)
                     except GeminiError as e:
@@ -453,12 +456,9 @@ class AnnotationJob:
             finally:
                 self.budget.settle(estimate, reported)
 
-        def count_retry(error: GeminiError, attempt: int) -> None:
-            self.summary.retries += 1
-
         self.summary.estimated_input_tokens += estimate
         try:
-            reply = await generate_with_retries(send, max_attempts=config.max_attempts, on_retry=count_retry)
+            reply = await generate_with_retries(send, max_attempts=config.max_attempts)
         except BudgetExhausted as e:
             self._stopping = self._stopping or str(e)
             return None

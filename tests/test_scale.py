@@ -265,6 +265,19 @@ def test_a_fatal_error_stops_a_run_whose_queue_is_full(image_dataset, emulator):
     assert not dataset.has_field("gemini_status")
 
 
+def test_a_stopped_run_counts_only_the_requests_it_sent(image_dataset, emulator):
+    dataset, _ = image_dataset(12)
+    # requests wait for the one slot when the fatal answer closes the limiter
+    server = emulator(DailyQuotaExhausted(), latency=0.3)
+
+    with pytest.raises(gemini_annotate.AnnotationStopped) as stopped:
+        gemini_annotate.annotate(dataset, label_field="gemini", concurrency=1)
+
+    summary = stopped.value.summary
+    assert server.count() == 1
+    assert (summary.requests, summary.retries) == (1, 0)
+
+
 def test_retry_failed_sends_only_the_samples_that_failed(image_dataset, emulator):
     dataset, digests = image_dataset(30)
     broken = set(list(digests.values())[::3])
