@@ -10,7 +10,9 @@ The job's name is saved on the FiftyOne run the moment it is submitted. A
 process that stops (killed, closed laptop, ``batch_wait=False``) loses nothing:
 running the same configuration again finds the pending job on the run and
 resumes polling it instead of submitting another, and a job is marked
-ingested once its answers are written, so each answer is written once.
+ingested once its answers are written, so each answer is written once. An
+answer whose sample was labeled while the job ran is dropped, as a rerun
+would skip that sample.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from .gemini import BatchStatus, GeminiClient, GeminiError, GeminiRequest, gener
 from .media import ImageError, PreparedImage, fit_within, read_image_size
 from .pipeline import AnnotationJob, AnnotationStopped, RunProgress
 from .request_builder import SampleError, SampleSource
-from .runs import STATUS_FAILED, RunSummary, SampleResult, load_batch_job, load_run_summary, save_run_summary
+from .runs import (
+    STATUS_FAILED,
+    RunSummary,
+    SampleResult,
+    load_batch_job,
+    load_run_summary,
+    pending_paths,
+    save_run_summary,
+)
 
 INLINE_LIMIT_BYTES = 19_000_000
 """Above this request size (Google's limit for an inline batch is 20 MB) the
@@ -180,12 +190,11 @@ class BatchAnnotationJob(AnnotationJob):
     def _ingest(self, status: BatchStatus) -> None:
         """Interprets every answer and writes it, through the same code as an online run."""
         results = {r.key: r for r in status.results or ()}
-        ids = [key for key in results if _is_object_id(key)]
-        found_ids, paths = self.dataset.select(ids).values(["id", "filepath"]) if ids else ([], [])
-        path_of = dict(zip(found_ids, paths))
+        path_of = pending_paths(self.samples, self.config, [key for key in results if _is_object_id(key)])
         for key, result in results.items():
             if key not in path_of:
-                continue  # not a sample of this dataset (any more)
+                self.summary.skipped += 1  # labeled meanwhile, or no longer in the dataset
+                continue
             if result.reply is None:
                 outcome = SampleResult(key, STATUS_FAILED, reason=result.error)
             else:

@@ -243,6 +243,23 @@ def iter_pending(
             return
 
 
+def pending_paths(
+    samples: fo.core.collections.SampleCollection, config: AnnotateConfig, ids: Sequence[str]
+) -> dict[str, str]:
+    """``{sample id: filepath}`` of those of ``ids`` a job still has to send.
+
+    A Batch API job answers hours after its samples were chosen: a sample
+    labeled or finished meanwhile is no longer pending, and keeps what it has.
+    """
+    if not ids:
+        return {}
+    view = samples._dataset.select(ids)
+    pending_match = _pending_match(config)
+    if pending_match:
+        view = view.mongo([{"$match": pending_match}])
+    return dict(zip(*view.values(["id", "filepath"])))
+
+
 # run records
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import fiftyone as fo
 import pytest
 
 import gemini_annotate
@@ -62,6 +63,22 @@ def test_no_wait_submits_and_a_rerun_collects(described_dataset, emulator, descr
     assert server.batches.created == 1
     assert second.done == len(described_dataset)
     assert described_dataset.values("caption") == described_dataset.values("truth_caption")
+
+
+def test_a_sample_labeled_while_its_batch_job_runs_is_left_alone(coco_dataset, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset), batch_timing=(0.1, 0.2))
+    gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", batch=True, batch_wait=False)
+    sample = coco_dataset.first()
+    sample["boxes"] = fo.Detections(detections=[fo.Detection(label="drawn by hand", bounding_box=[0.1, 0.1, 0.2, 0.2])])
+    sample.save()
+
+    summary = gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", batch=True,
+                                       batch_poll_interval=0.1)
+
+    sample.reload()
+    assert [d.label for d in sample.boxes.detections] == ["drawn by hand"] and sample.boxes_status is None
+    assert summary.done == len(coco_dataset) - 1 and summary.skipped == 1
+    assert _labels(coco_dataset[1:], "boxes") == _labels(coco_dataset[1:], "ground_truth")
 
 
 def test_a_pending_job_is_not_collected_with_another_configuration(described_dataset, emulator, described_oracle):
