@@ -59,6 +59,10 @@ class BatchAnnotationJob(AnnotationJob):
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
+        if self.config.num_shards > 1:
+            # the job record is the run's: every shard would find and collect one another's job
+            raise ValueError(f"a batch run is one batch job and cannot be split into shards "
+                             f"(num_shards={self.config.num_shards}); shards are for online runs")
         self.builder.check_fields(self.samples)
         self._earlier_reasons: Counter = Counter()
         client = GeminiClient.from_config(self.config, api_key=self._api_key)

@@ -90,6 +90,16 @@ def test_a_pending_job_is_not_collected_with_another_configuration(described_dat
                                  batch=True, batch_wait=False)
 
 
+def test_a_batch_run_cannot_be_split_into_shards(coco_dataset, emulator, oracle_for):
+    # each shard would find, collect and account for the other shards' job
+    server = emulator(oracle_for(coco_dataset), batch_timing=(0.1, 0.1))
+
+    with pytest.raises(ValueError, match="cannot be split into shards"):
+        gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", batch=True,
+                                 shard=0, num_shards=2, batch_wait=False)
+    assert server.batches.created == 0
+
+
 def _cli_annotate(dataset, server, *extra, **popen):
     return subprocess.Popen(
         [sys.executable, "-m", "gemini_annotate.cli", "annotate", dataset.name, "--task", "detect",
