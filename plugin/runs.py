@@ -467,11 +467,6 @@ class LabelWriter:
         self._last_flush = time.monotonic()
         self._fields: dict[str, Any] = {}
         self.written = 0
-        self.flushes = 0
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
 
     def add(self, result: SampleResult) -> bool:
         """Buffers a result; returns whether a flush is now due."""
@@ -529,7 +524,6 @@ class LabelWriter:
         foo.bulk_write(ops, self._dataset._sample_collection, batcher=False)
         fo.Sample._reload_docs(self._dataset._sample_collection_name, sample_ids=ids)
         self.written += len(batch)
-        self.flushes += 1
         return len(batch)
 
     def _to_mongo(self, name: str, value: Any) -> Any:
