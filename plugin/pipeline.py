@@ -3,10 +3,12 @@
     sample → media (prepare image) → request → gemini (reply) → task (parse,
     convert) → runs (batched write, run record)
 
-Requests run concurrently on the SDK's async client, images are prepared in
-worker threads while other requests wait on the network, and results are
-written in batches. The App operator, the Python API and the CLI all call
-:func:`run_annotation`.
+:class:`AnnotationJob` holds the stages; :class:`OnlineAnnotationJob` runs
+requests concurrently on the SDK's async client, images prepared in worker
+threads while other requests wait on the network, results written in
+batches; :class:`gemini_annotate.batch.BatchAnnotationJob` sends the same
+requests as one Batch API job. The App operator, the Python API and the CLI
+all call :func:`run_annotation`.
 """
 
 from __future__ import annotations
