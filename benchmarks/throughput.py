@@ -217,11 +217,11 @@ def make_dataset(name: str, paths: list[str], count: int):
 def pipeline(dataset, url: str, api: str, concurrency: int) -> dict[str, Any]:
     """Runs the pipeline once over a dataset; throughput, CPU by stage, writes."""
     from gemini_annotate import AnnotateConfig
-    from gemini_annotate.pipeline import AnnotationJob
+    from gemini_annotate.pipeline import OnlineAnnotationJob
 
     config = AnnotateConfig(task="detect", label_field="gemini", api=api, base_url=url,
                             concurrency=concurrency)
-    job = AnnotationJob(dataset, config)
+    job = OnlineAnnotationJob(dataset, config)
     writes_before, cpu_before = WRITES.snapshot(), process_cpu()
     started = time.perf_counter()
     summary = asyncio.run(job.run())

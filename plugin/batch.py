@@ -10,7 +10,9 @@ The job's name is saved on the FiftyOne run the moment it is submitted. A
 process that stops (killed, closed laptop, ``batch_wait=False``) loses nothing:
 running the same configuration again finds the pending job on the run and
 resumes polling it instead of submitting another, and a job is marked
-ingested once its answers are written, so each answer is written once.
+ingested once its answers are written, so each answer is written once. An
+answer whose sample was labeled while the job ran is dropped, as a rerun
+would skip that sample.
 """
 
 from __future__ import annotations
@@ -18,16 +20,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
-import os
 import time
-from collections import Counter
+from dataclasses import replace
 from typing import Optional
 
 from .gemini import BatchStatus, GeminiClient, GeminiError, GeminiRequest, generate_with_retries
 from .media import ImageError, PreparedImage, fit_within, read_image_size
-from .pipeline import AnnotationJob, AnnotationStopped, RunProgress
-from .request_builder import SampleError, SampleSource
-from .runs import STATUS_FAILED, RunSummary, SampleResult, load_batch_job, load_run_summary, save_run_summary
+from .pipeline import MEDIA_THREADS, AnnotationJob, StopRun
+from .request_builder import SampleSource
+from .runs import (
+    STATUS_FAILED,
+    RunSummary,
+    SampleResult,
+    load_batch_job,
+    load_run_summary,
+    pending_paths,
+    save_run_summary,
+)
 
 INLINE_LIMIT_BYTES = 19_000_000
 """Above this request size (Google's limit for an inline batch is 20 MB) the
@@ -45,82 +54,90 @@ class BatchJobMismatch(ValueError):
 
 
 class BatchAnnotationJob(AnnotationJob):
-    """An annotation run through the Batch API. Use :meth:`run` once."""
+    """An annotation run through the Batch API. Use :meth:`run` once.
+
+    Attributes:
+        job: the run's batch job record (name, state, ...), saved with the
+            summary; ``None`` until a job is submitted or found pending.
+    """
+
+    job: Optional[dict] = None
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
+        if self.config.num_shards > 1:
+            # the job record is the run's: every shard would find and collect one another's job
+            raise ValueError(f"a batch run is one batch job and cannot be split into shards "
+                             f"(num_shards={self.config.num_shards}); shards are for online runs")
         self.builder.check_fields(self.samples)
-        self._earlier_reasons: Counter = Counter()
-        client = GeminiClient.from_config(self.config, api_key=self._api_key)
+        client = self._client()
+        waiting = None
         try:
-            record = load_batch_job(self.samples, self.config.resolved_run_key)
-            if record and record.get("state") == PENDING:
-                self._check_same_job(record)
-                self.summary = load_run_summary(self.samples, self.config.resolved_run_key) or self.summary
-                self._earlier_reasons = Counter(self.summary.failure_reasons)
-            else:
-                record = await self._submit(client)
-                if record is None:
-                    return self._finish(started)
-                if not self.config.batch_wait:
-                    return self._leave_pending(record["name"], "submitted")
-            status = await self._poll(client, record["name"], until_done=self.config.batch_wait)
+            waiting = await self._submit_or_collect(client)
+        except StopRun as e:
+            self.summary.stopped = str(e)
         finally:
             await client.aclose()
-        if not status.done:
-            return self._leave_pending(status.name, status.state)
-        if status.state not in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
-            record = {**record, "state": ENDED, "ended_as": status.state}
-            save_run_summary(self.dataset, self.summary, batch_job=record)
-            message = (f"batch job {status.name} ended {status.state}"
-                       f"{': ' + status.error if status.error else ''}; run again to submit a new one")
-            self.summary.stopped = message
-            raise AnnotationStopped(message, self.summary)
-        self._ingest(status)
-        record = {**record, "state": INGESTED, "ingested": _now()}
-        return self._finish(started, record)
+        return self._finish(started, self.job, waiting)
 
-    def _leave_pending(self, name: str, state: str) -> RunSummary:
-        message = f"batch job {name} is {state.lower()}; run again to collect its results"
-        self._report_progress(force=True, message=message)
-        self.summary.stopped = None
-        return self.summary
+    async def _submit_or_collect(self, client: GeminiClient) -> Optional[str]:
+        """Submits a job (or finds the pending one) and ingests its answers once it has ended.
+
+        Returns:
+            what the run leaves waiting, when the job is still pending
+        """
+        job = load_batch_job(self.samples, self.config.resolved_run_key)
+        if job and job.get("state") == PENDING:
+            self._check_same_job(job)
+            saved = load_run_summary(self.samples, self.config.resolved_run_key)
+            if saved is not None:
+                self.summary = replace(saved, stopped=None)  # going on where it stopped
+            self.job = job
+        else:
+            if not await self._submit(client):
+                return None
+            if not self.config.batch_wait:
+                return _waiting_for(self.job["name"], "submitted")
+        status = await self._poll(client, self.job["name"], until_done=self.config.batch_wait)
+        if not status.done:
+            return _waiting_for(status.name, status.state)
+        if status.state not in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
+            self.job = {**self.job, "state": ENDED, "ended_as": status.state}
+            self._stop(f"batch job {status.name} ended {status.state}"
+                       f"{': ' + status.error if status.error else ''}; run again to submit a new one")
+        self._ingest(status)
+        self.job = {**self.job, "state": INGESTED, "ingested": _now()}
+        return None
 
     # submitting
 
-    async def _submit(self, client: GeminiClient) -> Optional[dict]:
-        """Builds and submits the requests; returns the saved job record (``None``: nothing to send)."""
-        todo, unsendable = self._select()
-        self.summary.selected = len(todo) + len(unsendable) + self.summary.skipped
-        failures = list(unsendable)
+    async def _submit(self, client: GeminiClient) -> bool:
+        """Builds and submits the requests, and saves the job on the run; ``False``: nothing to send."""
+        self._count_selection()
+        todo: list[SampleSource] = []
+        failures: list[SampleResult] = []
+        for page in self._pending_pages():
+            for item in page:
+                (failures if isinstance(item, SampleResult) else todo).append(item)
         requests: list[tuple[str, GeminiRequest]] = []
         loop = asyncio.get_running_loop()
-        with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1), "gemini-media") as pool:
+        with concurrent.futures.ThreadPoolExecutor(MEDIA_THREADS, "gemini-media") as pool:
             async def build(source: SampleSource) -> None:
-                try:
-                    built = await self.builder.build(
-                        source, client, lambda fn, *args: loop.run_in_executor(pool, fn, *args))
-                except SampleError as e:
-                    failures.append(SampleResult(source.sample_id, STATUS_FAILED, reason=str(e)))
-                    return
-                except GeminiError as e:
-                    self._stop_if_fatal(e)
-                    failures.append(SampleResult(source.sample_id, STATUS_FAILED,
-                                                 reason=f"upload failed: {e.message}"))
-                    return
-                self.summary.estimated_input_tokens += built.estimated_input_tokens
-                requests.append((source.sample_id, built.request))
+                built = await self._build(source, client, lambda fn, *args: loop.run_in_executor(pool, fn, *args))
+                if isinstance(built, SampleResult):
+                    failures.append(built)
+                else:
+                    requests.append((source.sample_id, built.request))
 
             await _gather_limited((build(source) for source in todo), self.config.concurrency)
 
         for result in failures:
-            self._account(result)
-            self.writer.add(result)
+            self._add_result(result)
         if self.uploads is not None:
             self.summary.files_uploaded = self.uploads.uploaded
             self.summary.files_reused = self.uploads.reused
         if not requests:
-            return None
+            return False
 
         size = sum(len(r.prompt) + sum(len(i.data or b"") * 4 // 3 for i in r.images) for _, r in requests)
         via_file = size > INLINE_LIMIT_BYTES
@@ -131,20 +148,19 @@ class BatchAnnotationJob(AnnotationJob):
         try:
             status = await generate_with_retries(submit, max_attempts=self.config.max_attempts)
         except GeminiError as e:
-            self._stop_if_fatal(e)
-            raise self._stopped(f"the batch job could not be submitted: {e.message}") from None
+            self._check_stop(e)
+            self._stop(f"the batch job could not be submitted: {e.message}")
         self.summary.requests += len(requests)
         self.summary.batch_job = status.name
-        record = {"name": status.name, "state": PENDING, "submitted": _now(), "requests": len(requests),
-                  "via_file": via_file, "config": {k: self.config.to_record()[k] for k in _JOB_IDENTITY}}
+        self.job = {"name": status.name, "state": PENDING, "submitted": _now(), "requests": len(requests),
+                    "via_file": via_file, "config": {k: self.config.to_record()[k] for k in _JOB_IDENTITY}}
         # saved at once: a restarted process finds the job here
         self._record()
         self.writer.flush()
-        self.summary.failure_reasons = dict(self._reasons)
-        save_run_summary(self.dataset, self.summary, batch_job=record)
+        save_run_summary(self.dataset, self.summary, batch_job=self.job)
         self._report_progress(force=True, message=f"batch job {status.name} submitted "
                                                    f"({len(requests)} requests)")
-        return record
+        return True
 
     def _check_same_job(self, record: dict) -> None:
         mine = {k: self.config.to_record()[k] for k in _JOB_IDENTITY}
@@ -167,9 +183,9 @@ class BatchAnnotationJob(AnnotationJob):
             try:
                 status = await generate_with_retries(check, max_attempts=self.config.max_attempts)
             except GeminiError as e:
-                self._stop_if_fatal(e)
-                raise self._stopped(f"could not check batch job {name}: {e.message}; "
-                                    "run again to resume waiting for it") from None
+                self._check_stop(e)
+                self._stop(f"could not check batch job {name}: {e.message}; "
+                           "run again to resume waiting for it")
             self._report_progress(force=True, message=f"batch job {name}: {status.state}")
             if status.done or not until_done:
                 return status
@@ -178,24 +194,20 @@ class BatchAnnotationJob(AnnotationJob):
     # ingesting
 
     def _ingest(self, status: BatchStatus) -> None:
-        """Interprets every answer and writes it, through the same code as an online run."""
+        """Interprets every answer and buffers its result, through the same code as an online run."""
         results = {r.key: r for r in status.results or ()}
-        ids = [key for key in results if _is_object_id(key)]
-        found_ids, paths = self.dataset.select(ids).values(["id", "filepath"]) if ids else ([], [])
-        path_of = dict(zip(found_ids, paths))
+        path_of = pending_paths(self.samples, self.config, [key for key in results if _is_object_id(key)])
         for key, result in results.items():
             if key not in path_of:
-                continue  # not a sample of this dataset (any more)
+                self.summary.skipped += 1  # labeled meanwhile, or no longer in the dataset
+                continue
             if result.reply is None:
                 outcome = SampleResult(key, STATUS_FAILED, reason=result.error)
             else:
-                self._successes += 1
-                self._usage = self._usage + result.reply.usage
+                self._count_tokens(result.reply.usage)
                 outcome = self._interpret(SampleSource(key, path_of[key]), result.reply,
                                           self._geometry(path_of[key]))
-            self._account(outcome)
-            self.writer.add(outcome)
-        self.writer.flush()
+            self._add_result(outcome)
 
     def _geometry(self, path: str) -> PreparedImage:
         """The image's size as it was sent (from its header), for tasks whose labels need it."""
@@ -208,37 +220,9 @@ class BatchAnnotationJob(AnnotationJob):
                 pass
         return PreparedImage(b"", "", width, height, display_width, display_height)
 
-    # finishing
 
-    def _finish(self, started: float, record: Optional[dict] = None) -> RunSummary:
-        self.writer.flush()
-        summary = self.summary
-        summary.elapsed_seconds = round(summary.elapsed_seconds + time.monotonic() - started, 3)
-        summary.input_tokens += self._usage.input_tokens
-        summary.output_tokens += self._usage.output_tokens
-        summary.thought_tokens += self._usage.thought_tokens
-        summary.failure_reasons = dict(self._earlier_reasons + self._reasons)
-        if self._recorded or self.writer.written:
-            self.writer.declare_attributes()
-            save_run_summary(self.dataset, summary, batch_job=record)
-        self._report_progress(force=True)
-        return summary
-
-    def _stop_if_fatal(self, error: GeminiError) -> None:
-        if error.fatal:
-            raise self._stopped(error.message)
-
-    def _stopped(self, message: str) -> AnnotationStopped:
-        self.writer.flush()
-        self.summary.stopped = message
-        return AnnotationStopped(message, self.summary)
-
-    def _report_progress(self, force: bool = False, message: Optional[str] = None) -> None:
-        if self._progress is None:
-            return
-        s = self.summary
-        self._progress(RunProgress(total=s.selected - s.skipped, done=s.done, failed=s.failed,
-                                   labels=s.labels, message=message))
+def _waiting_for(name: str, state: str) -> str:
+    return f"batch job {name} is {state.lower()}; run again to collect its results"
 
 
 async def _gather_limited(coroutines, limit: int) -> None:

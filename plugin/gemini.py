@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import importlib
 import io
@@ -28,7 +29,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar
 
 import tenacity
 
@@ -50,6 +51,8 @@ REFUSAL_FINISH_REASONS = frozenset(
     }
 )
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -317,16 +320,12 @@ class GeminiClient:
         Raises:
             GeminiError: the request failed; see its ``retryable``/``fatal``.
         """
-        try:
-            # the SDK's timeout bounds each network read; this bounds the whole request
+        # the SDK's timeout bounds each network read; this bounds the whole request
+        with self._sdk_errors():
             async with asyncio.timeout(self.timeout):
                 if self.api == "interactions":
                     return await self._create_interaction(request)
                 return await self._generate_content(request)
-        except GeminiError:
-            raise
-        except Exception as e:
-            raise self._as_gemini_error(e) from None
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()
@@ -430,25 +429,19 @@ class GeminiClient:
         config: dict[str, Any] = {"mime_type": mime_type}
         if display_name:
             config["display_name"] = display_name
-        try:
+        with self._sdk_errors():
             uploaded = await self._client.aio.files.upload(file=io.BytesIO(data), config=config)
-        except Exception as e:
-            raise self._as_gemini_error(e) from None
         return _uploaded_file(uploaded)
 
     async def get_file(self, name: str) -> UploadedFile:
         """The File API's record of a file (raises :class:`GeminiError` when it is gone)."""
-        try:
+        with self._sdk_errors():
             return _uploaded_file(await self._client.aio.files.get(name=name))
-        except Exception as e:
-            raise self._as_gemini_error(e) from None
 
     async def delete_file(self, name: str) -> None:
         """Deletes an uploaded file."""
-        try:
+        with self._sdk_errors():
             await self._client.aio.files.delete(name=name)
-        except Exception as e:
-            raise self._as_gemini_error(e) from None
 
     # Batch API
 
@@ -460,7 +453,7 @@ class GeminiClient:
         JSONL file uploaded through the File API first (for jobs beyond the
         inline size limit).
         """
-        try:
+        with self._sdk_errors():
             if via_file:
                 lines = (json.dumps({"key": key, "request": self._request_body(request)})
                          for key, request in requests)
@@ -475,15 +468,11 @@ class GeminiClient:
                 ]
             job = await self._client.aio.batches.create(
                 model=self.model, src=src, config={"display_name": display_name})
-        except GeminiError:
-            raise
-        except Exception as e:
-            raise self._as_gemini_error(e) from None
         return BatchStatus(name=job.name, state=_job_state(job))
 
     async def get_batch(self, name: str) -> BatchStatus:
         """A batch job's state, with every result once it has succeeded."""
-        try:
+        with self._sdk_errors():
             job = await self._client.aio.batches.get(name=name)
             state = _job_state(job)
             if state not in ("SUCCEEDED", "PARTIALLY_SUCCEEDED"):
@@ -498,10 +487,6 @@ class GeminiClient:
                     _batch_result((item.metadata or {}).get("key", str(i)), item.response, item.error)
                     for i, item in enumerate((dest.inlined_responses if dest else None) or [])
                 )
-        except GeminiError:
-            raise
-        except Exception as e:
-            raise self._as_gemini_error(e) from None
         return BatchStatus(name=name, state=state, results=results)
 
     def _request_body(self, request: GeminiRequest) -> dict:
@@ -517,22 +502,24 @@ class GeminiClient:
 
     # errors
 
-    def _as_gemini_error(self, exc: Exception) -> GeminiError:
-        error = classify_sdk_error(exc, model=self.model, timeout=self.timeout)
-        error.message = scrub_secret(error.message, self._key)
-        error.args = (error.message,)
-        return error
+    @contextlib.contextmanager
+    def _sdk_errors(self) -> Iterator[None]:
+        """Turns whatever the SDK raises inside into a :class:`GeminiError` naming no secret."""
+        try:
+            yield
+        except GeminiError:
+            raise
+        except Exception as e:
+            error = classify_sdk_error(e, model=self.model, timeout=self.timeout)
+            error.message = scrub_secret(error.message, self._key)
+            error.args = (error.message,)
+            raise error from None
 
 
 def reply_from_generate_content(response: Any) -> GeminiReply:
     """Reads a ``GenerateContentResponse`` into a :class:`GeminiReply`."""
-    usage = response.usage_metadata
-    tokens = TokenUsage(
-        input_tokens=(usage.prompt_token_count or 0) if usage else 0,
-        output_tokens=(usage.candidates_token_count or 0) if usage else 0,
-        thought_tokens=(usage.thoughts_token_count or 0) if usage else 0,
-        total_tokens=(usage.total_token_count or 0) if usage else 0,
-    )
+    tokens = _token_usage(response.usage_metadata, "prompt_token_count", "candidates_token_count",
+                          "thoughts_token_count", "total_token_count")
     if not response.candidates:
         feedback = response.prompt_feedback
         reason = feedback.block_reason if feedback and feedback.block_reason else None
@@ -549,6 +536,14 @@ def reply_from_generate_content(response: Any) -> GeminiReply:
     finish_name = getattr(finish, "value", finish) or "STOP"
     return GeminiReply(text=text, finish_reason=str(finish_name), usage=tokens,
                        model_version=response.model_version)
+
+
+def _token_usage(usage: Any, input_name: str, output_name: str, thought_name: str,
+                 total_name: str) -> TokenUsage:
+    """The token counts of an SDK usage object, read by each API's attribute names (missing: 0)."""
+    if usage is None:
+        return TokenUsage()
+    return TokenUsage(*(getattr(usage, name) or 0 for name in (input_name, output_name, thought_name, total_name)))
 
 
 def _uploaded_file(file: Any) -> UploadedFile:
@@ -609,13 +604,8 @@ def reply_from_interaction(interaction: Any) -> GeminiReply:
             if texts:
                 text = "".join(texts)
                 break
-    usage = interaction.usage
-    tokens = TokenUsage(
-        input_tokens=(usage.total_input_tokens or 0) if usage else 0,
-        output_tokens=(usage.total_output_tokens or 0) if usage else 0,
-        thought_tokens=(usage.total_thought_tokens or 0) if usage else 0,
-        total_tokens=(usage.total_tokens or 0) if usage else 0,
-    )
+    tokens = _token_usage(interaction.usage, "total_input_tokens", "total_output_tokens",
+                          "total_thought_tokens", "total_tokens")
     status = str(getattr(interaction.status, "value", interaction.status))
     return GeminiReply(
         text=text,
@@ -792,16 +782,16 @@ class _ServerAwareWait(tenacity.wait.wait_base):
 
 
 async def generate_with_retries(
-    send: Callable[[], Awaitable[GeminiReply]],
+    send: Callable[[], Awaitable[T]],
     *,
     max_attempts: int,
     initial_delay: float = 1.0,
     max_delay: float = 60.0,
     on_retry: Optional[Callable[[GeminiError, int], None]] = None,
-) -> GeminiReply:
+) -> T:
     """Calls ``send`` until it succeeds, a non-retryable error occurs, or attempts run out.
 
-    Waits grow exponentially with jitter and are never shorter than the
+    It retries requests, File API uploads and Batch API calls alike. Waits grow exponentially with jitter and are never shorter than the
     server's ``RetryInfo``/``Retry-After``.
     """
 

@@ -3,22 +3,24 @@
     sample → media (prepare image) → request → gemini (reply) → task (parse,
     convert) → runs (batched write, run record)
 
-Requests run concurrently on the SDK's async client, images are prepared in
-worker threads while other requests wait on the network, and results are
-written in batches. The App operator, the Python API and the CLI all call
-:func:`run_annotation`.
+:class:`AnnotationJob` holds the stages; :class:`OnlineAnnotationJob` runs
+requests concurrently on the SDK's async client, images prepared in worker
+threads while other requests wait on the network, results written in
+batches; :class:`gemini_annotate.batch.BatchAnnotationJob` sends the same
+requests as one Batch API job. The App operator, the Python API and the CLI
+all call :func:`run_annotation`.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import concurrent.futures
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, NoReturn, Optional, Union
 
 import fiftyone as fo
 import fiftyone.core.media as fom
@@ -34,7 +36,7 @@ from .gemini import (
 )
 from .limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
 from .media import PreparedImage, image_metadata
-from .request_builder import RequestBuilder, SampleError, SampleSource
+from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleError, SampleSource
 from .runs import (
     STATUS_FAILED,
     STATUS_OK,
@@ -165,14 +167,17 @@ def run_annotation(
             from .batch import BatchAnnotationJob
 
             return BatchAnnotationJob(samples, config, api_key=api_key, progress=progress).run()
-        return AnnotationJob(samples, config, api_key=api_key, progress=progress).run()
+        return OnlineAnnotationJob(samples, config, api_key=api_key, progress=progress).run()
 
     return run_sync(job)
 
 
-class _Stop(Exception):
-    def __init__(self, error: GeminiError):
-        self.error = error
+class StopRun(Exception):
+    """Raised by a job's stages when no later request can succeed; its message says why.
+
+    A job's :meth:`~AnnotationJob.run` catches it, saves what was finished and
+    raises :class:`AnnotationStopped`.
+    """
 
 
 TRUNCATED_REASON = "reply cut off at the output token limit (MAX_TOKENS): objects after the cut are missing"
@@ -185,6 +190,9 @@ PREFETCH = 4
 
 FLUSH_CHECK_INTERVAL = 1.0
 """Seconds between checks for a batch that is due by age (while replies are slow)."""
+
+MEDIA_THREADS = min(4, os.cpu_count() or 1)
+"""Threads preparing images (decoding, EXIF, resizing, encoding) off the event loop."""
 
 
 class StageCpu:
@@ -212,8 +220,177 @@ class StageCpu:
                 "loop": self.loop}
 
 
-class AnnotationJob:
+class AnnotationJob(abc.ABC):
     """One run of one configuration over a collection (or one shard of it). Use :meth:`run` once.
+
+    This class is what every way of sending shares: the selection of the
+    samples still to send, their requests, the reading of the replies, the
+    summary, the batched writes and the run record. A subclass sends:
+    :class:`OnlineAnnotationJob` streams requests through the async client,
+    :class:`gemini_annotate.batch.BatchAnnotationJob` submits them as one Batch
+    API job. Both go through the same methods below, so a sample gets the same
+    request and the same labels either way.
+    """
+
+    def __init__(
+        self,
+        samples: fo.core.collections.SampleCollection,
+        config: AnnotateConfig,
+        *,
+        api_key: Optional[str] = None,
+        progress: Optional[ProgressCallback] = None,
+    ):
+        self.samples = samples
+        self.dataset = samples._dataset
+        self.config = config
+        self.task: TaskSpec = get_task(config.task)
+        self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field,
+                                  shard=config.shard, num_shards=config.num_shards)
+        self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
+                        if config.image_transport == "file_api" else None)
+        self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
+        self.writer = LabelWriter(self.dataset, config, on_first_write=self._record)
+        self._api_key = api_key
+        self._progress = progress
+        self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
+        self._recorded = False
+        self._last_progress = 0.0
+
+    @abc.abstractmethod
+    async def run(self) -> RunSummary:
+        """Sends the samples still to send, writes their results and saves the summary on the run.
+
+        Raises:
+            AnnotationStopped: the run could not go on; what it finished is saved.
+        """
+
+    # the stages every way of sending shares
+
+    def _client(self) -> GeminiClient:
+        return GeminiClient.from_config(self.config, api_key=self._api_key)
+
+    def _record(self) -> None:
+        """Records the run on the dataset (once, just before its first write)."""
+        if not self._recorded:
+            record_run(self.samples, self.config)
+            self._recorded = True
+
+    def _count_selection(self) -> None:
+        """Counts the samples of the job, and those skipped as done (by ``if_labeled``)."""
+        selected, pending = count_selection(self.samples, self.config)
+        self.summary.selected, self.summary.skipped = selected, selected - pending
+
+    def _pending_pages(self) -> Iterator[list[Union[SampleSource, SampleResult]]]:
+        """The samples still to send, a page at a time: what each image's request
+        needs, or the failed result of a sample that is not an image."""
+        # metadata.width tells which samples lack metadata (computed from the image sent)
+        fields = list(dict.fromkeys([*self.builder.fields, "metadata.width"]))
+        for page in iter_pending(self.samples, self.config, fields, PAGE_SIZE):
+            yield [_not_an_image(sample_id, path) or SampleSource(sample_id, path, values)
+                   for sample_id, path, values in page]
+
+    async def _build(self, source: SampleSource, client: GeminiClient,
+                     run_blocking: RunBlocking) -> Union[BuiltRequest, SampleResult]:
+        """The sample's request, or its failed result when none can be built (image, fields, upload).
+
+        Raises:
+            StopRun: an upload failed in a way no later request can avoid (:meth:`_check_stop`).
+        """
+        try:
+            built = await self.builder.build(source, client, run_blocking)
+        except SampleError as e:
+            return SampleResult(source.sample_id, STATUS_FAILED, reason=str(e))
+        except GeminiError as e:
+            self._check_stop(e)
+            return SampleResult(source.sample_id, STATUS_FAILED, reason=f"upload failed: {e.message}")
+        self.summary.estimated_input_tokens += built.estimated_input_tokens
+        return built
+
+    def _check_stop(self, error: GeminiError) -> None:
+        """Stops the run (:meth:`_stop`) when no later request can succeed."""
+        if error.fatal:
+            self._stop(error.message)
+
+    def _stop(self, message: str) -> NoReturn:
+        raise StopRun(message)
+
+    def _count_tokens(self, usage: TokenUsage) -> None:
+        summary = self.summary
+        summary.input_tokens += usage.input_tokens
+        summary.output_tokens += usage.output_tokens
+        summary.thought_tokens += usage.thought_tokens
+
+    def _interpret(self, work: SampleSource, reply: GeminiReply, image: PreparedImage) -> SampleResult:
+        if reply.refused:
+            return SampleResult(
+                work.sample_id, STATUS_FAILED,
+                reason=f"Gemini declined to answer (finish reason {reply.finish_reason})",
+            )
+        outcome = self.task.interpret(reply, ReplyContext(self.config, image, self._provenance))
+        reason = "; ".join(outcome.warnings) or None
+        if outcome.status == "unreadable":
+            return SampleResult(work.sample_id, STATUS_FAILED, reason=f"unreadable reply: {reason}")
+        status = STATUS_PARTIAL if outcome.status == "partial" else STATUS_OK
+        if reply.truncated and status == STATUS_OK:
+            # whatever the parser salvaged, a cut reply may have lost objects
+            status = STATUS_PARTIAL
+            reason = "; ".join(filter(None, [reason, TRUNCATED_REASON]))
+        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count,
+                            fields=outcome.fields)
+
+    def _add_result(self, result: SampleResult) -> bool:
+        """Counts a sample's result in the summary and buffers it; returns whether a write is due."""
+        summary = self.summary
+        if result.status == STATUS_FAILED:
+            summary.failed += 1
+            kind = _reason_kind(result.reason)
+            summary.failure_reasons[kind] = summary.failure_reasons.get(kind, 0) + 1
+        else:
+            summary.done += 1
+            summary.labels += result.label_count
+            if result.status == STATUS_PARTIAL:
+                summary.partial += 1
+        return self.writer.add(result)
+
+    def _report_progress(self, force: bool = False, message: Optional[str] = None) -> None:
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_INTERVAL:
+            return
+        self._last_progress = now
+        s = self.summary
+        self._progress(RunProgress(total=s.selected - s.skipped, done=s.done, failed=s.failed,
+                                   labels=s.labels, message=message))
+
+    def _finish(self, started: float, batch_job: Optional[dict] = None,
+                message: Optional[str] = None) -> RunSummary:
+        """Writes what is buffered, saves the summary on the run and reports the end.
+
+        Args:
+            started: when the job started (``time.monotonic()``); the time
+                since is added to the summary's.
+            batch_job: the run's batch job record, saved with the summary
+                (see :mod:`gemini_annotate.batch`).
+            message: what the run waits for, for the last progress report.
+
+        Raises:
+            AnnotationStopped: the summary says the run stopped.
+        """
+        self.writer.flush()
+        summary = self.summary
+        summary.elapsed_seconds = round(summary.elapsed_seconds + time.monotonic() - started, 3)
+        if self._recorded or batch_job is not None:
+            self.writer.declare_attributes()
+            save_run_summary(self.dataset, summary, batch_job=batch_job)
+        self._report_progress(force=True, message=message)
+        if summary.stopped:
+            raise AnnotationStopped(summary.stopped, summary)
+        return summary
+
+
+class OnlineAnnotationJob(AnnotationJob):
+    """A run that sends each sample's request as soon as it is ready. Use :meth:`run` once.
 
     The stages overlap: a producer streams the samples still to send from the
     database page by page; ``concurrency`` + :data:`PREFETCH` workers prepare
@@ -233,75 +410,38 @@ class AnnotationJob:
         api_key: Optional[str] = None,
         progress: Optional[ProgressCallback] = None,
     ):
-        self.samples = samples
-        self.dataset = samples._dataset
-        self.config = config
-        self.task: TaskSpec = get_task(config.task)
-        self._api_key = api_key
-        self._progress = progress
-        self.summary = RunSummary(run_key=config.resolved_run_key, label_field=config.label_field,
-                                  shard=config.shard, num_shards=config.num_shards)
-        self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
-        self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
-                        if config.image_transport == "file_api" else None)
-        self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
-        self._usage = TokenUsage()
-        self._reasons: Counter = Counter()
-        self._refusals = 0
-        self._successes = 0
-        self._last_progress = 0.0
-        self._recorded = False
-        self._stopping: Optional[str] = None
+        super().__init__(samples, config, api_key=api_key, progress=progress)
         self.limiter = AdaptiveConcurrency(config.concurrency)
         self.budget = Budget(config.max_requests, config.max_tokens)
         self.cpu = StageCpu()
-        self.writer = LabelWriter(self.dataset, config, on_first_write=self._record)
-
-    def _record(self) -> None:
-        record_run(self.samples, self.config)
-        self._recorded = True
+        self._refusals = 0
+        self._successes = 0
+        self._stopping: Optional[str] = None
 
     async def run(self) -> RunSummary:
         started, loop_cpu = time.monotonic(), time.thread_time()
         self.builder.check_fields(self.samples)
-        client = GeminiClient.from_config(self.config, api_key=self._api_key)
+        client = self._client()
         loop = asyncio.get_running_loop()
-        stop: Optional[GeminiError] = None
-        with concurrent.futures.ThreadPoolExecutor(min(4, os.cpu_count() or 1), "gemini-media") as media_pool, \
+        with concurrent.futures.ThreadPoolExecutor(MEDIA_THREADS, "gemini-media") as media_pool, \
                 concurrent.futures.ThreadPoolExecutor(1, "gemini-db") as db_pool:
             try:
-                selected, pending = await loop.run_in_executor(
-                    db_pool, count_selection, self.samples, self.config)
-                self.summary.selected, self.summary.skipped = selected, selected - pending
+                await loop.run_in_executor(db_pool, self._count_selection)
                 await self._process_all(client, loop, media_pool, db_pool)
-            except _Stop as e:
-                stop = e.error
+            except StopRun as e:
+                self.summary.stopped = str(e)
             finally:
                 await client.aclose()
                 await loop.run_in_executor(db_pool, self._write, self.writer.take())
 
         self.cpu.loop = time.thread_time() - loop_cpu
         summary = self.summary
-        summary.elapsed_seconds = round(time.monotonic() - started, 3)
-        summary.input_tokens = self._usage.input_tokens
-        summary.output_tokens = self._usage.output_tokens
-        summary.thought_tokens = self._usage.thought_tokens
+        if self._stopping and not summary.stopped:
+            summary.stopped = f"{self._stopping}; re-run the same job to go on where it stopped"
         if self.uploads is not None:
-            summary.files_uploaded = self.uploads.uploaded
-            summary.files_reused = self.uploads.reused
-        summary.failure_reasons = dict(self._reasons)
+            summary.files_uploaded, summary.files_reused = self.uploads.uploaded, self.uploads.reused
         summary.lowest_concurrency = self.limiter.lowest
-        if stop is None and self._stopping:
-            stop = GeminiError(f"{self._stopping}; re-run the same job to go on where it stopped")
-        if stop is not None:
-            summary.stopped = stop.message
-        if self._recorded:
-            self.writer.declare_attributes()
-            save_run_summary(self.dataset, summary)
-        self._report_progress(force=True)
-        if stop is not None:
-            raise AnnotationStopped(stop.message, summary)
-        return summary
+        return self._finish(started)
 
     async def _process_all(self, client, loop, media_pool, db_pool) -> None:
         workers = self.config.concurrency + PREFETCH
@@ -309,8 +449,7 @@ class AnnotationJob:
         writing: set[asyncio.Future] = set()
 
         def finish(result: SampleResult) -> None:
-            self._account(result)
-            if self.writer.add(result):
+            if self._add_result(result):
                 write_due()
             self._report_progress()
 
@@ -320,20 +459,18 @@ class AnnotationJob:
             future.add_done_callback(writing.discard)
 
         async def produce() -> None:
-            pages = iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE)
-            try:
-                while not self._stopping and (page := await loop.run_in_executor(db_pool, next, pages, None)):
-                    for sample_id, path, values in page:
-                        if self._stopping:
-                            break
-                        unsendable = self._unsendable(sample_id, path)
-                        if unsendable is not None:
-                            finish(unsendable)
-                        else:
-                            await queue.put(SampleSource(sample_id, path, values))
-            finally:
-                for _ in range(workers):
-                    await queue.put(None)
+            pages = self._pending_pages()
+            while not self._stopping and (page := await loop.run_in_executor(db_pool, next, pages, None)):
+                for item in page:
+                    if self._stopping:
+                        break
+                    if isinstance(item, SampleResult):
+                        finish(item)
+                    else:
+                        await queue.put(item)
+            # not on cancellation: the workers are cancelled too, and a full queue would never drain
+            for _ in range(workers):
+                await queue.put(None)
 
         async def work() -> None:
             while (item := await queue.get()) is not None:
@@ -367,38 +504,6 @@ class AnnotationJob:
         finally:
             self.cpu.write += time.thread_time() - cpu  # only the one database thread writes
 
-    def _page_fields(self) -> list[str]:
-        # metadata.width tells which samples lack metadata (computed from the image sent)
-        return list(dict.fromkeys([*self.builder.fields, "metadata.width"]))
-
-    @staticmethod
-    def _unsendable(sample_id: str, path: str) -> Optional[SampleResult]:
-        media_type = fom.get_media_type(path) if path else None
-        if media_type not in _NOT_IMAGES:
-            return None
-        return SampleResult(
-            sample_id, STATUS_FAILED,
-            reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
-        )
-
-    def _select(self) -> tuple[list[SampleSource], list[SampleResult]]:
-        """Every sample still to send, at once, and those that cannot be sent (not images).
-
-        For the Batch API, which sends a whole job in one request; the online
-        pipeline streams the same selection (:func:`gemini_annotate.runs.iter_pending`).
-        """
-        selected, pending = count_selection(self.samples, self.config)
-        self.summary.skipped = selected - pending
-        todo, unsendable = [], []
-        for page in iter_pending(self.samples, self.config, self._page_fields(), PAGE_SIZE):
-            for sample_id, path, values in page:
-                result = self._unsendable(sample_id, path)
-                if result is not None:
-                    unsendable.append(result)
-                else:
-                    todo.append(SampleSource(sample_id, path, values))
-        return todo, unsendable
-
     def _timed(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs image preparation in a worker thread, counting its CPU."""
         cpu = time.thread_time()
@@ -409,35 +514,33 @@ class AnnotationJob:
 
     async def _process_one(self, client: GeminiClient, work: SampleSource, loop, media_pool) -> Optional[SampleResult]:
         """One sample's result, or ``None`` when the job stopped before it was answered."""
-        config = self.config
         # the place in line is taken now, so requests leave in the order samples come
         places = [self.limiter.slot()]
+        built = None
         try:
-            built = await self.builder.build(
+            built = await self._build(
                 work, client, lambda fn, *args: loop.run_in_executor(media_pool, self._timed, fn, *args))
-        except SampleError as e:
-            places[0].abandon()
-            return SampleResult(work.sample_id, STATUS_FAILED, reason=str(e))
-        except GeminiError as e:
-            places[0].abandon()
-            self._check_stop(e)
-            return SampleResult(work.sample_id, STATUS_FAILED, reason=f"upload failed: {e.message}")
-        except asyncio.CancelledError:
-            places[0].abandon()
-            raise
+        finally:
+            if not isinstance(built, BuiltRequest):
+                places[0].abandon()  # nothing to send (failed, stopped, cancelled): the next one goes
+        if isinstance(built, SampleResult):
+            return built
         request, image, estimate = built.request, built.image, built.estimated_input_tokens
 
         async def send() -> GeminiReply:
+            retry = not places
             place = places.pop() if places else self.limiter.slot()  # a retry queues again
             try:
                 self.budget.spend_request(estimate)
             except BudgetExhausted:
                 place.abandon()
                 raise
-            self.summary.requests += 1
             reported = 0
             try:
                 async with place as slot:
+                    # counted once sent: a request still waiting when the run stops never is
+                    self.summary.requests += 1
+                    self.summary.retries += retry
                     try:
                         reply = await client.generate(request)
                     except GeminiError as e:
@@ -454,12 +557,8 @@ class AnnotationJob:
             finally:
                 self.budget.settle(estimate, reported)
 
-        def count_retry(error: GeminiError, attempt: int) -> None:
-            self.summary.retries += 1
-
-        self.summary.estimated_input_tokens += estimate
         try:
-            reply = await generate_with_retries(send, max_attempts=config.max_attempts, on_retry=count_retry)
+            reply = await generate_with_retries(send, max_attempts=self.config.max_attempts)
         except BudgetExhausted as e:
             self._stopping = self._stopping or str(e)
             return None
@@ -469,7 +568,7 @@ class AnnotationJob:
             return SampleResult(work.sample_id, STATUS_FAILED, reason=e.message)
 
         self._successes += 1
-        self._usage = self._usage + reply.usage
+        self._count_tokens(reply.usage)
         cpu = time.thread_time()
         try:
             result = self._interpret(work, reply, image)
@@ -480,59 +579,29 @@ class AnnotationJob:
             result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})
         return result
 
-    def _interpret(self, work: SampleSource, reply: GeminiReply, image: PreparedImage) -> SampleResult:
-        if reply.refused:
-            return SampleResult(
-                work.sample_id, STATUS_FAILED,
-                reason=f"Gemini declined to answer (finish reason {reply.finish_reason})",
-            )
-        outcome = self.task.interpret(reply, ReplyContext(self.config, image, self._provenance))
-        reason = "; ".join(outcome.warnings) or None
-        if outcome.status == "unreadable":
-            return SampleResult(work.sample_id, STATUS_FAILED, reason=f"unreadable reply: {reason}")
-        status = STATUS_PARTIAL if outcome.status == "partial" else STATUS_OK
-        if reply.truncated and status == STATUS_OK:
-            # whatever the parser salvaged, a cut reply may have lost objects
-            status = STATUS_PARTIAL
-            reason = "; ".join(filter(None, [reason, TRUNCATED_REASON]))
-        return SampleResult(work.sample_id, status, outcome.label, reason, outcome.label_count,
-                            fields=outcome.fields)
-
     def _check_stop(self, error: GeminiError) -> None:
-        """Raises :class:`_Stop` (and closes the limiter) when no later request can succeed."""
-        if error.fatal:
-            self.limiter.close()
-            raise _Stop(error)
-        if not error.retryable:
+        """Also stops after :data:`REFUSALS_BEFORE_STOP` refusals with no reply yet."""
+        if not error.fatal and not error.retryable:
             self._refusals += 1
             if self._successes == 0 and self._refusals >= REFUSALS_BEFORE_STOP:
-                self.limiter.close()
-                raise _Stop(GeminiError(
-                    f"Gemini refused the first {self._refusals} requests, so the run "
-                    f"stopped (check the model, prompt and options). Last refusal: {error.message}",
-                    status=error.status, reason=error.reason, fatal=True,
-                ))
+                self._stop(f"Gemini refused the first {self._refusals} requests, so the run "
+                           f"stopped (check the model, prompt and options). Last refusal: {error.message}")
+        super()._check_stop(error)
 
-    def _account(self, result: SampleResult) -> None:
-        summary = self.summary
-        if result.status == STATUS_FAILED:
-            summary.failed += 1
-            self._reasons[_reason_kind(result.reason)] += 1
-        else:
-            summary.done += 1
-            summary.labels += result.label_count
-            if result.status == STATUS_PARTIAL:
-                summary.partial += 1
+    def _stop(self, message: str) -> NoReturn:
+        self.limiter.close()  # no request waiting for a slot leaves
+        super()._stop(message)
 
-    def _report_progress(self, force: bool = False) -> None:
-        if self._progress is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_progress < PROGRESS_INTERVAL:
-            return
-        self._last_progress = now
-        s = self.summary
-        self._progress(RunProgress(total=s.selected - s.skipped, done=s.done, failed=s.failed, labels=s.labels))
+
+def _not_an_image(sample_id: str, path: str) -> Optional[SampleResult]:
+    """The failed result of a sample whose media Gemini is not sent (video, 3D), else ``None``."""
+    media_type = fom.get_media_type(path) if path else None
+    if media_type not in _NOT_IMAGES:
+        return None
+    return SampleResult(
+        sample_id, STATUS_FAILED,
+        reason=f"{media_type} samples are not supported; only images are sent to Gemini: {path}",
+    )
 
 
 def _reason_kind(reason: Optional[str]) -> str:

@@ -243,6 +243,23 @@ def iter_pending(
             return
 
 
+def pending_paths(
+    samples: fo.core.collections.SampleCollection, config: AnnotateConfig, ids: Sequence[str]
+) -> dict[str, str]:
+    """``{sample id: filepath}`` of those of ``ids`` a job still has to send.
+
+    A Batch API job answers hours after its samples were chosen: a sample
+    labeled or finished meanwhile is no longer pending, and keeps what it has.
+    """
+    if not ids:
+        return {}
+    view = samples._dataset.select(ids)
+    pending_match = _pending_match(config)
+    if pending_match:
+        view = view.mongo([{"$match": pending_match}])
+    return dict(zip(*view.values(["id", "filepath"])))
+
+
 # run records
 
 
@@ -450,11 +467,6 @@ class LabelWriter:
         self._last_flush = time.monotonic()
         self._fields: dict[str, Any] = {}
         self.written = 0
-        self.flushes = 0
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
 
     def add(self, result: SampleResult) -> bool:
         """Buffers a result; returns whether a flush is now due."""
@@ -512,7 +524,6 @@ class LabelWriter:
         foo.bulk_write(ops, self._dataset._sample_collection, batcher=False)
         fo.Sample._reload_docs(self._dataset._sample_collection_name, sample_ids=ids)
         self.written += len(batch)
-        self.flushes += 1
         return len(batch)
 
     def _to_mongo(self, name: str, value: Any) -> Any:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import fiftyone as fo
 import pytest
 
 import gemini_annotate
@@ -64,6 +65,22 @@ def test_no_wait_submits_and_a_rerun_collects(described_dataset, emulator, descr
     assert described_dataset.values("caption") == described_dataset.values("truth_caption")
 
 
+def test_a_sample_labeled_while_its_batch_job_runs_is_left_alone(coco_dataset, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset), batch_timing=(0.1, 0.2))
+    gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", batch=True, batch_wait=False)
+    sample = coco_dataset.first()
+    sample["boxes"] = fo.Detections(detections=[fo.Detection(label="drawn by hand", bounding_box=[0.1, 0.1, 0.2, 0.2])])
+    sample.save()
+
+    summary = gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", batch=True,
+                                       batch_poll_interval=0.1)
+
+    sample.reload()
+    assert [d.label for d in sample.boxes.detections] == ["drawn by hand"] and sample.boxes_status is None
+    assert summary.done == len(coco_dataset) - 1 and summary.skipped == 1
+    assert _labels(coco_dataset[1:], "boxes") == _labels(coco_dataset[1:], "ground_truth")
+
+
 def test_a_pending_job_is_not_collected_with_another_configuration(described_dataset, emulator, described_oracle):
     emulator(described_oracle(described_dataset), batch_timing=(5, 5))
     gemini_annotate.annotate(described_dataset, task="caption", label_field="answer", batch=True, batch_wait=False)
@@ -71,6 +88,16 @@ def test_a_pending_job_is_not_collected_with_another_configuration(described_dat
     with pytest.raises(BatchJobMismatch, match="pending batch job"):
         gemini_annotate.annotate(described_dataset, task="vqa", question="Why?", label_field="answer",
                                  batch=True, batch_wait=False)
+
+
+def test_a_batch_run_cannot_be_split_into_shards(coco_dataset, emulator, oracle_for):
+    # each shard would find, collect and account for the other shards' job
+    server = emulator(oracle_for(coco_dataset), batch_timing=(0.1, 0.1))
+
+    with pytest.raises(ValueError, match="cannot be split into shards"):
+        gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", batch=True,
+                                 shard=0, num_shards=2, batch_wait=False)
+    assert server.batches.created == 0
 
 
 def _cli_annotate(dataset, server, *extra, **popen):

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import gemini_annotate
-from gemini_annotate.emulator import Canned, EmulatorFault, Faults, Scenario
+from gemini_annotate.emulator import Canned, DailyQuotaExhausted, EmulatorFault, Faults, Scenario
 from gemini_annotate.limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
 from gemini_annotate.runs import LabelWriter, load_run_summary, shard_of
 
@@ -250,6 +250,32 @@ def test_request_budget_stops_cleanly_and_a_rerun_finishes_the_rest(image_datase
     assert summary.done == 30 and summary.skipped == 10
     assert server.requests_per_image() == {d: 1 for d in digests.values()}
     assert dataset.count("gemini.detections") == 3 * 40
+
+
+@pytest.mark.timeout(120)
+def test_a_fatal_error_stops_a_run_whose_queue_is_full(image_dataset, emulator):
+    # more samples than the workers and their queue hold: the producer waits on a full queue
+    dataset, _ = image_dataset(40)
+    server = emulator(DailyQuotaExhausted(), latency=0.3)
+
+    with pytest.raises(gemini_annotate.AnnotationStopped, match="daily Gemini quota"):
+        gemini_annotate.annotate(dataset, label_field="gemini", concurrency=1)
+
+    assert server.count() == 1
+    assert not dataset.has_field("gemini_status")
+
+
+def test_a_stopped_run_counts_only_the_requests_it_sent(image_dataset, emulator):
+    dataset, _ = image_dataset(12)
+    # requests wait for the one slot when the fatal answer closes the limiter
+    server = emulator(DailyQuotaExhausted(), latency=0.3)
+
+    with pytest.raises(gemini_annotate.AnnotationStopped) as stopped:
+        gemini_annotate.annotate(dataset, label_field="gemini", concurrency=1)
+
+    summary = stopped.value.summary
+    assert server.count() == 1
+    assert (summary.requests, summary.retries) == (1, 0)
 
 
 def test_retry_failed_sends_only_the_samples_that_failed(image_dataset, emulator):
