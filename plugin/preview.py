@@ -19,7 +19,7 @@ from .convert import UNREVIEWED
 from .costs import estimate_text_tokens
 from .media import ImageError, estimate_image_tokens, read_image_size
 from .review import review_counts
-from .runs import _pending_match, _shard_stages
+from .runs import pending_samples
 from .tasks import get_task
 
 FALLBACK_TOKENS_PER_IMAGE = estimate_image_tokens(1024, 768)
@@ -76,15 +76,6 @@ def image_tokens_as_sent(width: int, height: int, config: AnnotateConfig) -> int
                                  media_resolution=config.media_resolution, model=config.model)
 
 
-def samples_to_send(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> fo.core.collections.SampleCollection:
-    """The samples a run of ``config`` would send: its shard's, by its ``if_labeled`` and ``retry_failed``.
-
-    The pipeline's own selection (:mod:`gemini_annotate.runs`), so the preview
-    counts what a run sends.
-    """
-    return samples.mongo(_shard_stages(config) + [{"$match": _pending_match(config)}])
-
-
 def preview_run(
     samples: fo.core.collections.SampleCollection,
     config: AnnotateConfig,
@@ -101,7 +92,7 @@ def preview_run(
     Returns:
         a :class:`RunPreview`
     """
-    todo = samples_to_send(samples, config)
+    todo = pending_samples(samples, config)
     total = len(samples)
     paths, widths, heights = todo.values(["filepath", "metadata.width", "metadata.height"])
     known = []

@@ -198,12 +198,18 @@ def _shard_stages(config: AnnotateConfig) -> list[dict]:
     return [{"$match": _shard_match(config.shard, config.num_shards)}] if config.num_shards > 1 else []
 
 
+def pending_samples(samples: fo.core.collections.SampleCollection,
+                    config: AnnotateConfig) -> fo.core.collections.SampleCollection:
+    """The view of the samples a job still has to send: its shard's, by its resume policy."""
+    pending_match = _pending_match(config)
+    return samples.mongo(_shard_stages(config) + ([{"$match": pending_match}] if pending_match else []))
+
+
 def count_selection(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> tuple[int, int]:
     """``(samples of this shard, those still to send)`` in a collection."""
     shard = _shard_stages(config)
     selected = samples.mongo(shard).count() if shard else samples.count()
-    pending_match = _pending_match(config)
-    pending = samples.mongo(shard + [{"$match": pending_match}]).count() if pending_match else selected
+    pending = pending_samples(samples, config).count() if _pending_match(config) else selected
     return selected, pending
 
 
