@@ -50,6 +50,8 @@ IF_LABELED_CHOICES = {
     "new_field": "Write this run into a new field",
     "overwrite": "Overwrite the field, reviewed labels included",
 }
+FORM_PARAMS = ("classes_from", "classes_field", "new_label_field")
+"""Parameters of the annotate form beside the :class:`AnnotateConfig` fields."""
 _CLASS_FIELD_TYPES = (fol.Detections, fol.Polylines, fol.Keypoints, fol.Classifications,
                       fol.Detection, fol.Polyline, fol.Keypoint, fol.Classification)
 
@@ -109,36 +111,22 @@ def _free_field_name(samples, base: str) -> str:
 
 
 def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
-    """The run configuration an annotate form describes.
+    """The run configuration an annotate form (or a queued shard) describes.
 
+    Every :class:`AnnotateConfig` field is read from the parameter of the same
+    name; empty ones keep the default. Two form choices add to that:
     ``classes_from="field"`` takes the classes from the distinct labels of
-    ``classes_field`` in ``samples``' dataset; ``if_labeled="new_field"``
+    ``classes_field`` in ``samples``' dataset, and ``if_labeled="new_field"``
     writes into ``new_label_field``.
     """
-    classes: Any = params.get("classes") or None
+    options = {name: value for name, value in params.items()
+               if name in AnnotateConfig.model_fields and value not in (None, "")}
     if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
-        classes = _classes_from_field(samples, params["classes_field"]) or None
-    label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
-    if_labeled = params.get("if_labeled") or "skip"
-    if if_labeled == "new_field":
+        options["classes"] = _classes_from_field(samples, params["classes_field"]) or None
+    if options.get("if_labeled") == "new_field":
+        label_field = options.get("label_field", DEFAULT_LABEL_FIELD)
         default = _free_field_name(samples, label_field) if samples is not None else label_field
-        label_field = params.get("new_label_field") or default
-        if_labeled = "skip"
-    options = {
-        "task": params.get("task") or "detect",
-        "classes": classes,
-        "prompt": params.get("prompt") or None,
-        "label_field": label_field,
-        "model": params.get("model") or DEFAULT_MODEL,
-        "if_labeled": if_labeled,
-    }
-    for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
-                 "max_image_side", "mask_form", "mask_threshold", "question", "multi_label",
-                 "image_transport", "uri_field", "reference_images", "media_resolution", "batch",
-                 "timeout", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
-                 "thinking_level", "unknown_labels"):
-        if params.get(name) not in (None, ""):
-            options[name] = params[name]
+        options.update(label_field=params.get("new_label_field") or default, if_labeled="skip")
     return AnnotateConfig(**options)
 
 
@@ -326,25 +314,34 @@ class AnnotateWithGemini(GeminiOperator):
         Args:
             samples: the dataset or view to annotate.
             task, classes, prompt, model, label_field, if_labeled: as in the form
-                (``classes`` a list or a comma-separated string).
+                (``classes`` a list or a comma-separated string;
+                ``if_labeled="new_field"`` writes into ``new_label_field``,
+                by default the first free ``<label_field>_<n>``).
             delegate: queue the run for ``fiftyone delegated launch`` instead
                 of running it now.
             **options: other :class:`~gemini_annotate.config.AnnotateConfig`
-                fields (``concurrency``, ``api``, ``base_url``, ...).
+                fields (``concurrency``, ``api``, ``base_url``, ...) and the
+                form's ``classes_from``, ``classes_field``, ``new_label_field``.
 
         Returns:
             the :class:`~gemini_annotate.runs.RunSummary` of an immediate run,
             or FiftyOne's ``ExecutionResult`` of a delegated one (its
             ``result["id"]`` is the queued operation).
         """
+        unknown = set(options) - set(AnnotateConfig.model_fields) - set(FORM_PARAMS)
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}")
         if isinstance(classes, (list, tuple)):
-            classes = ",".join(classes)
+            classes = ",".join(classes)  # the form's classes are a string, and FiftyOne checks
         params = {"task": task, "classes": classes, "prompt": prompt, "model": model,
                   "label_field": label_field, "if_labeled": if_labeled, **options}
+        config = config_from_params(params, samples)  # checked now; names the run (and a new field)
+        if if_labeled == "new_field":
+            params["new_label_field"] = config.label_field
         result = self._run_from_python(samples, params, delegate=delegate)
         if delegate:
             return result
-        return load_run_summary(samples, options.get("run_key") or label_field)
+        return load_run_summary(samples, config.resolved_run_key)
 
 
 def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-annotation field"):
