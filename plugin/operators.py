@@ -33,14 +33,13 @@ from fiftyone import ViewField as F
 from . import review
 from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE
-from .gemini import API_KEY_ENV_VARS
+from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
 from .preview import preview_run
 from .runs import RunSummary, load_run_summary
 from .tasks import TASKS
 
 PLUGIN_NAME = "@gemini-annotate/gemini-annotate"
-SECRET_NAME = "GEMINI_API_KEY"
 DELEGATE_ABOVE = 200
 """Samples above which the form proposes delegated execution by default."""
 
@@ -85,12 +84,13 @@ def _outside_event_loop(fn: Callable[[], Any]) -> Any:
 
 
 def _api_key(ctx) -> Optional[str]:
-    """The plugin secret, else the environment; ``None`` when neither has a key."""
-    for name in (SECRET_NAME, *API_KEY_ENV_VARS):
-        value = ctx.secret(name) or os.environ.get(name)
-        if value and value.strip():
-            return value.strip()
-    return None
+    """The key of the plugin secrets (``GEMINI_API_KEY``, ``GOOGLE_API_KEY``), else of the
+    environment, as :func:`~gemini_annotate.gemini.resolve_api_key` reads it; ``None`` if none."""
+    secret = next((value for value in map(ctx.secret, API_KEY_ENV_VARS) if value and value.strip()), None)
+    try:
+        return resolve_api_key(secret)
+    except MissingApiKeyError:
+        return None
 
 
 def _classes_from_field(samples, field: str) -> list[str]:
