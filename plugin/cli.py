@@ -28,7 +28,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, get_args
 
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
@@ -61,20 +61,15 @@ def _samples(args: argparse.Namespace):
     return dataset.match_tags(args.view_tag) if getattr(args, "view_tag", None) else dataset
 
 
-_CONFIG_OPTIONS = (
-    "task", "classes", "prompt", "label_field", "model", "api", "base_url", "concurrency",
-    "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
-    "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
-    "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
-    "mask_form", "mask_threshold", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
-)
-
-
 def _config_from_args(args: argparse.Namespace):
-    """The run configuration the options describe, or ``None`` after printing why not."""
+    """The run configuration the options describe, or ``None`` after printing why not.
+
+    Every option named after an :class:`AnnotateConfig` field is that field;
+    options not given keep the configuration's default.
+    """
     from .config import AnnotateConfig
 
-    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS
+    options = {name: getattr(args, name) for name in AnnotateConfig.model_fields
                if getattr(args, name, None) is not None}
     try:
         return AnnotateConfig(**options)
@@ -336,8 +331,12 @@ def cmd_plugin_install(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import DEFAULT_LABEL_FIELD
+    from .config import (DEFAULT_LABEL_FIELD, DEFAULT_MODEL, ApiKind, IfLabeledPolicy, ImageTransport, MaskFormChoice,
+                         MediaResolution, ThinkingLevel, UnknownLabelPolicy)
     from .tasks import TASKS
+
+    def choices(literal) -> list[str]:
+        return list(get_args(literal))
 
     parser = argparse.ArgumentParser(prog="gemini-annotate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -352,13 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
         p.add_argument("--question", help="vqa: the question; {field} names a sample field")
         p.add_argument("--view-tag", help="only samples with this tag")
-        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
-        p.add_argument("--model")
-        p.add_argument("--api", choices=["generate_content", "interactions"])
+        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD, help="the field receiving the labels")
+        p.add_argument("--model", help=f"the Gemini model (default {DEFAULT_MODEL})")
+        p.add_argument("--api", choices=choices(ApiKind))
         p.add_argument("--max-image-side", type=int, help="downscale images above this many pixels")
-        p.add_argument("--media-resolution", choices=["low", "medium", "high"],
+        p.add_argument("--media-resolution", choices=choices(MediaResolution),
                        help="Gemini's per-image token budget")
-        p.add_argument("--image-transport", choices=["inline", "file_api", "uri"],
+        p.add_argument("--image-transport", choices=choices(ImageTransport),
                        help="send images inline, uploaded once via the File API, or by their URI")
         p.add_argument("--uri-field", help="uri transport: the field holding each image's http(s)/gs:// URI")
         p.add_argument("--reference-image", dest="reference_images", action="append",
@@ -370,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("annotate", help="pre-annotate a FiftyOne dataset with Gemini")
     add_job_options(p)
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
-    p.add_argument("--concurrency", type=int)
+    p.add_argument("--concurrency", type=int, help="requests in flight at most")
     p.add_argument("--timeout", type=float, help="seconds per request")
     p.add_argument("--max-attempts", type=int, help="attempts per request, retries included")
     p.add_argument("--max-requests", type=int, help="stop (resumably) after this many requests")
@@ -380,14 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-shards", type=int, metavar="N",
                    help="split the job into N shards queued as delegated operations for "
                         "`fiftyone delegated launch` workers, and return")
-    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"])
+    p.add_argument("--if-labeled", choices=choices(IfLabeledPolicy))
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")
-    p.add_argument("--max-objects", type=int)
-    p.add_argument("--mask-form", choices=["polygon", "png"],
+    p.add_argument("--max-objects", type=int, help="ask for at most this many objects per image")
+    p.add_argument("--unknown-labels", choices=choices(UnknownLabelPolicy),
+                   help="drop (default) or keep labels that are not one of --classes")
+    p.add_argument("--thinking-level", choices=choices(ThinkingLevel),
+                   help="Gemini's thinking level (default: the task's)")
+    p.add_argument("--mask-form", choices=choices(MaskFormChoice),
                    help="segment: ask for polygons or PNG masks (default: what the model does best)")
     p.add_argument("--mask-threshold", type=int, help="segment: PNG mask values above this are inside (default 127)")
-    p.add_argument("--run-key")
+    p.add_argument("--run-key", help="the FiftyOne run's key (default: the label field); rerunning it resumes")
     p.add_argument("--batch-poll-interval", type=float, help="seconds between checks of a batch job")
     p.add_argument("--no-wait", dest="batch_wait", action="store_false", default=None,
                    help="batch: return once submitted; run again to collect the results")
@@ -400,14 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="what a job would send and cost, before running it")
     add_job_options(p)
-    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"],
+    p.add_argument("--if-labeled", choices=choices(IfLabeledPolicy),
                    help="count the samples a run with this policy would send")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(fn=cmd_estimate)
 
     p = sub.add_parser("demo", help="offline demo: the built-in emulator pre-annotates shipped images")
     p.add_argument("--name", default="gemini-annotate-demo")
-    p.add_argument("--api", default="generate_content", choices=["generate_content", "interactions"])
+    p.add_argument("--api", default="generate_content", choices=choices(ApiKind))
     p.add_argument("--app", action="store_true", help="open the result in the FiftyOne App")
     p.add_argument("--port", type=int, default=5151)
     p.add_argument("--address", default="127.0.0.1")
