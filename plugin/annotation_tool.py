@@ -50,7 +50,7 @@ def send_for_review(
     label_type = samples.get_field(label_field).document_type
     names = set(classes or ())
     if not names:
-        names.update(str(v) for v in samples.distinct(f"{review.label_path(samples, label_field)}.label") if v)
+        names.update(review.field_classes(samples, label_field))
         for key in samples.list_runs(method=review.RUN_METHOD):
             config = samples.get_run_info(key).config
             if config.label_field == label_field and config.classes:

@@ -241,14 +241,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from fiftyone import ViewField as F
+    from .review import ACCEPTED, REJECTED, mark_reviewed, only_classes, review_counts, set_review_status
 
-    from .review import ACCEPTED, REJECTED, mark_reviewed, review_counts, set_review_status
-
-    samples = _samples(args)
-    if args.classes:
-        names = [c.strip() for c in args.classes.split(",") if c.strip()]
-        samples = samples.filter_labels(args.label_field, F("label").is_in(names), only_matches=False)
+    tagged = _samples(args)
+    samples = only_classes(tagged, args.label_field, args.classes)
     if args.accept or args.reject:
         status = ACCEPTED if args.accept else REJECTED
         changed = set_review_status(samples, args.label_field, status, args.label_ids or None)
@@ -256,7 +252,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.mark_reviewed:
         accepted = mark_reviewed(samples, args.label_field)
         print(f"{len(samples)} sample(s) marked reviewed, {accepted} label(s) accepted")
-    print(review_counts(_samples(args), args.label_field).describe())
+    print(review_counts(tagged, args.label_field).describe())
     return EXIT_OK
 
 

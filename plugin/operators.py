@@ -28,11 +28,9 @@ from typing import Any, Callable, Optional
 import fiftyone.core.labels as fol
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-from fiftyone import ViewField as F
 
 from . import review
 from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
-from .convert import REVIEW_ATTRIBUTE
 from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
 from .preview import preview_run
@@ -93,11 +91,6 @@ def _api_key(ctx) -> Optional[str]:
         return None
 
 
-def _classes_from_field(samples, field: str) -> list[str]:
-    path = review.label_path(samples, field)
-    return sorted(str(v) for v in samples._dataset.distinct(f"{path}.label") if v)
-
-
 def _label_fields(samples, types_=_CLASS_FIELD_TYPES) -> list[str]:
     schema = samples.get_field_schema(embedded_doc_type=fol.Label)
     return [name for name, f in schema.items() if getattr(f, "document_type", None) in types_]
@@ -122,7 +115,7 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     options = {name: value for name, value in params.items()
                if name in AnnotateConfig.model_fields and value not in (None, "")}
     if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
-        options["classes"] = _classes_from_field(samples, params["classes_field"]) or None
+        options["classes"] = review.field_classes(samples._dataset, params["classes_field"]) or None
     if options.get("if_labeled") == "new_field":
         label_field = options.get("label_field", DEFAULT_LABEL_FIELD)
         default = _free_field_name(samples, label_field) if samples is not None else label_field
@@ -204,7 +197,7 @@ class AnnotateWithGemini(GeminiOperator):
             inputs.enum("classes_field", class_fields, default=class_fields[0], required=True,
                         label="Take the classes from", view=types.DropdownView())
             field = params.get("classes_field") or class_fields[0]
-            names = _classes_from_field(ctx.dataset, field)
+            names = review.field_classes(ctx.dataset, field)
             inputs.view("classes_found", types.Notice(
                 label=f"{len(names)} classes: {', '.join(names[:30])}{' …' if len(names) > 30 else ''}"))
         else:
@@ -414,11 +407,7 @@ class ReviewGeminiLabels(GeminiOperator):
 
     @staticmethod
     def _labels(ctx, field):
-        view = ctx.target_view()
-        classes = [c.strip() for c in (ctx.params.get("classes") or "").split(",") if c.strip()]
-        if classes:
-            view = view.filter_labels(field, F("label").is_in(classes), only_matches=False)
-        return view
+        return review.only_classes(ctx.target_view(), field, ctx.params.get("classes"))
 
     def execute(self, ctx):
         field = _chosen_field(ctx)
@@ -433,7 +422,7 @@ class ReviewGeminiLabels(GeminiOperator):
     def __call__(self, samples, label_field: str, status: str = review.ACCEPTED, *,
                  label_ids: Optional[list[str]] = None, classes: Optional[list[str]] = None):
         """Sets the review status of ``label_ids`` (or all labels of ``samples``) in ``label_field``."""
-        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or [])}
+        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or ())}
         if label_ids is not None:
             samples = samples.select_labels(ids=label_ids, fields=label_field)
         return self._run_from_python(samples, params).result
@@ -457,8 +446,7 @@ class MarkSamplesReviewed(GeminiOperator):
         target = ctx.target_view()
         field = _pre_annotation_field_input(inputs, ctx)
         if field is not None:
-            unreviewed = target.filter_labels(field, F(REVIEW_ATTRIBUTE) == review.UNREVIEWED)
-            count = unreviewed.count(review.label_path(target, field))
+            count = review.only_unreviewed(target, field).count(review.label_path(target, field))
             inputs.view("preview", types.Notice(
                 label=f"{len(target)} sample(s) marked reviewed; {count} unreviewed label(s) accepted"))
         return types.Property(inputs, view=types.View(label="Mark samples reviewed"))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 import fiftyone as fo
 import fiftyone.core.labels as fol
@@ -108,6 +108,31 @@ def label_path(samples: fo.core.collections.SampleCollection, label_field: str) 
     return label_field
 
 
+def field_classes(samples: fo.core.collections.SampleCollection, label_field: str) -> list[str]:
+    """The class names of the labels in a field of ``samples``, sorted."""
+    return sorted(str(v) for v in samples.distinct(f"{label_path(samples, label_field)}.label") if v)
+
+
+def only_classes(
+    samples: fo.core.collections.SampleCollection,
+    label_field: str,
+    classes: Union[str, Iterable[str], None],
+) -> fo.core.collections.SampleCollection:
+    """``samples`` with only the labels of ``classes`` left in ``label_field``.
+
+    Every sample stays (a review step on the view still counts its samples);
+    with no class named, ``samples`` is returned unchanged.
+
+    Args:
+        classes: class names, or one comma-separated string of them.
+    """
+    names = classes.split(",") if isinstance(classes, str) else list(classes or ())
+    names = [name.strip() for name in names if name.strip()]
+    if not names:
+        return samples
+    return samples.filter_labels(label_field, F("label").is_in(names), only_matches=False)
+
+
 def pre_annotation_fields(samples: fo.core.collections.SampleCollection) -> list[str]:
     """The label fields that gemini-annotate runs wrote, in run order, without repeats."""
     fields = []
@@ -173,15 +198,18 @@ def set_review_status(
     return len(changes)
 
 
+def only_unreviewed(samples: fo.core.collections.SampleCollection, label_field: str) -> fo.core.collections.SampleCollection:
+    """The samples with labels still ``unreviewed`` in ``label_field``, showing only those labels."""
+    return samples.filter_labels(label_field, F(REVIEW_ATTRIBUTE) == UNREVIEWED)
+
+
 def mark_reviewed(samples: fo.core.collections.SampleCollection, label_field: str) -> int:
     """Marks samples as reviewed as a whole, accepting their labels still unreviewed.
 
     Returns:
         the number of labels this accepted.
     """
-    path = label_path(samples, label_field)
-    unreviewed = samples.filter_labels(label_field, F(REVIEW_ATTRIBUTE) == UNREVIEWED)
-    ids = unreviewed.values(f"{path}.id", unwind=True)
+    ids = only_unreviewed(samples, label_field).values(f"{label_path(samples, label_field)}.id", unwind=True)
     accepted = set_review_status(samples, label_field, ACCEPTED, ids) if ids else 0
     sample_ids = samples.values("id")
     samples._dataset.set_values(reviewed_field(label_field), dict.fromkeys(sample_ids, True), key_field="id")
@@ -624,7 +652,7 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
 __all__ = [
     "ACCEPTED", "ADDED", "EDITED", "REJECTED", "REVIEW_STATUSES", "UNREVIEWED", "RUN_METHOD",
     "CorrectionCounts", "EvaluationReport", "ReviewCounts", "ReviewError", "RunInfo",
-    "apply_corrections", "delete_run", "evaluate", "field_value", "keep_proposals", "label_path", "list_runs",
-    "mark_reviewed", "pre_annotation_fields", "promote", "proposed_field", "review_counts",
+    "apply_corrections", "delete_run", "evaluate", "field_classes", "field_value", "keep_proposals",
+    "label_path", "list_runs", "mark_reviewed", "only_classes", "only_unreviewed", "pre_annotation_fields", "promote", "proposed_field", "review_counts",
     "review_status", "reviewed_field", "run_info", "same_geometry", "set_review_status",
 ]
