@@ -554,8 +554,7 @@ class EvaluateGeminiLabels(GeminiOperator):
         inputs.enum("gt_field", truths.values(), default="", label="Compare with", view=truths)
         inputs.str("eval_key", default=f"{field}_eval", required=True, label="Evaluation key")
         inputs.float("iou", default=0.5, label="IoU threshold", min=0.05, max=0.95)
-        flag = review.reviewed_field(field)
-        reviewed = ctx.dataset.count_values(flag).get(True, 0) if ctx.dataset.has_field(flag) else 0
+        reviewed = review.review_counts(ctx.target_view(), field).reviewed_samples
         if reviewed:
             inputs.view("preview", types.Notice(label=f"{reviewed} reviewed sample(s) will be evaluated"))
         else:
@@ -567,7 +566,7 @@ class EvaluateGeminiLabels(GeminiOperator):
     def execute(self, ctx):
         field = _chosen_field(ctx)
         report = review.evaluate(
-            ctx.dataset, field, gt_field=ctx.params.get("gt_field") or None,
+            ctx.target_view(), field, gt_field=ctx.params.get("gt_field") or None,
             eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),
         )
         ctx.trigger("reload_dataset")

@@ -269,3 +269,14 @@ def test_operator_called_into_a_new_field_returns_that_runs_summary(coco_dataset
 def test_operator_refuses_an_option_it_does_not_know(coco_dataset, installed_plugin):
     with pytest.raises(TypeError, match="concurency"):
         operator("annotate_with_gemini")(coco_dataset, concurency=4)
+
+
+def test_evaluate_operator_scores_the_samples_it_is_given(coco_dataset, emulator, oracle_for, installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini")
+    review.mark_reviewed(coco_dataset.limit(3), "gemini")
+
+    result = operator("evaluate_gemini_labels")(coco_dataset.limit(1), "gemini")
+
+    assert result["samples"] == 1
+    assert result["true_positives"] == coco_dataset.limit(1).count("gemini.detections")
