@@ -1,25 +1,9 @@
-"""The ``gemini-annotate`` command.
+"""The gemini-annotate command: pre-annotate FiftyOne datasets with Google Gemini, for people to review.
 
-    gemini-annotate demo [--app]                 offline demo on the built-in emulator
-    gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
-    gemini-annotate annotate DATASET ... --queue-shards 4   queue 4 delegated operations (shards)
-    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
-    gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
-    gemini-annotate runs DATASET [RUN] [--delete [--delete-labels]]
-                                                 list, inspect or delete runs
-    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
-                                                 what a run would send and cost (requests, tokens, $)
-    gemini-annotate files DATASET [--delete]     File API uploads remembered for a dataset
-    gemini-annotate review DATASET --label-field F (--accept|--reject|--mark-reviewed) ...
-    gemini-annotate promote DATASET --label-field F [--to ground_truth]
-    gemini-annotate evaluate DATASET --label-field F [--gt-field G] [--iou 0.5]
-    gemini-annotate labelstudio-send DATASET --label-field F --anno-key K --url U
-    gemini-annotate labelstudio-load DATASET --anno-key K --url U
-                                                 the annotation-tool round trip
-    gemini-annotate plugin-install               make the App find the plugin
-
-Label Studio's API key is read from LABEL_STUDIO_API_KEY (or FiftyOne's own
-FIFTYONE_LABELSTUDIO_API_KEY), never from the command line.
+Each command's options: gemini-annotate COMMAND --help. The Gemini API key is
+read from GEMINI_API_KEY (or GOOGLE_API_KEY), Label Studio's from
+LABEL_STUDIO_API_KEY (or FiftyOne's FIFTYONE_LABELSTUDIO_API_KEY); neither is
+ever an option.
 """
 
 from __future__ import annotations
@@ -137,16 +121,16 @@ def cmd_files(args: argparse.Namespace) -> int:
     from .gemini import GeminiError
     from .uploads import delete_uploaded_files, remembered_uploads
 
-    samples = _samples(args)
+    dataset = _load(args.dataset)
     if args.delete:
         try:
-            deleted = delete_uploaded_files(samples, base_url=args.base_url)
+            deleted = delete_uploaded_files(dataset, base_url=args.base_url)
         except GeminiError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_STOPPED
         print(f"deleted {deleted} uploaded file(s) of {args.dataset!r}")
         return EXIT_OK
-    uploads = remembered_uploads(samples._dataset)
+    uploads = remembered_uploads(dataset)
     for record in uploads:
         print(f"{record['name']}  expires {record['expires']}  {record['uri']}")
     print(f"{len(uploads)} uploaded file(s) remembered for {args.dataset!r}")
@@ -174,7 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import describe, run_demo
 
     result = run_demo(args.name, api=args.api)
-    print(describe(result, app_hint=f"gemini-annotate demo --app   (or: fiftyone app launch {args.name})"))
+    print(describe(result))
     if args.app:
         import fiftyone as fo
 
@@ -188,9 +172,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise
 
     if args.oracle_dataset:
-        import fiftyone as fo
-
-        dataset = fo.load_dataset(args.oracle_dataset)
+        dataset = _load(args.oracle_dataset)
         index = LabelIndex.from_samples(dataset, args.oracle_field, caption_field=args.oracle_caption_field,
                                         classification_field=args.oracle_classification_field)
         scenario = Oracle(index,
@@ -247,7 +229,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     samples = only_classes(tagged, args.label_field, args.classes)
     if args.accept or args.reject:
         status = ACCEPTED if args.accept else REJECTED
-        changed = set_review_status(samples, args.label_field, status, args.label_ids or None)
+        changed = set_review_status(samples, args.label_field, status, args.label_ids)
         print(f"{changed} label(s) now {status}")
     if args.mark_reviewed:
         accepted = mark_reviewed(samples, args.label_field)
@@ -329,12 +311,15 @@ def cmd_plugin_install(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .config import (DEFAULT_LABEL_FIELD, DEFAULT_MODEL, ApiKind, IfLabeledPolicy, ImageTransport, MaskFormChoice,
                          MediaResolution, ThinkingLevel, UnknownLabelPolicy)
+    from .demo import DATASET_NAME as DEMO_DATASET_NAME
     from .tasks import TASKS
 
     def choices(literal) -> list[str]:
         return list(get_args(literal))
 
-    parser = argparse.ArgumentParser(prog="gemini-annotate", description=__doc__.split("\n\n")[0])
+    description, epilog = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(prog="gemini-annotate", description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_job_options(p: argparse.ArgumentParser) -> None:
@@ -405,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_estimate)
 
     p = sub.add_parser("demo", help="offline demo: the built-in emulator pre-annotates shipped images")
-    p.add_argument("--name", default="gemini-annotate-demo")
+    p.add_argument("--name", default=DEMO_DATASET_NAME, help="the demo dataset's name (rebuilt on every run)")
     p.add_argument("--api", default="generate_content", choices=choices(ApiKind))
     p.add_argument("--app", action="store_true", help="open the result in the FiftyOne App")
     p.add_argument("--port", type=int, default=5151)
@@ -453,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
     p.add_argument("--view-tag", help="only samples with this tag")
     p.add_argument("--classes", help="only labels of these classes (comma-separated)")
-    p.add_argument("--label-ids", nargs="*", help="only these labels")
+    p.add_argument("--label-ids", nargs="+", metavar="ID", help="only these labels")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--accept", action="store_true")
     action.add_argument("--reject", action="store_true")

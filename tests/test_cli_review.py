@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import gemini_annotate
 from gemini_annotate.cli import EXIT_ERROR, EXIT_OK, main
 
@@ -42,3 +44,14 @@ def test_review_promote_and_evaluate_from_the_command_line(coco_dataset, emulato
     people = coco_dataset.match_tags("checked").count_values("gemini.detections.label")["person"]
     assert f"FP {people}, FN 0" in out and "mAP is not reported" in out
     assert "person" not in coco_dataset.distinct("truth.detections.label")
+
+
+def test_review_with_an_empty_label_id_list_is_refused_not_applied_to_every_label(coco_dataset, emulator,
+                                                                                   oracle_for):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini")
+
+    with pytest.raises(SystemExit):
+        main(["review", coco_dataset.name, "--accept", "--label-ids"])
+
+    assert set(coco_dataset.distinct("gemini.detections.review")) == {"unreviewed"}
