@@ -203,9 +203,18 @@ class AnnotateWithGemini(GeminiOperator):
         else:
             inputs.str("classes", label="Class names",
                        description="Comma-separated (empty: whatever Gemini finds)")
-        inputs.str("prompt", label="Custom prompt (optional)",
-                   description="Replaces the task's default prompt",
-                   view=types.TextFieldView(multiline=True))
+        task = params.get("task") or "detect"
+        if task == "classify":
+            inputs.bool("multi_label", default=False, label="Every class that applies",
+                        description="Several classes per image (fo.Classifications) instead of exactly one",
+                        view=types.CheckboxView())
+        if task == "vqa":  # the question travels as the prompt (see tasks.vqa_question)
+            inputs.str("prompt", required=True, label="Question",
+                       description="May name sample fields as {field}", view=types.TextFieldView(multiline=True))
+        else:
+            inputs.str("prompt", label="Custom prompt (optional)",
+                       description="Replaces the task's default prompt; may name sample fields as {field}",
+                       view=types.TextFieldView(multiline=True))
         inputs.str("model", default=DEFAULT_MODEL, required=True, label="Model")
         inputs.str("label_field", default=DEFAULT_LABEL_FIELD, required=True, label="Label field",
                    description="The field that receives the pre-annotations")

@@ -280,3 +280,13 @@ def test_evaluate_operator_scores_the_samples_it_is_given(coco_dataset, emulator
 
     assert result["samples"] == 1
     assert result["true_positives"] == coco_dataset.limit(1).count("gemini.detections")
+
+
+def test_annotate_form_asks_what_each_task_needs(coco_dataset, installed_plugin):
+    assert "multi_label" not in _form(coco_dataset, "annotate_with_gemini", {})
+    classify = _form(coco_dataset, "annotate_with_gemini", {"task": "classify", "classes": "a,b"})
+    vqa = _form(coco_dataset, "annotate_with_gemini", {"task": "vqa", "prompt": "How many cups?"})
+
+    assert classify["multi_label"]["view"]["name"] == "CheckboxView"
+    assert vqa["prompt"]["view"]["label"] == "Question" and vqa["prompt"]["required"]
+    assert config_from_params({"task": "classify", "classes": "a,b", "multi_label": True}).multi_label
