@@ -47,6 +47,7 @@ def send_for_review(
     Returns:
         FiftyOne's annotation results.
     """
+    review.label_path(samples, label_field)  # a label field, or a clear error
     label_type = samples.get_field(label_field).document_type
     names = set(classes or ())
     if not names:

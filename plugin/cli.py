@@ -195,23 +195,19 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .review import ReviewError, delete_run, list_runs, run_info
+    from .review import delete_run, list_runs, run_info
 
     dataset = _load(args.dataset)
-    try:
-        if args.delete:
-            if not args.run:
-                print("error: name the run to delete", file=sys.stderr)
-                return EXIT_ERROR
-            deleted = delete_run(dataset, args.run, delete_labels=args.delete_labels)
-            print(f"run {args.run!r} deleted" + (f"; fields deleted: {', '.join(deleted)}" if deleted else ""))
-            return EXIT_OK
-        if args.run:
-            print(run_info(dataset, args.run).describe())
-            return EXIT_OK
-    except ReviewError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    if args.delete:
+        if not args.run:
+            print("error: name the run to delete", file=sys.stderr)
+            return EXIT_ERROR
+        deleted = delete_run(dataset, args.run, delete_labels=args.delete_labels)
+        print(f"run {args.run!r} deleted" + (f"; fields deleted: {', '.join(deleted)}" if deleted else ""))
+        return EXIT_OK
+    if args.run:
+        print(run_info(dataset, args.run).describe())
+        return EXIT_OK
     runs = list_runs(dataset)
     if not runs:
         print(f"no gemini-annotate runs on {args.dataset!r}")
@@ -247,14 +243,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .review import ReviewError, evaluate
+    from .review import evaluate
 
-    try:
-        report = evaluate(_samples(args), args.label_field, gt_field=args.gt_field,
-                          eval_key=args.eval_key, iou=args.iou)
-    except ReviewError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    report = evaluate(_samples(args), args.label_field, gt_field=args.gt_field, eval_key=args.eval_key,
+                      iou=args.iou)
     print(report.describe())
     print(report.note)
     return EXIT_OK
@@ -485,9 +477,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .review import ReviewError
+
     args = build_parser().parse_args(argv)
     quiet_database_warning()
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except ReviewError as e:  # a review step that cannot be done as asked: the message says why
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def quiet_database_warning() -> None:

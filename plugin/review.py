@@ -272,6 +272,7 @@ def promote(
     """
     if gt_field == label_field:
         raise ReviewError("promote into a different field than the pre-annotations")
+    label_path(samples, label_field)  # a label field, or a clear error
     source_type = samples.get_field(label_field).document_type
     dataset = samples._dataset
     if dataset.has_field(gt_field) and dataset.get_field(gt_field).document_type is not source_type:

@@ -55,3 +55,17 @@ def test_review_with_an_empty_label_id_list_is_refused_not_applied_to_every_labe
         main(["review", coco_dataset.name, "--accept", "--label-ids"])
 
     assert set(coco_dataset.distinct("gemini.detections.review")) == {"unreviewed"}
+
+
+@pytest.mark.parametrize("command, message", [
+    (["promote", "{name}", "--label-field", "nope"], "'nope' is not a label field"),
+    (["promote", "{name}", "--to", "ground_truth", "--label-field", "ground_truth"], "different field"),
+    (["review", "{name}", "--label-field", "filepath", "--accept"], "'filepath' is not a label field"),
+    (["evaluate", "{name}"], "no sample is marked reviewed"),
+    (["runs", "{name}", "nope"], "no gemini-annotate run 'nope'"),
+    (["labelstudio-send", "{name}", "--label-field", "nope", "--anno-key", "k", "--url", "http://127.0.0.1:9"],
+     "'nope' is not a label field"),
+])
+def test_review_commands_say_what_is_wrong_instead_of_raising(coco_dataset, capsys, command, message):
+    assert main([part.format(name=coco_dataset.name) for part in command]) == EXIT_ERROR
+    assert message in capsys.readouterr().err
