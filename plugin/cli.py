@@ -301,8 +301,8 @@ def cmd_plugin_install(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import (DEFAULT_LABEL_FIELD, DEFAULT_MODEL, ApiKind, IfLabeledPolicy, ImageTransport, MaskFormChoice,
-                         MediaResolution, ThinkingLevel, UnknownLabelPolicy)
+    from .config import (DEFAULT_LABEL_FIELD, DEFAULT_MODEL, ApiKind, IfLabeledPolicy, ImageTransport,
+                         MaskFormChoice, MediaResolution, ThinkingLevel, UnknownLabelPolicy)
     from .demo import DATASET_NAME as DEMO_DATASET_NAME
     from .tasks import TASKS
 
@@ -416,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", help="inspect (or delete) this run")
     p.add_argument("--delete", action="store_true", help="delete the run's record")
     p.add_argument("--delete-labels", action="store_true",
-                   help="with --delete: also delete its label, status, reason, reviewed and proposed fields")
+                   help="with --delete: also delete the fields it wrote (labels, outlines, status, reason, "
+                        "reviewed, proposed)")
     p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("files", help="File API uploads remembered for a dataset")

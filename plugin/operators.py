@@ -626,7 +626,7 @@ class GeminiRuns(GeminiOperator):
         inputs.enum("action", actions.values(), default="inspect", view=actions, label="Action")
         if ctx.params.get("action") == "delete":
             inputs.bool("delete_labels", default=False, label=f"Also delete the field {info.label_field!r} "
-                        "and its status, reason, reviewed and proposed fields", view=types.CheckboxView())
+                        "and its outline, status, reason, reviewed and proposed fields", view=types.CheckboxView())
         return types.Property(inputs, view=types.View(label="Gemini runs"))
 
     def execute(self, ctx):

@@ -38,6 +38,7 @@ import fiftyone as fo
 import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
+from .config import AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
 from .runs import RUN_METHOD, RunSummary, clear_shard_summaries, list_annotation_runs, load_run_summary
 
@@ -198,7 +199,9 @@ def set_review_status(
     return len(changes)
 
 
-def only_unreviewed(samples: fo.core.collections.SampleCollection, label_field: str) -> fo.core.collections.SampleCollection:
+def only_unreviewed(
+    samples: fo.core.collections.SampleCollection, label_field: str,
+) -> fo.core.collections.SampleCollection:
     """The samples with labels still ``unreviewed`` in ``label_field``, showing only those labels."""
     return samples.filter_labels(label_field, F(REVIEW_ATTRIBUTE) == UNREVIEWED)
 
@@ -626,9 +629,9 @@ def list_runs(samples: fo.core.collections.SampleCollection) -> list[RunInfo]:
 def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, delete_labels: bool = False) -> list[str]:
     """Deletes a run's record and, if asked, the fields it wrote.
 
-    With ``delete_labels``, the label field and its ``_status``, ``_reason``,
-    ``_reviewed`` and ``_proposed`` fields go too, unless another run still
-    writes into the same field.
+    With ``delete_labels``, the label field and its ``_polylines``, ``_status``,
+    ``_reason``, ``_reviewed`` and ``_proposed`` fields go too, unless another
+    run still writes into the same field.
 
     Returns:
         the fields deleted.
@@ -642,8 +645,9 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
     still_used = {dataset.get_run_info(k).config.label_field for k in list_annotation_runs(dataset)}
     if info.label_field in still_used:
         return []
-    base = info.label_field
-    names = [base, f"{base}_status", f"{base}_reason", reviewed_field(base), proposed_field(base)]
+    written = AnnotateConfig(label_field=info.label_field)  # the names of the fields a run writes
+    names = [written.label_field, written.polylines_field, written.status_field, written.reason_field,
+             reviewed_field(written.label_field), proposed_field(written.label_field)]
     deleted = [name for name in names if dataset.has_field(name)]
     for name in deleted:
         dataset.delete_sample_field(name)
@@ -654,6 +658,7 @@ __all__ = [
     "ACCEPTED", "ADDED", "EDITED", "REJECTED", "REVIEW_STATUSES", "UNREVIEWED", "RUN_METHOD",
     "CorrectionCounts", "EvaluationReport", "ReviewCounts", "ReviewError", "RunInfo",
     "apply_corrections", "delete_run", "evaluate", "field_classes", "field_value", "keep_proposals",
-    "label_path", "list_runs", "mark_reviewed", "only_classes", "only_unreviewed", "pre_annotation_fields", "promote", "proposed_field", "review_counts",
-    "review_status", "reviewed_field", "run_info", "same_geometry", "set_review_status",
+    "label_path", "list_runs", "mark_reviewed", "only_classes", "only_unreviewed",
+    "pre_annotation_fields", "promote", "proposed_field", "review_counts", "review_status",
+    "reviewed_field", "run_info", "same_geometry", "set_review_status",
 ]
