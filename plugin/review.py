@@ -542,6 +542,9 @@ def evaluate(
             f"no sample is marked reviewed for {label_field!r}: review some samples "
             "(mark them reviewed, or load corrections from the annotation tool) first"
         )
+    label_type = dataset.get_field(label_field).document_type
+    if issubclass(label_type, (fol.Classification, fol.Classifications)):
+        raise ReviewError("evaluation of classifications is not supported yet; use detections, polylines or keypoints")
     eval_key = eval_key or f"{label_field}_eval"
     keep_proposals(reviewed, label_field)
     predictions = proposed_field(label_field)
@@ -551,11 +554,8 @@ def evaluate(
         truth = reviewed.filter_labels(label_field, kept, only_matches=False)
     else:
         truth = reviewed
-    label_type = dataset.get_field(label_field).document_type
     if dataset.has_evaluation(eval_key):
         dataset.delete_evaluation(eval_key)
-    if issubclass(label_type, (fol.Classification, fol.Classifications)):
-        raise ReviewError("evaluation of classifications is not supported yet; use detections, polylines or keypoints")
     results = truth.evaluate_detections(
         predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=False, progress=False,
     )

@@ -233,3 +233,14 @@ def test_corrections_keep_masks_of_boxes_that_did_not_move(pre_annotated):
     assert first_masks == [True, False] and second_masks == [True, True]
     assert {d.review for d in pre_annotated[second.id].gemini.detections} == {"unreviewed"}
     assert pre_annotated[second.id].gemini_reviewed is None
+
+
+def test_evaluating_classifications_is_refused_before_anything_is_written(described_dataset, emulator,
+                                                                           described_oracle):
+    emulator(described_oracle(described_dataset))
+    gemini_annotate.annotate(described_dataset, task="classify", classes=["indoor", "outdoor"], label_field="scene")
+    review.mark_reviewed(described_dataset, "scene")
+
+    with pytest.raises(review.ReviewError, match="classifications is not supported"):
+        review.evaluate(described_dataset, "scene")
+    assert not described_dataset.has_field("scene_proposed")
