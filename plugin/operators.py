@@ -147,6 +147,11 @@ def _summary_markdown(summary: RunSummary) -> str:
     return "\n".join(f"- {line.strip()}" for line in summary.describe().splitlines())
 
 
+def _stopped(error: AnnotationStopped) -> RuntimeError:
+    """The error the App shows for a stopped run: why it stopped, and what it had done."""
+    return RuntimeError(f"{error}\n{error.summary.describe()}")
+
+
 def _summary_output():
     outputs = types.Object()
     outputs.str("summary", label="Gemini run", view=types.MarkdownView())
@@ -270,7 +275,7 @@ class AnnotateWithGemini(GeminiOperator):
         try:
             summary = run_annotation(target, config, api_key=api_key, progress=report)
         except AnnotationStopped as e:
-            raise RuntimeError(f"{e}\n{e.summary.describe()}") from None
+            raise _stopped(e) from e
         return {"summary": _summary_markdown(summary), **summary.to_dict()}
 
     @staticmethod
@@ -295,7 +300,7 @@ class AnnotateWithGemini(GeminiOperator):
         yield ctx.trigger("reload_dataset")
         error = outcome.get("error")
         if isinstance(error, AnnotationStopped):
-            raise RuntimeError(f"{error}\n{error.summary.describe()}") from error
+            raise _stopped(error) from error
         if error is not None:
             raise error
         summary: RunSummary = outcome["summary"]
