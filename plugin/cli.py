@@ -79,7 +79,6 @@ def _job_from_args(args: argparse.Namespace):
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .costs import compare_with_estimate
-    from .gemini import GeminiError
     from .pipeline import AnnotationStopped, run_annotation
 
     job = _job_from_args(args)
@@ -95,9 +94,6 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     except AnnotationStopped as e:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
-        return EXIT_STOPPED
-    except GeminiError as e:
-        print(f"error: {e}", file=sys.stderr)
         return EXIT_STOPPED
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -118,16 +114,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_files(args: argparse.Namespace) -> int:
-    from .gemini import GeminiError
     from .uploads import delete_uploaded_files, remembered_uploads
 
     dataset = _load(args.dataset)
     if args.delete:
-        try:
-            deleted = delete_uploaded_files(dataset, base_url=args.base_url)
-        except GeminiError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_STOPPED
+        deleted = delete_uploaded_files(dataset, base_url=args.base_url)
         print(f"deleted {deleted} uploaded file(s) of {args.dataset!r}")
         return EXIT_OK
     uploads = remembered_uploads(dataset)
@@ -478,12 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .gemini import GeminiError
     from .review import ReviewError
 
     args = build_parser().parse_args(argv)
     quiet_database_warning()
     try:
         return args.fn(args)
+    except GeminiError as e:  # Gemini refused (no key, bad key, unknown model, ...): the message says why
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STOPPED
     except ReviewError as e:  # a review step that cannot be done as asked: the message says why
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
