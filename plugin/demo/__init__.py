@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
 import fiftyone as fo
 
 from ..runs import RunSummary
