@@ -46,45 +46,42 @@ def _samples(args: argparse.Namespace):
 
 
 def _config_from_args(args: argparse.Namespace):
-    """The run configuration the options describe, or ``None`` after printing why not.
+    """The run configuration the options describe.
 
     Every option named after an :class:`AnnotateConfig` field is that field;
     options not given keep the configuration's default.
+
+    Raises:
+        ValueError: the options do not make a valid configuration (the message says why).
     """
     from .config import AnnotateConfig
 
-    options = {name: getattr(args, name) for name in AnnotateConfig.model_fields
-               if getattr(args, name, None) is not None}
-    try:
-        return AnnotateConfig(**options)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    return AnnotateConfig(**{name: getattr(args, name) for name in AnnotateConfig.model_fields
+                             if getattr(args, name, None) is not None})
 
 
 def _job_from_args(args: argparse.Namespace):
-    """The samples, configuration and cost estimate the options describe, or ``None`` after printing why not."""
+    """The samples, configuration and cost estimate the options describe.
+
+    Raises:
+        ValueError: an invalid option, or a file it names (--prices, --reference-image)
+            that cannot be read.
+    """
     from .costs import estimate_run
 
     samples = _samples(args)
     config = _config_from_args(args)
-    if config is None:
-        return None
     try:
         return samples, config, estimate_run(samples, config, prices=args.prices)
-    except (OSError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    except (OSError, TypeError) as e:  # a missing file, a prices file that is no price table
+        raise ValueError(str(e)) from e
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .costs import compare_with_estimate
     from .pipeline import AnnotationStopped, run_annotation
 
-    job = _job_from_args(args)
-    if job is None:
-        return EXIT_ERROR
-    samples, config, estimate = job
+    samples, config, estimate = _job_from_args(args)
     if args.queue_shards:
         return _queue_shards(samples, config, args.queue_shards)
     if not args.quiet:
@@ -95,9 +92,6 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
         return EXIT_STOPPED
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
     print(summary.describe())
     if summary.done:
         print(compare_with_estimate(summary, config, prices=args.prices))
@@ -105,10 +99,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    job = _job_from_args(args)
-    if job is None:
-        return EXIT_ERROR
-    estimate = job[2]
+    estimate = _job_from_args(args)[2]
     print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.describe())
     return EXIT_OK
 
@@ -470,16 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .gemini import GeminiError
-    from .review import ReviewError
 
     args = build_parser().parse_args(argv)
     quiet_database_warning()
     try:
         return args.fn(args)
-    except GeminiError as e:  # Gemini refused (no key, bad key, unknown model, ...): the message says why
+    except GeminiError as e:  # Gemini refused: no key, a bad key, an unknown model, ...
         print(f"error: {e}", file=sys.stderr)
         return EXIT_STOPPED
-    except ReviewError as e:  # a review step that cannot be done as asked: the message says why
+    except ValueError as e:  # a bad option, a review step that cannot be done as asked, ...
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
 

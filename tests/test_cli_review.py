@@ -69,3 +69,13 @@ def test_review_with_an_empty_label_id_list_is_refused_not_applied_to_every_labe
 def test_review_commands_say_what_is_wrong_instead_of_raising(coco_dataset, capsys, command, message):
     assert main([part.format(name=coco_dataset.name) for part in command]) == EXIT_ERROR
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prices", "/no/such/prices.json"], "No such file"),
+    (["--max-image-side", "3"], "max_image_side"),
+    (["--task", "vqa"], "needs a question"),
+])
+def test_estimate_reports_bad_options_and_files_without_a_traceback(coco_dataset, capsys, flags, message):
+    assert main(["estimate", coco_dataset.name, *flags]) == EXIT_ERROR
+    assert message in capsys.readouterr().err
