@@ -8,7 +8,8 @@ samples a person submitted gets its review status (see
 :func:`gemini_annotate.review.apply_corrections`).
 
 Label Studio needs ``label-studio-sdk<2`` in this environment (FiftyOne's
-integration uses the 1.x client); the server itself runs anywhere.
+integration uses the 1.x client; ``tests/labelstudio/install_sdk.sh`` installs
+it without the second OpenCV it names); the server itself runs anywhere.
 """
 
 from __future__ import annotations
