@@ -8,7 +8,8 @@ samples a person submitted gets its review status (see
 :func:`gemini_annotate.review.apply_corrections`).
 
 Label Studio needs ``label-studio-sdk<2`` in this environment (FiftyOne's
-integration uses the 1.x client); the server itself runs anywhere.
+integration uses the 1.x client; ``tests/labelstudio/install_sdk.sh`` installs
+it without the second OpenCV it names); the server itself runs anywhere.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ def send_for_review(
     Returns:
         FiftyOne's annotation results.
     """
+    review.label_path(samples, label_field)  # a label field, or a clear error
     label_type = samples.get_field(label_field).document_type
     names = set(classes or ())
     if not names:
-        names.update(str(v) for v in samples.distinct(f"{review.label_path(samples, label_field)}.label") if v)
+        names.update(review.field_classes(samples, label_field))
         for key in samples.list_runs(method=review.RUN_METHOD):
             config = samples.get_run_info(key).config
             if config.label_field == label_field and config.classes:

@@ -1,25 +1,9 @@
-"""The ``gemini-annotate`` command.
+"""The gemini-annotate command: pre-annotate FiftyOne datasets with Google Gemini, for people to review.
 
-    gemini-annotate demo [--app]                 offline demo on the built-in emulator
-    gemini-annotate annotate DATASET --task detect|segment|points|caption|classify|vqa [--classes a,b] ...
-    gemini-annotate annotate DATASET ... --queue-shards 4   queue 4 delegated operations (shards)
-    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
-    gemini-annotate emulator --port 8000 [--oracle-dataset D --oracle-field F]
-    gemini-annotate runs DATASET [RUN] [--delete [--delete-labels]]
-                                                 list, inspect or delete runs
-    gemini-annotate estimate DATASET --task detect [--model M] [--batch] ...
-                                                 what a run would send and cost (requests, tokens, $)
-    gemini-annotate files DATASET [--delete]     File API uploads remembered for a dataset
-    gemini-annotate review DATASET --label-field F (--accept|--reject|--mark-reviewed) ...
-    gemini-annotate promote DATASET --label-field F [--to ground_truth]
-    gemini-annotate evaluate DATASET --label-field F [--gt-field G] [--iou 0.5]
-    gemini-annotate labelstudio-send DATASET --label-field F --anno-key K --url U
-    gemini-annotate labelstudio-load DATASET --anno-key K --url U
-                                                 the annotation-tool round trip
-    gemini-annotate plugin-install               make the App find the plugin
-
-Label Studio's API key is read from LABEL_STUDIO_API_KEY (or FiftyOne's own
-FIFTYONE_LABELSTUDIO_API_KEY), never from the command line.
+Each command's options: gemini-annotate COMMAND --help. The Gemini API key is
+read from GEMINI_API_KEY (or GOOGLE_API_KEY), Label Studio's from
+LABEL_STUDIO_API_KEY (or FiftyOne's FIFTYONE_LABELSTUDIO_API_KEY); neither is
+ever an option.
 """
 
 from __future__ import annotations
@@ -28,7 +12,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Optional, Sequence, get_args
 
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
@@ -61,52 +45,43 @@ def _samples(args: argparse.Namespace):
     return dataset.match_tags(args.view_tag) if getattr(args, "view_tag", None) else dataset
 
 
-_CONFIG_OPTIONS = (
-    "task", "classes", "prompt", "label_field", "model", "api", "base_url", "concurrency",
-    "if_labeled", "retry_failed", "max_objects", "run_key", "timeout", "question", "multi_label",
-    "image_transport", "uri_field", "reference_images", "media_resolution", "max_image_side",
-    "batch", "batch_poll_interval", "batch_wait", "vertexai", "project", "location",
-    "mask_form", "mask_threshold", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
-)
-
-
 def _config_from_args(args: argparse.Namespace):
-    """The run configuration the options describe, or ``None`` after printing why not."""
+    """The run configuration the options describe.
+
+    Every option named after an :class:`AnnotateConfig` field is that field;
+    options not given keep the configuration's default.
+
+    Raises:
+        ValueError: the options do not make a valid configuration (the message says why).
+    """
     from .config import AnnotateConfig
 
-    options = {name: getattr(args, name) for name in _CONFIG_OPTIONS
-               if getattr(args, name, None) is not None}
-    try:
-        return AnnotateConfig(**options)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    return AnnotateConfig(**{name: getattr(args, name) for name in AnnotateConfig.model_fields
+                             if getattr(args, name, None) is not None})
 
 
 def _job_from_args(args: argparse.Namespace):
-    """The samples, configuration and cost estimate the options describe, or ``None`` after printing why not."""
+    """The samples, configuration and cost estimate the options describe.
+
+    Raises:
+        ValueError: an invalid option, or a file it names (--prices, --reference-image)
+            that cannot be read.
+    """
     from .costs import estimate_run
 
     samples = _samples(args)
     config = _config_from_args(args)
-    if config is None:
-        return None
     try:
         return samples, config, estimate_run(samples, config, prices=args.prices)
-    except (OSError, ValueError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    except (OSError, TypeError) as e:  # a missing file, a prices file that is no price table
+        raise ValueError(str(e)) from e
 
 
 def cmd_annotate(args: argparse.Namespace) -> int:
     from .costs import compare_with_estimate
-    from .gemini import GeminiError
     from .pipeline import AnnotationStopped, run_annotation
 
-    job = _job_from_args(args)
-    if job is None:
-        return EXIT_ERROR
-    samples, config, estimate = job
+    samples, config, estimate = _job_from_args(args)
     if args.queue_shards:
         return _queue_shards(samples, config, args.queue_shards)
     if not args.quiet:
@@ -117,12 +92,6 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         print(f"\nstopped: {e}", file=sys.stderr)
         print(e.summary.describe())
         return EXIT_STOPPED
-    except GeminiError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_STOPPED
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
     print(summary.describe())
     if summary.done:
         print(compare_with_estimate(summary, config, prices=args.prices))
@@ -130,28 +99,20 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    job = _job_from_args(args)
-    if job is None:
-        return EXIT_ERROR
-    estimate = job[2]
+    estimate = _job_from_args(args)[2]
     print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.describe())
     return EXIT_OK
 
 
 def cmd_files(args: argparse.Namespace) -> int:
-    from .gemini import GeminiError
     from .uploads import delete_uploaded_files, remembered_uploads
 
-    samples = _samples(args)
+    dataset = _load(args.dataset)
     if args.delete:
-        try:
-            deleted = delete_uploaded_files(samples, base_url=args.base_url)
-        except GeminiError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_STOPPED
+        deleted = delete_uploaded_files(dataset, base_url=args.base_url)
         print(f"deleted {deleted} uploaded file(s) of {args.dataset!r}")
         return EXIT_OK
-    uploads = remembered_uploads(samples._dataset)
+    uploads = remembered_uploads(dataset)
     for record in uploads:
         print(f"{record['name']}  expires {record['expires']}  {record['uri']}")
     print(f"{len(uploads)} uploaded file(s) remembered for {args.dataset!r}")
@@ -179,7 +140,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import describe, run_demo
 
     result = run_demo(args.name, api=args.api)
-    print(describe(result, app_hint=f"gemini-annotate demo --app   (or: fiftyone app launch {args.name})"))
+    print(describe(result))
     if args.app:
         import fiftyone as fo
 
@@ -193,9 +154,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise
 
     if args.oracle_dataset:
-        import fiftyone as fo
-
-        dataset = fo.load_dataset(args.oracle_dataset)
+        dataset = _load(args.oracle_dataset)
         index = LabelIndex.from_samples(dataset, args.oracle_field, caption_field=args.oracle_caption_field,
                                         classification_field=args.oracle_classification_field)
         scenario = Oracle(index,
@@ -218,23 +177,19 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .review import ReviewError, delete_run, list_runs, run_info
+    from .review import delete_run, list_runs, run_info
 
     dataset = _load(args.dataset)
-    try:
-        if args.delete:
-            if not args.run:
-                print("error: name the run to delete", file=sys.stderr)
-                return EXIT_ERROR
-            deleted = delete_run(dataset, args.run, delete_labels=args.delete_labels)
-            print(f"run {args.run!r} deleted" + (f"; fields deleted: {', '.join(deleted)}" if deleted else ""))
-            return EXIT_OK
-        if args.run:
-            print(run_info(dataset, args.run).describe())
-            return EXIT_OK
-    except ReviewError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    if args.delete:
+        if not args.run:
+            print("error: name the run to delete", file=sys.stderr)
+            return EXIT_ERROR
+        deleted = delete_run(dataset, args.run, delete_labels=args.delete_labels)
+        print(f"run {args.run!r} deleted" + (f"; fields deleted: {', '.join(deleted)}" if deleted else ""))
+        return EXIT_OK
+    if args.run:
+        print(run_info(dataset, args.run).describe())
+        return EXIT_OK
     runs = list_runs(dataset)
     if not runs:
         print(f"no gemini-annotate runs on {args.dataset!r}")
@@ -246,22 +201,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from fiftyone import ViewField as F
+    from .review import ACCEPTED, REJECTED, mark_reviewed, only_classes, review_counts, set_review_status
 
-    from .review import ACCEPTED, REJECTED, mark_reviewed, review_counts, set_review_status
-
-    samples = _samples(args)
-    if args.classes:
-        names = [c.strip() for c in args.classes.split(",") if c.strip()]
-        samples = samples.filter_labels(args.label_field, F("label").is_in(names), only_matches=False)
+    tagged = _samples(args)
+    samples = only_classes(tagged, args.label_field, args.classes)
     if args.accept or args.reject:
         status = ACCEPTED if args.accept else REJECTED
-        changed = set_review_status(samples, args.label_field, status, args.label_ids or None)
+        changed = set_review_status(samples, args.label_field, status, args.label_ids)
         print(f"{changed} label(s) now {status}")
     if args.mark_reviewed:
         accepted = mark_reviewed(samples, args.label_field)
         print(f"{len(samples)} sample(s) marked reviewed, {accepted} label(s) accepted")
-    print(review_counts(_samples(args), args.label_field).describe())
+    print(review_counts(tagged, args.label_field).describe())
     return EXIT_OK
 
 
@@ -274,14 +225,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .review import ReviewError, evaluate
+    from .review import evaluate
 
-    try:
-        report = evaluate(_samples(args), args.label_field, gt_field=args.gt_field,
-                          eval_key=args.eval_key, iou=args.iou)
-    except ReviewError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    report = evaluate(_samples(args), args.label_field, gt_field=args.gt_field, eval_key=args.eval_key,
+                      iou=args.iou)
     print(report.describe())
     print(report.note)
     return EXIT_OK
@@ -336,10 +283,17 @@ def cmd_plugin_install(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import DEFAULT_LABEL_FIELD
+    from .config import (DEFAULT_LABEL_FIELD, DEFAULT_MODEL, ApiKind, IfLabeledPolicy, ImageTransport,
+                         MaskFormChoice, MediaResolution, ThinkingLevel, UnknownLabelPolicy)
+    from .demo import DATASET_NAME as DEMO_DATASET_NAME
     from .tasks import TASKS
 
-    parser = argparse.ArgumentParser(prog="gemini-annotate", description=__doc__.split("\n\n")[0])
+    def choices(literal) -> list[str]:
+        return list(get_args(literal))
+
+    description, epilog = __doc__.split("\n\n", 1)
+    parser = argparse.ArgumentParser(prog="gemini-annotate", description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_job_options(p: argparse.ArgumentParser) -> None:
@@ -352,13 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
         p.add_argument("--question", help="vqa: the question; {field} names a sample field")
         p.add_argument("--view-tag", help="only samples with this tag")
-        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
-        p.add_argument("--model")
-        p.add_argument("--api", choices=["generate_content", "interactions"])
+        p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD, help="the field receiving the labels")
+        p.add_argument("--model", help=f"the Gemini model (default {DEFAULT_MODEL})")
+        p.add_argument("--api", choices=choices(ApiKind))
         p.add_argument("--max-image-side", type=int, help="downscale images above this many pixels")
-        p.add_argument("--media-resolution", choices=["low", "medium", "high"],
+        p.add_argument("--media-resolution", choices=choices(MediaResolution),
                        help="Gemini's per-image token budget")
-        p.add_argument("--image-transport", choices=["inline", "file_api", "uri"],
+        p.add_argument("--image-transport", choices=choices(ImageTransport),
                        help="send images inline, uploaded once via the File API, or by their URI")
         p.add_argument("--uri-field", help="uri transport: the field holding each image's http(s)/gs:// URI")
         p.add_argument("--reference-image", dest="reference_images", action="append",
@@ -370,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("annotate", help="pre-annotate a FiftyOne dataset with Gemini")
     add_job_options(p)
     p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
-    p.add_argument("--concurrency", type=int)
+    p.add_argument("--concurrency", type=int, help="requests in flight at most")
     p.add_argument("--timeout", type=float, help="seconds per request")
     p.add_argument("--max-attempts", type=int, help="attempts per request, retries included")
     p.add_argument("--max-requests", type=int, help="stop (resumably) after this many requests")
@@ -380,14 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-shards", type=int, metavar="N",
                    help="split the job into N shards queued as delegated operations for "
                         "`fiftyone delegated launch` workers, and return")
-    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"])
+    p.add_argument("--if-labeled", choices=choices(IfLabeledPolicy))
     p.add_argument("--retry-failed", action="store_true", default=None,
                    help="send only the samples that failed last time")
-    p.add_argument("--max-objects", type=int)
-    p.add_argument("--mask-form", choices=["polygon", "png"],
+    p.add_argument("--max-objects", type=int, help="ask for at most this many objects per image")
+    p.add_argument("--unknown-labels", choices=choices(UnknownLabelPolicy),
+                   help="drop (default) or keep labels that are not one of --classes")
+    p.add_argument("--thinking-level", choices=choices(ThinkingLevel),
+                   help="Gemini's thinking level (default: the task's)")
+    p.add_argument("--mask-form", choices=choices(MaskFormChoice),
                    help="segment: ask for polygons or PNG masks (default: what the model does best)")
     p.add_argument("--mask-threshold", type=int, help="segment: PNG mask values above this are inside (default 127)")
-    p.add_argument("--run-key")
+    p.add_argument("--run-key", help="the FiftyOne run's key (default: the label field); rerunning it resumes")
     p.add_argument("--batch-poll-interval", type=float, help="seconds between checks of a batch job")
     p.add_argument("--no-wait", dest="batch_wait", action="store_false", default=None,
                    help="batch: return once submitted; run again to collect the results")
@@ -400,14 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="what a job would send and cost, before running it")
     add_job_options(p)
-    p.add_argument("--if-labeled", choices=["skip", "replace_unreviewed", "overwrite"],
+    p.add_argument("--if-labeled", choices=choices(IfLabeledPolicy),
                    help="count the samples a run with this policy would send")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(fn=cmd_estimate)
 
     p = sub.add_parser("demo", help="offline demo: the built-in emulator pre-annotates shipped images")
-    p.add_argument("--name", default="gemini-annotate-demo")
-    p.add_argument("--api", default="generate_content", choices=["generate_content", "interactions"])
+    p.add_argument("--name", default=DEMO_DATASET_NAME, help="the demo dataset's name (rebuilt on every run)")
+    p.add_argument("--api", default="generate_content", choices=choices(ApiKind))
     p.add_argument("--app", action="store_true", help="open the result in the FiftyOne App")
     p.add_argument("--port", type=int, default=5151)
     p.add_argument("--address", default="127.0.0.1")
@@ -440,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", help="inspect (or delete) this run")
     p.add_argument("--delete", action="store_true", help="delete the run's record")
     p.add_argument("--delete-labels", action="store_true",
-                   help="with --delete: also delete its label, status, reason, reviewed and proposed fields")
+                   help="with --delete: also delete the fields it wrote (labels, outlines, status, reason, "
+                        "reviewed, proposed)")
     p.set_defaults(fn=cmd_runs)
 
     p = sub.add_parser("files", help="File API uploads remembered for a dataset")
@@ -454,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
     p.add_argument("--view-tag", help="only samples with this tag")
     p.add_argument("--classes", help="only labels of these classes (comma-separated)")
-    p.add_argument("--label-ids", nargs="*", help="only these labels")
+    p.add_argument("--label-ids", nargs="+", metavar="ID", help="only these labels")
     action = p.add_mutually_exclusive_group()
     action.add_argument("--accept", action="store_true")
     action.add_argument("--reject", action="store_true")
@@ -501,9 +460,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .gemini import GeminiError
+
     args = build_parser().parse_args(argv)
     quiet_database_warning()
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except GeminiError as e:  # Gemini refused: no key, a bad key, an unknown model, ...
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_STOPPED
+    except ValueError as e:  # a bad option, a review step that cannot be done as asked, ...
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def quiet_database_warning() -> None:

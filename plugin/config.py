@@ -22,6 +22,7 @@ MaskFormChoice = Literal["polygon", "png"]
 IfLabeledPolicy = Literal["skip", "replace_unreviewed", "overwrite"]
 ImageTransport = Literal["inline", "file_api", "uri"]
 MediaResolution = Literal["low", "medium", "high"]
+ThinkingLevel = Literal["minimal", "low", "medium", "high"]
 
 MAX_IMAGES_PER_REQUEST = 3600
 """Gemini accepts at most this many images in one request."""
@@ -120,7 +121,7 @@ class AnnotateConfig(BaseModel):
     if_labeled: IfLabeledPolicy = "skip"
     retry_failed: bool = False
     run_key: Optional[str] = None
-    thinking_level: Optional[Literal["minimal", "low", "medium", "high"]] = None
+    thinking_level: Optional[ThinkingLevel] = None
     max_objects: Optional[int] = Field(None, ge=1)
     mask_form: Optional[MaskFormChoice] = None
     mask_threshold: int = Field(127, ge=0, le=254)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import queue
 import threading
 from typing import Any, Callable, Optional
@@ -28,19 +27,16 @@ from typing import Any, Callable, Optional
 import fiftyone.core.labels as fol
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-from fiftyone import ViewField as F
 
 from . import review
 from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
-from .convert import REVIEW_ATTRIBUTE
-from .gemini import API_KEY_ENV_VARS
+from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
 from .preview import preview_run
 from .runs import RunSummary, load_run_summary
 from .tasks import TASKS
 
 PLUGIN_NAME = "@gemini-annotate/gemini-annotate"
-SECRET_NAME = "GEMINI_API_KEY"
 DELEGATE_ABOVE = 200
 """Samples above which the form proposes delegated execution by default."""
 
@@ -50,6 +46,8 @@ IF_LABELED_CHOICES = {
     "new_field": "Write this run into a new field",
     "overwrite": "Overwrite the field, reviewed labels included",
 }
+FORM_PARAMS = ("classes_from", "classes_field", "new_label_field")
+"""Parameters of the annotate form beside the :class:`AnnotateConfig` fields."""
 _CLASS_FIELD_TYPES = (fol.Detections, fol.Polylines, fol.Keypoints, fol.Classifications,
                       fol.Detection, fol.Polyline, fol.Keypoint, fol.Classification)
 
@@ -83,17 +81,13 @@ def _outside_event_loop(fn: Callable[[], Any]) -> Any:
 
 
 def _api_key(ctx) -> Optional[str]:
-    """The plugin secret, else the environment; ``None`` when neither has a key."""
-    for name in (SECRET_NAME, *API_KEY_ENV_VARS):
-        value = ctx.secret(name) or os.environ.get(name)
-        if value and value.strip():
-            return value.strip()
-    return None
-
-
-def _classes_from_field(samples, field: str) -> list[str]:
-    path = review.label_path(samples, field)
-    return sorted(str(v) for v in samples._dataset.distinct(f"{path}.label") if v)
+    """The key of the plugin secrets (``GEMINI_API_KEY``, ``GOOGLE_API_KEY``), else of the
+    environment, as :func:`~gemini_annotate.gemini.resolve_api_key` reads it; ``None`` if none."""
+    secret = next((value for value in map(ctx.secret, API_KEY_ENV_VARS) if value and value.strip()), None)
+    try:
+        return resolve_api_key(secret)
+    except MissingApiKeyError:
+        return None
 
 
 def _label_fields(samples, types_=_CLASS_FIELD_TYPES) -> list[str]:
@@ -109,36 +103,22 @@ def _free_field_name(samples, base: str) -> str:
 
 
 def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
-    """The run configuration an annotate form describes.
+    """The run configuration an annotate form (or a queued shard) describes.
 
+    Every :class:`AnnotateConfig` field is read from the parameter of the same
+    name; empty ones keep the default. Two form choices add to that:
     ``classes_from="field"`` takes the classes from the distinct labels of
-    ``classes_field`` in ``samples``' dataset; ``if_labeled="new_field"``
+    ``classes_field`` in ``samples``' dataset, and ``if_labeled="new_field"``
     writes into ``new_label_field``.
     """
-    classes: Any = params.get("classes") or None
+    options = {name: value for name, value in params.items()
+               if name in AnnotateConfig.model_fields and value not in (None, "")}
     if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
-        classes = _classes_from_field(samples, params["classes_field"]) or None
-    label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
-    if_labeled = params.get("if_labeled") or "skip"
-    if if_labeled == "new_field":
+        options["classes"] = review.field_classes(samples._dataset, params["classes_field"]) or None
+    if options.get("if_labeled") == "new_field":
+        label_field = options.get("label_field", DEFAULT_LABEL_FIELD)
         default = _free_field_name(samples, label_field) if samples is not None else label_field
-        label_field = params.get("new_label_field") or default
-        if_labeled = "skip"
-    options = {
-        "task": params.get("task") or "detect",
-        "classes": classes,
-        "prompt": params.get("prompt") or None,
-        "label_field": label_field,
-        "model": params.get("model") or DEFAULT_MODEL,
-        "if_labeled": if_labeled,
-    }
-    for name in ("api", "concurrency", "base_url", "max_objects", "run_key", "retry_failed",
-                 "max_image_side", "mask_form", "mask_threshold", "question", "multi_label",
-                 "image_transport", "uri_field", "reference_images", "media_resolution", "batch",
-                 "timeout", "max_attempts", "max_requests", "max_tokens", "shard", "num_shards",
-                 "thinking_level", "unknown_labels"):
-        if params.get(name) not in (None, ""):
-            options[name] = params[name]
+        options.update(label_field=params.get("new_label_field") or default, if_labeled="skip")
     return AnnotateConfig(**options)
 
 
@@ -164,6 +144,11 @@ def _progress_label(progress: RunProgress) -> str:
 
 def _summary_markdown(summary: RunSummary) -> str:
     return "\n".join(f"- {line.strip()}" for line in summary.describe().splitlines())
+
+
+def _stopped(error: AnnotationStopped) -> RuntimeError:
+    """The error the App shows for a stopped run: why it stopped, and what it had done."""
+    return RuntimeError(f"{error}\n{error.summary.describe()}")
 
 
 def _summary_output():
@@ -216,15 +201,24 @@ class AnnotateWithGemini(GeminiOperator):
             inputs.enum("classes_field", class_fields, default=class_fields[0], required=True,
                         label="Take the classes from", view=types.DropdownView())
             field = params.get("classes_field") or class_fields[0]
-            names = _classes_from_field(ctx.dataset, field)
+            names = review.field_classes(ctx.dataset, field)
             inputs.view("classes_found", types.Notice(
                 label=f"{len(names)} classes: {', '.join(names[:30])}{' …' if len(names) > 30 else ''}"))
         else:
             inputs.str("classes", label="Class names",
                        description="Comma-separated (empty: whatever Gemini finds)")
-        inputs.str("prompt", label="Custom prompt (optional)",
-                   description="Replaces the task's default prompt",
-                   view=types.TextFieldView(multiline=True))
+        task = params.get("task") or "detect"
+        if task == "classify":
+            inputs.bool("multi_label", default=False, label="Every class that applies",
+                        description="Several classes per image (fo.Classifications) instead of exactly one",
+                        view=types.CheckboxView())
+        if task == "vqa":  # the question travels as the prompt (see tasks.vqa_question)
+            inputs.str("prompt", required=True, label="Question",
+                       description="May name sample fields as {field}", view=types.TextFieldView(multiline=True))
+        else:
+            inputs.str("prompt", label="Custom prompt (optional)",
+                       description="Replaces the task's default prompt; may name sample fields as {field}",
+                       view=types.TextFieldView(multiline=True))
         inputs.str("model", default=DEFAULT_MODEL, required=True, label="Model")
         inputs.str("label_field", default=DEFAULT_LABEL_FIELD, required=True, label="Label field",
                    description="The field that receives the pre-annotations")
@@ -280,7 +274,7 @@ class AnnotateWithGemini(GeminiOperator):
         try:
             summary = run_annotation(target, config, api_key=api_key, progress=report)
         except AnnotationStopped as e:
-            raise RuntimeError(f"{e}\n{e.summary.describe()}") from None
+            raise _stopped(e) from e
         return {"summary": _summary_markdown(summary), **summary.to_dict()}
 
     @staticmethod
@@ -305,7 +299,7 @@ class AnnotateWithGemini(GeminiOperator):
         yield ctx.trigger("reload_dataset")
         error = outcome.get("error")
         if isinstance(error, AnnotationStopped):
-            raise RuntimeError(f"{error}\n{error.summary.describe()}") from error
+            raise _stopped(error) from error
         if error is not None:
             raise error
         summary: RunSummary = outcome["summary"]
@@ -326,25 +320,34 @@ class AnnotateWithGemini(GeminiOperator):
         Args:
             samples: the dataset or view to annotate.
             task, classes, prompt, model, label_field, if_labeled: as in the form
-                (``classes`` a list or a comma-separated string).
+                (``classes`` a list or a comma-separated string;
+                ``if_labeled="new_field"`` writes into ``new_label_field``,
+                by default the first free ``<label_field>_<n>``).
             delegate: queue the run for ``fiftyone delegated launch`` instead
                 of running it now.
             **options: other :class:`~gemini_annotate.config.AnnotateConfig`
-                fields (``concurrency``, ``api``, ``base_url``, ...).
+                fields (``concurrency``, ``api``, ``base_url``, ...) and the
+                form's ``classes_from``, ``classes_field``, ``new_label_field``.
 
         Returns:
             the :class:`~gemini_annotate.runs.RunSummary` of an immediate run,
             or FiftyOne's ``ExecutionResult`` of a delegated one (its
             ``result["id"]`` is the queued operation).
         """
+        unknown = set(options) - set(AnnotateConfig.model_fields) - set(FORM_PARAMS)
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}")
         if isinstance(classes, (list, tuple)):
-            classes = ",".join(classes)
+            classes = ",".join(classes)  # the form's classes are a string, and FiftyOne checks
         params = {"task": task, "classes": classes, "prompt": prompt, "model": model,
                   "label_field": label_field, "if_labeled": if_labeled, **options}
+        config = config_from_params(params, samples)  # checked now; names the run (and a new field)
+        if if_labeled == "new_field":
+            params["new_label_field"] = config.label_field
         result = self._run_from_python(samples, params, delegate=delegate)
         if delegate:
             return result
-        return load_run_summary(samples, options.get("run_key") or label_field)
+        return load_run_summary(samples, config.resolved_run_key)
 
 
 def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-annotation field"):
@@ -417,11 +420,7 @@ class ReviewGeminiLabels(GeminiOperator):
 
     @staticmethod
     def _labels(ctx, field):
-        view = ctx.target_view()
-        classes = [c.strip() for c in (ctx.params.get("classes") or "").split(",") if c.strip()]
-        if classes:
-            view = view.filter_labels(field, F("label").is_in(classes), only_matches=False)
-        return view
+        return review.only_classes(ctx.target_view(), field, ctx.params.get("classes"))
 
     def execute(self, ctx):
         field = _chosen_field(ctx)
@@ -436,7 +435,7 @@ class ReviewGeminiLabels(GeminiOperator):
     def __call__(self, samples, label_field: str, status: str = review.ACCEPTED, *,
                  label_ids: Optional[list[str]] = None, classes: Optional[list[str]] = None):
         """Sets the review status of ``label_ids`` (or all labels of ``samples``) in ``label_field``."""
-        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or [])}
+        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or ())}
         if label_ids is not None:
             samples = samples.select_labels(ids=label_ids, fields=label_field)
         return self._run_from_python(samples, params).result
@@ -460,8 +459,7 @@ class MarkSamplesReviewed(GeminiOperator):
         target = ctx.target_view()
         field = _pre_annotation_field_input(inputs, ctx)
         if field is not None:
-            unreviewed = target.filter_labels(field, F(REVIEW_ATTRIBUTE) == review.UNREVIEWED)
-            count = unreviewed.count(review.label_path(target, field))
+            count = review.only_unreviewed(target, field).count(review.label_path(target, field))
             inputs.view("preview", types.Notice(
                 label=f"{len(target)} sample(s) marked reviewed; {count} unreviewed label(s) accepted"))
         return types.Property(inputs, view=types.View(label="Mark samples reviewed"))
@@ -569,8 +567,7 @@ class EvaluateGeminiLabels(GeminiOperator):
         inputs.enum("gt_field", truths.values(), default="", label="Compare with", view=truths)
         inputs.str("eval_key", default=f"{field}_eval", required=True, label="Evaluation key")
         inputs.float("iou", default=0.5, label="IoU threshold", min=0.05, max=0.95)
-        flag = review.reviewed_field(field)
-        reviewed = ctx.dataset.count_values(flag).get(True, 0) if ctx.dataset.has_field(flag) else 0
+        reviewed = review.review_counts(ctx.target_view(), field).reviewed_samples
         if reviewed:
             inputs.view("preview", types.Notice(label=f"{reviewed} reviewed sample(s) will be evaluated"))
         else:
@@ -582,7 +579,7 @@ class EvaluateGeminiLabels(GeminiOperator):
     def execute(self, ctx):
         field = _chosen_field(ctx)
         report = review.evaluate(
-            ctx.dataset, field, gt_field=ctx.params.get("gt_field") or None,
+            ctx.target_view(), field, gt_field=ctx.params.get("gt_field") or None,
             eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),
         )
         ctx.trigger("reload_dataset")
@@ -633,7 +630,7 @@ class GeminiRuns(GeminiOperator):
         inputs.enum("action", actions.values(), default="inspect", view=actions, label="Action")
         if ctx.params.get("action") == "delete":
             inputs.bool("delete_labels", default=False, label=f"Also delete the field {info.label_field!r} "
-                        "and its status, reason, reviewed and proposed fields", view=types.CheckboxView())
+                        "and its outline, status, reason, reviewed and proposed fields", view=types.CheckboxView())
         return types.Property(inputs, view=types.View(label="Gemini runs"))
 
     def execute(self, ctx):

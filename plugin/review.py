@@ -32,12 +32,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 import fiftyone as fo
 import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
+from .config import AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
 from .runs import RUN_METHOD, RunSummary, clear_shard_summaries, list_annotation_runs, load_run_summary
 
@@ -108,6 +109,31 @@ def label_path(samples: fo.core.collections.SampleCollection, label_field: str) 
     return label_field
 
 
+def field_classes(samples: fo.core.collections.SampleCollection, label_field: str) -> list[str]:
+    """The class names of the labels in a field of ``samples``, sorted."""
+    return sorted(str(v) for v in samples.distinct(f"{label_path(samples, label_field)}.label") if v)
+
+
+def only_classes(
+    samples: fo.core.collections.SampleCollection,
+    label_field: str,
+    classes: Union[str, Iterable[str], None],
+) -> fo.core.collections.SampleCollection:
+    """``samples`` with only the labels of ``classes`` left in ``label_field``.
+
+    Every sample stays (a review step on the view still counts its samples);
+    with no class named, ``samples`` is returned unchanged.
+
+    Args:
+        classes: class names, or one comma-separated string of them.
+    """
+    names = classes.split(",") if isinstance(classes, str) else list(classes or ())
+    names = [name.strip() for name in names if name.strip()]
+    if not names:
+        return samples
+    return samples.filter_labels(label_field, F("label").is_in(names), only_matches=False)
+
+
 def pre_annotation_fields(samples: fo.core.collections.SampleCollection) -> list[str]:
     """The label fields that gemini-annotate runs wrote, in run order, without repeats."""
     fields = []
@@ -173,15 +199,20 @@ def set_review_status(
     return len(changes)
 
 
+def only_unreviewed(
+    samples: fo.core.collections.SampleCollection, label_field: str,
+) -> fo.core.collections.SampleCollection:
+    """The samples with labels still ``unreviewed`` in ``label_field``, showing only those labels."""
+    return samples.filter_labels(label_field, F(REVIEW_ATTRIBUTE) == UNREVIEWED)
+
+
 def mark_reviewed(samples: fo.core.collections.SampleCollection, label_field: str) -> int:
     """Marks samples as reviewed as a whole, accepting their labels still unreviewed.
 
     Returns:
         the number of labels this accepted.
     """
-    path = label_path(samples, label_field)
-    unreviewed = samples.filter_labels(label_field, F(REVIEW_ATTRIBUTE) == UNREVIEWED)
-    ids = unreviewed.values(f"{path}.id", unwind=True)
+    ids = only_unreviewed(samples, label_field).values(f"{label_path(samples, label_field)}.id", unwind=True)
     accepted = set_review_status(samples, label_field, ACCEPTED, ids) if ids else 0
     sample_ids = samples.values("id")
     samples._dataset.set_values(reviewed_field(label_field), dict.fromkeys(sample_ids, True), key_field="id")
@@ -244,6 +275,7 @@ def promote(
     """
     if gt_field == label_field:
         raise ReviewError("promote into a different field than the pre-annotations")
+    label_path(samples, label_field)  # a label field, or a clear error
     source_type = samples.get_field(label_field).document_type
     dataset = samples._dataset
     if dataset.has_field(gt_field) and dataset.get_field(gt_field).document_type is not source_type:
@@ -510,6 +542,9 @@ def evaluate(
             f"no sample is marked reviewed for {label_field!r}: review some samples "
             "(mark them reviewed, or load corrections from the annotation tool) first"
         )
+    label_type = dataset.get_field(label_field).document_type
+    if issubclass(label_type, (fol.Classification, fol.Classifications)):
+        raise ReviewError("evaluation of classifications is not supported yet; use detections, polylines or keypoints")
     eval_key = eval_key or f"{label_field}_eval"
     keep_proposals(reviewed, label_field)
     predictions = proposed_field(label_field)
@@ -519,11 +554,8 @@ def evaluate(
         truth = reviewed.filter_labels(label_field, kept, only_matches=False)
     else:
         truth = reviewed
-    label_type = dataset.get_field(label_field).document_type
     if dataset.has_evaluation(eval_key):
         dataset.delete_evaluation(eval_key)
-    if issubclass(label_type, (fol.Classification, fol.Classifications)):
-        raise ReviewError("evaluation of classifications is not supported yet; use detections, polylines or keypoints")
     results = truth.evaluate_detections(
         predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=False, progress=False,
     )
@@ -597,9 +629,9 @@ def list_runs(samples: fo.core.collections.SampleCollection) -> list[RunInfo]:
 def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, delete_labels: bool = False) -> list[str]:
     """Deletes a run's record and, if asked, the fields it wrote.
 
-    With ``delete_labels``, the label field and its ``_status``, ``_reason``,
-    ``_reviewed`` and ``_proposed`` fields go too, unless another run still
-    writes into the same field.
+    With ``delete_labels``, the label field and its ``_polylines``, ``_status``,
+    ``_reason``, ``_reviewed`` and ``_proposed`` fields go too, unless another
+    run still writes into the same field.
 
     Returns:
         the fields deleted.
@@ -613,8 +645,9 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
     still_used = {dataset.get_run_info(k).config.label_field for k in list_annotation_runs(dataset)}
     if info.label_field in still_used:
         return []
-    base = info.label_field
-    names = [base, f"{base}_status", f"{base}_reason", reviewed_field(base), proposed_field(base)]
+    written = AnnotateConfig(label_field=info.label_field)  # the names of the fields a run writes
+    names = [written.label_field, written.polylines_field, written.status_field, written.reason_field,
+             reviewed_field(written.label_field), proposed_field(written.label_field)]
     deleted = [name for name in names if dataset.has_field(name)]
     for name in deleted:
         dataset.delete_sample_field(name)
@@ -624,7 +657,8 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
 __all__ = [
     "ACCEPTED", "ADDED", "EDITED", "REJECTED", "REVIEW_STATUSES", "UNREVIEWED", "RUN_METHOD",
     "CorrectionCounts", "EvaluationReport", "ReviewCounts", "ReviewError", "RunInfo",
-    "apply_corrections", "delete_run", "evaluate", "field_value", "keep_proposals", "label_path", "list_runs",
-    "mark_reviewed", "pre_annotation_fields", "promote", "proposed_field", "review_counts",
-    "review_status", "reviewed_field", "run_info", "same_geometry", "set_review_status",
+    "apply_corrections", "delete_run", "evaluate", "field_classes", "field_value", "keep_proposals",
+    "label_path", "list_runs", "mark_reviewed", "only_classes", "only_unreviewed",
+    "pre_annotation_fields", "promote", "proposed_field", "review_counts", "review_status",
+    "reviewed_field", "run_info", "same_geometry", "set_review_status",
 ]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import fiftyone as fo
+import pytest
 
 from gemini_annotate.emulator import Canned
 
@@ -152,3 +153,32 @@ def test_plugin_install_makes_fiftyone_find_the_operator(tmp_path):
     assert probe.returncode == 0, probe.stderr
     assert "plugin/__init__.py" in probe.stdout and "GEMINI_API_KEY" in probe.stdout
     assert "Annotate with Gemini" in probe.stdout
+
+
+def _options_of(command: str) -> dict:
+    from gemini_annotate.cli import build_parser
+
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    return {action.dest: action for action in parser._actions}
+
+
+def test_every_configuration_field_is_an_option_of_the_annotate_command():
+    from gemini_annotate.config import AnnotateConfig
+
+    assert set(AnnotateConfig.model_fields) <= set(_options_of("annotate"))
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--thinking-level", "low", "--unknown-labels", "keep"], {"thinking_level": "low", "unknown_labels": "keep"}),
+    (["--classes", "cat, dog", "--reference-image", "a.jpg", "--reference-image", "b.jpg"],
+     {"classes": ("cat", "dog"), "reference_images": ("a.jpg", "b.jpg")}),
+    (["--batch", "--no-wait", "--batch-poll-interval", "5"], {"batch": True, "batch_wait": False,
+                                                             "batch_poll_interval": 5.0}),
+    ([], {"task": "detect", "label_field": "gemini", "batch_wait": True, "thinking_level": None}),
+])
+def test_annotate_options_become_the_run_configuration(flags, expected):
+    from gemini_annotate.cli import _config_from_args, build_parser
+
+    config = _config_from_args(build_parser().parse_args(["annotate", "some-dataset", *flags]))
+
+    assert {name: getattr(config, name) for name in expected} == expected

@@ -1,7 +1,9 @@
 """Pre-annotations out to a real Label Studio and a person's corrections back.
 
 Label Studio is installed from PyPI into a virtualenv of its own
-(tests/labelstudio/install.sh) and started on 127.0.0.1 for this module. The
+(tests/labelstudio/install.sh) and started on 127.0.0.1 for this module; the
+1.x client FiftyOne's integration speaks goes into this Python
+(tests/labelstudio/install_sdk.sh). The
 "person" works through Label Studio's REST API, submitting annotations the way
 its editor does: the predicted regions, changed, removed or added to.
 """
@@ -13,6 +15,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.labelstudio
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 INSTALL = os.path.join(TESTS_DIR, "labelstudio", "install.sh")
+INSTALL_SDK = os.path.join(TESTS_DIR, "labelstudio", "install_sdk.sh")
 STARTUP_TIMEOUT = 240.0
 
 
@@ -41,6 +45,7 @@ def label_studio(tmp_path_factory):
     """A Label Studio server on 127.0.0.1: (url, api token)."""
     venv = os.environ.get("LABEL_STUDIO_VENV", os.path.expanduser("~/.cache/gemini-annotate/label-studio"))
     subprocess.run(["bash", INSTALL, venv], check=True, capture_output=True, timeout=1200)
+    subprocess.run(["bash", INSTALL_SDK, sys.executable], check=True, capture_output=True, timeout=1200)
     data_dir = tmp_path_factory.mktemp("label-studio")
     port = _free_port()
     token = secrets.token_hex(20)

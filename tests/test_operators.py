@@ -13,6 +13,7 @@ from gemini_annotate.emulator import Canned
 from gemini_annotate.media import estimate_image_tokens
 from gemini_annotate.operators import PLUGIN_NAME, config_from_params
 from gemini_annotate.preview import preview_run
+from gemini_annotate.shards import shard_params
 
 
 def operator(name):
@@ -87,6 +88,21 @@ def test_form_parameters_become_a_run_configuration(coco_dataset, params, expect
             assert set(value) <= set(got) and got == tuple(sorted(got))
         else:
             assert got == value
+
+
+def test_a_queued_shard_runs_the_configuration_it_was_queued_with():
+    config = AnnotateConfig(
+        task="classify", classes=("indoor", "outdoor"), multi_label=True, label_field="scene",
+        model="gemini-2.5-flash", concurrency=3, timeout=9.5, max_attempts=2, max_requests=40,
+        max_tokens=9000, unknown_labels="keep", if_labeled="replace_unreviewed", run_key="scene_run",
+        thinking_level="low", max_objects=5, prompt="Where was {place} taken?", image_transport="uri",
+        uri_field="url", reference_images=("a.jpg",), media_resolution="low", max_image_side=800,
+        batch_poll_interval=5.0, vertexai=True, project="p", location="us-central1",
+    )
+
+    assert config_from_params(shard_params(config, 1, 3)) == config.model_copy(update={"shard": 1, "num_shards": 3})
+    batch = AnnotateConfig(batch=True, batch_wait=False, batch_poll_interval=7.0)
+    assert config_from_params(shard_params(batch, 0, 1)) == batch
 
 
 def test_preview_counts_requests_and_tokens_of_the_images_as_sent(coco_dataset):
@@ -236,3 +252,41 @@ def test_annotate_refuses_a_field_that_holds_something_else(coco_dataset, emulat
 def test_review_operators_say_when_there_is_nothing_to_review(coco_dataset, installed_plugin):
     with pytest.raises(Exception, match="no Gemini pre-annotations yet"):
         operator("mark_samples_reviewed")(coco_dataset, "ground_truth")
+
+
+def test_operator_called_into_a_new_field_returns_that_runs_summary(coco_dataset, emulator, oracle_for,
+                                                                   installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    annotate = operator("annotate_with_gemini")
+    annotate(coco_dataset.limit(2), label_field="gemini")
+
+    summary = annotate(coco_dataset, label_field="gemini", if_labeled="new_field")
+
+    assert summary.label_field == "gemini_2" and summary.done == len(coco_dataset)
+    assert len(coco_dataset.exists("gemini")) == 2
+
+
+def test_operator_refuses_an_option_it_does_not_know(coco_dataset, installed_plugin):
+    with pytest.raises(TypeError, match="concurency"):
+        operator("annotate_with_gemini")(coco_dataset, concurency=4)
+
+
+def test_evaluate_operator_scores_the_samples_it_is_given(coco_dataset, emulator, oracle_for, installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini")
+    review.mark_reviewed(coco_dataset.limit(3), "gemini")
+
+    result = operator("evaluate_gemini_labels")(coco_dataset.limit(1), "gemini")
+
+    assert result["samples"] == 1
+    assert result["true_positives"] == coco_dataset.limit(1).count("gemini.detections")
+
+
+def test_annotate_form_asks_what_each_task_needs(coco_dataset, installed_plugin):
+    assert "multi_label" not in _form(coco_dataset, "annotate_with_gemini", {})
+    classify = _form(coco_dataset, "annotate_with_gemini", {"task": "classify", "classes": "a,b"})
+    vqa = _form(coco_dataset, "annotate_with_gemini", {"task": "vqa", "prompt": "How many cups?"})
+
+    assert classify["multi_label"]["view"]["name"] == "CheckboxView"
+    assert vqa["prompt"]["view"]["label"] == "Question" and vqa["prompt"]["required"]
+    assert config_from_params({"task": "classify", "classes": "a,b", "multi_label": True}).multi_label

@@ -194,6 +194,17 @@ def test_runs_can_be_listed_inspected_and_deleted(pre_annotated):
         review.run_info(pre_annotated, "gemini")
 
 
+def test_deleting_a_segment_run_with_its_labels_deletes_its_outlines_too(coco_dataset, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset.limit(2), task="segment", label_field="seg")
+    assert coco_dataset.count("seg_polylines.polylines") > 0
+
+    deleted = review.delete_run(coco_dataset, "seg", delete_labels=True)
+
+    assert set(deleted) == {"seg", "seg_polylines", "seg_status", "seg_reason"}
+    assert not coco_dataset.has_field("seg_polylines")
+
+
 def test_deleting_a_run_keeps_its_labels_unless_asked(pre_annotated):
     review.delete_run(pre_annotated, "gemini")
     assert pre_annotated.has_field("gemini") and pre_annotated.count("gemini.detections") > 0
@@ -222,3 +233,14 @@ def test_corrections_keep_masks_of_boxes_that_did_not_move(pre_annotated):
     assert first_masks == [True, False] and second_masks == [True, True]
     assert {d.review for d in pre_annotated[second.id].gemini.detections} == {"unreviewed"}
     assert pre_annotated[second.id].gemini_reviewed is None
+
+
+def test_evaluating_classifications_is_refused_before_anything_is_written(described_dataset, emulator,
+                                                                           described_oracle):
+    emulator(described_oracle(described_dataset))
+    gemini_annotate.annotate(described_dataset, task="classify", classes=["indoor", "outdoor"], label_field="scene")
+    review.mark_reviewed(described_dataset, "scene")
+
+    with pytest.raises(review.ReviewError, match="classifications is not supported"):
+        review.evaluate(described_dataset, "scene")
+    assert not described_dataset.has_field("scene_proposed")

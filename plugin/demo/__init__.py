@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import fiftyone as fo
 
@@ -78,9 +77,10 @@ def run_demo(name: str = DATASET_NAME, *, api: str = "generate_content") -> Demo
                       precision=float(metrics["precision"]), recall=float(metrics["recall"]))
 
 
-def describe(result: DemoResult, app_hint: Optional[str] = None) -> str:
-    """The demo's closing message."""
+def describe(result: DemoResult) -> str:
+    """The demo's closing message, saying how to open the result in the App."""
     dataset = result.dataset
+    again = "gemini-annotate demo --app" + (f" --name {dataset.name}" if dataset.name != DATASET_NAME else "")
     lines = [
         f"Demo dataset {dataset.name!r}: {len(dataset)} images, "
         f"{dataset.count('ground_truth.detections')} ground-truth objects.",
@@ -90,7 +90,7 @@ def describe(result: DemoResult, app_hint: Optional[str] = None) -> str:
         f"recall {result.recall:.2f}",
         "",
         "Review them in the FiftyOne App:",
-        f"  {app_hint or 'gemini-annotate demo --app'}",
+        f"  {again}   (or: fiftyone app launch {dataset.name})",
         f'  or in Python: fo.launch_app(fo.load_dataset("{dataset.name}"))',
     ]
     return "\n".join(lines)

@@ -86,11 +86,14 @@ class AppPage:
 
     def execute(self, modal, expect_text: str) -> None:
         modal.get_by_role("button", name="Execute").click()
-        self.page.get_by_text(expect_text).first.wait_for(timeout=TIMEOUT_MS)
+        # in the operator's output dialog, not only in the notification that comes just before it
+        self.page.get_by_role("dialog").get_by_text(expect_text).first.wait_for(timeout=TIMEOUT_MS)
 
     def close_output(self, button: str = "Close") -> None:
-        self.page.get_by_role("button", name=button).click()
-        self.page.locator('[data-cy="operators-prompt-modal"]').wait_for(state="detached", timeout=TIMEOUT_MS)
+        from playwright.sync_api import expect
+
+        self.page.get_by_role("dialog").get_by_role("button", name=button).click()
+        expect(self.page.get_by_role("dialog")).to_have_count(0, timeout=TIMEOUT_MS)  # the output is a dialog of its own
 
     def show_only(self, field: str, hide: str) -> None:
         self.page.locator(f'[data-cy="sidebar-field-{field}"]').wait_for(timeout=TIMEOUT_MS)
