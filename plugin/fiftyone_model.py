@@ -36,7 +36,7 @@ from .config import AnnotateConfig
 from .convert import Provenance
 from .gemini import GeminiClient, GeminiError, TokenUsage, generate_with_retries
 from .request_builder import RequestBuilder, SampleError, SampleSource
-from .sync import run_sync
+from .sync import gather_limited, run_sync
 from .tasks import ReplyContext, get_task
 from .uploads import UploadCache, upload_endpoint
 
@@ -147,14 +147,10 @@ class GeminiModel(fom.Model, fom.SamplesMixin):
 
     async def _predict_sources(self, sources: list[SampleSource], dataset) -> list:
         builder = self._builder(dataset)
-        semaphore = asyncio.Semaphore(self.config.concurrency)
         loop = asyncio.get_running_loop()
         async with GeminiClient.from_config(self.config, api_key=self._api_key) as client:
-            async def one(source: SampleSource):
-                async with semaphore:
-                    return await self._predict_one(builder, client, source, loop)
-
-            labels = await asyncio.gather(*(one(s) for s in sources))
+            labels = await gather_limited((self._predict_one(builder, client, source, loop) for source in sources),
+                                          self.config.concurrency)
         if self._fatal is not None:
             raise self._fatal
         return labels
