@@ -32,11 +32,13 @@ from .runs import (
     STATUS_FAILED,
     RunSummary,
     SampleResult,
+    check_output_fields,
     load_batch_job,
     load_run_summary,
     pending_paths,
     save_run_summary,
 )
+from .sync import gather_limited
 
 INLINE_LIMIT_BYTES = 19_000_000
 """Above this request size (Google's limit for an inline batch is 20 MB) the
@@ -65,11 +67,8 @@ class BatchAnnotationJob(AnnotationJob):
 
     async def run(self) -> RunSummary:
         started = time.monotonic()
-        if self.config.num_shards > 1:
-            # the job record is the run's: every shard would find and collect one another's job
-            raise ValueError(f"a batch run is one batch job and cannot be split into shards "
-                             f"(num_shards={self.config.num_shards}); shards are for online runs")
         self.builder.check_fields(self.samples)
+        check_output_fields(self.samples, self.config)
         client = self._client()
         waiting = None
         try:
@@ -129,7 +128,7 @@ class BatchAnnotationJob(AnnotationJob):
                 else:
                     requests.append((source.sample_id, built.request))
 
-            await _gather_limited((build(source) for source in todo), self.config.concurrency)
+            await gather_limited((build(source) for source in todo), self.config.concurrency)
 
         for result in failures:
             self._add_result(result)
@@ -223,17 +222,6 @@ class BatchAnnotationJob(AnnotationJob):
 
 def _waiting_for(name: str, state: str) -> str:
     return f"batch job {name} is {state.lower()}; run again to collect its results"
-
-
-async def _gather_limited(coroutines, limit: int) -> None:
-    """Runs coroutines with at most ``limit`` at a time."""
-    semaphore = asyncio.Semaphore(limit)
-
-    async def bounded(coroutine):
-        async with semaphore:
-            await coroutine
-
-    await asyncio.gather(*(bounded(c) for c in coroutines))
 
 
 def _is_object_id(value: str) -> bool:

@@ -202,6 +202,10 @@ class AnnotateConfig(BaseModel):
         if self.batch and self.vertexai:
             raise ValueError("batch mode runs on the Gemini Developer API only (Vertex AI batch "
                              "jobs read from Cloud Storage or BigQuery, which this tool does not write)")
+        if self.batch and self.num_shards > 1:
+            # the batch job record is the run's: every shard would find and collect the others' job
+            raise ValueError(f"a batch run is one batch job and cannot be split into shards "
+                             f"(num_shards={self.num_shards}); shards are for online runs")
         if self.batch and self.api == "interactions":
             raise ValueError("batch mode uses the generateContent API: set api='generate_content'")
         if self.vertexai and self.api == "interactions":

@@ -18,11 +18,9 @@ the App (delegation included), once the plugin is installed
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import queue
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import fiftyone.core.labels as fol
 import fiftyone.operators as foo
@@ -33,7 +31,8 @@ from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
 from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
 from .preview import preview_run
-from .runs import RunSummary, load_run_summary
+from .runs import RunSummary, load_run_summary, output_field_problem
+from .sync import outside_event_loop
 from .tasks import TASKS
 
 PLUGIN_NAME = "@gemini-annotate/gemini-annotate"
@@ -66,18 +65,7 @@ class GeminiOperator(foo.Operator):
         def execute():
             return foo.execute_operator(self.uri, ctx, params=params, request_delegation=delegate)
 
-        return _outside_event_loop(execute)
-
-
-def _outside_event_loop(fn: Callable[[], Any]) -> Any:
-    """Calls ``fn`` synchronously, in a worker thread when this thread runs an
-    event loop (a notebook), where FiftyOne would only schedule a task."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn()
-    with concurrent.futures.ThreadPoolExecutor(1, "gemini-annotate-operator") as pool:
-        return pool.submit(fn).result()
+        return outside_event_loop(execute)
 
 
 def _api_key(ctx) -> Optional[str]:
@@ -120,19 +108,6 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
         default = _free_field_name(samples, label_field) if samples is not None else label_field
         options.update(label_field=params.get("new_label_field") or default, if_labeled="skip")
     return AnnotateConfig(**options)
-
-
-def label_field_problem(dataset, config: AnnotateConfig) -> Optional[str]:
-    """Why ``config.label_field`` cannot receive this task's labels, or ``None`` if it can."""
-    if not dataset.has_field(config.label_field):
-        return None
-    expected = TASKS[config.task].label_type
-    found = getattr(dataset.get_field(config.label_field), "document_type", None)
-    if found is expected:
-        return None
-    kind = found.__name__ if found is not None else type(dataset.get_field(config.label_field)).__name__
-    return (f"{config.label_field!r} already holds {kind}, not {expected.__name__}: "
-            "choose another label field")
 
 
 def _progress_label(progress: RunProgress) -> str:
@@ -236,7 +211,7 @@ class AnnotateWithGemini(GeminiOperator):
 
         try:
             config = config_from_params(params, ctx.dataset)
-            problem = label_field_problem(ctx.dataset, config)
+            problem = output_field_problem(ctx.dataset, config)
             if problem:
                 raise ValueError(problem)
         except ValueError as e:
@@ -257,7 +232,7 @@ class AnnotateWithGemini(GeminiOperator):
 
     def execute(self, ctx):
         config = config_from_params(ctx.params, ctx.dataset)
-        problem = label_field_problem(ctx.dataset, config)
+        problem = output_field_problem(ctx.dataset, config)
         if problem:
             raise ValueError(problem)
         target = ctx.target_view()

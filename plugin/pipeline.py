@@ -44,6 +44,7 @@ from .runs import (
     LabelWriter,
     RunSummary,
     SampleResult,
+    check_output_fields,
     count_selection,
     iter_pending,
     record_run,
@@ -421,6 +422,7 @@ class OnlineAnnotationJob(AnnotationJob):
     async def run(self) -> RunSummary:
         started, loop_cpu = time.monotonic(), time.thread_time()
         self.builder.check_fields(self.samples)
+        check_output_fields(self.samples, self.config)
         client = self._client()
         loop = asyncio.get_running_loop()
         with concurrent.futures.ThreadPoolExecutor(MEDIA_THREADS, "gemini-media") as media_pool, \

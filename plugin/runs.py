@@ -30,6 +30,7 @@ from pymongo import UpdateOne
 
 from .config import AnnotateConfig
 from .convert import REVIEW_ATTRIBUTE, UNREVIEWED
+from .tasks import get_task
 
 RUN_METHOD = "gemini_annotate"
 
@@ -264,6 +265,41 @@ def pending_paths(
     if pending_match:
         view = view.mongo([{"$match": pending_match}])
     return dict(zip(*view.values(["id", "filepath"])))
+
+
+# the fields a job writes
+
+
+def output_field_problem(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> Optional[str]:
+    """Why a field a job of ``config`` writes already holds something else, or ``None``.
+
+    Writing detections into a classification field (or the other way round)
+    would fail sample after sample; every front door asks this first.
+    """
+    expected = {**get_task(config.task).output_fields(config), config.status_field: str, config.reason_field: str}
+    for name, kind in expected.items():
+        schema_field = samples.get_field(name)
+        if schema_field is None:
+            continue
+        if kind is str:
+            if isinstance(schema_field, fo.StringField):
+                continue
+            wanted = "text (StringField)"
+        else:
+            if getattr(schema_field, "document_type", None) is kind:
+                continue
+            wanted = kind.__name__
+        found = getattr(schema_field, "document_type", None) or type(schema_field)
+        return (f"{name!r} already holds {found.__name__}, not {wanted}, which a {config.task} run "
+                f"writes there: choose another label field")
+    return None
+
+
+def check_output_fields(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> None:
+    """Raises ``ValueError`` with :func:`output_field_problem`'s reason, if there is one."""
+    problem = output_field_problem(samples, config)
+    if problem:
+        raise ValueError(problem)
 
 
 # run records

@@ -104,7 +104,8 @@ class TaskSpec:
     Attributes:
         name: the task's name in the API, CLI and App.
         description: one line for forms and help.
-        label_type: the FiftyOne type written to the label field.
+        label_type: the FiftyOne type written to the label field (``str`` for
+            a string field); see :meth:`output_fields` for a configuration's.
         build_prompt: the prompt for a configuration.
         build_schema: the structured-output JSON schema for a configuration.
         thinking_level: Gemini's thinking level for the task (``minimal`` for
@@ -113,6 +114,9 @@ class TaskSpec:
         spatial: whether labels carry geometry (and so need image geometry).
         check_config: raises ``ValueError`` for a configuration the task cannot
             run (``classify`` without classes, ...), or ``None``.
+        multi_label_type: the type written instead when ``multi_label`` is set.
+        extra_fields: the other label fields a run writes, as
+            ``{AnnotateConfig property naming the field: type}``.
     """
 
     name: str
@@ -124,6 +128,14 @@ class TaskSpec:
     interpret: Callable[[GeminiReply, ReplyContext], TaskOutcome]
     spatial: bool = True
     check_config: Optional[Callable[[AnnotateConfig], None]] = None
+    multi_label_type: Optional[type] = None
+    extra_fields: Mapping[str, type] = field(default_factory=dict)
+
+    def output_fields(self, config: AnnotateConfig) -> dict[str, type]:
+        """``{field: type}`` of the label fields a run of ``config`` writes."""
+        label_type = self.multi_label_type if config.multi_label and self.multi_label_type else self.label_type
+        return {config.label_field: label_type,
+                **{getattr(config, name): kind for name, kind in self.extra_fields.items()}}
 
 
 def _limit_sentence(config: AnnotateConfig) -> str:
@@ -439,6 +451,7 @@ TASKS: dict[str, TaskSpec] = {
         build_schema=segment_schema,
         thinking_level="minimal",
         interpret=interpret_segments,
+        extra_fields={"polylines_field": fo.Polylines},
     ),
     "points": TaskSpec(
         name="points",
@@ -470,6 +483,7 @@ TASKS: dict[str, TaskSpec] = {
         interpret=interpret_classification,
         spatial=False,
         check_config=check_classify,
+        multi_label_type=fo.Classifications,
     ),
     "vqa": TaskSpec(
         name="vqa",

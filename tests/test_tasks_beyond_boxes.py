@@ -112,6 +112,52 @@ def test_app_operator_writes_the_task_label_type(described_dataset, emulator, de
     _check_every_sample(described_dataset, "answer", check)
 
 
+@pytest.mark.parametrize("options, check", TASK_CASES)
+def test_app_operator_runs_a_task_again_into_its_own_field(described_dataset, emulator, described_oracle,
+                                                          installed_plugin, options, check):
+    # the field already holds this task's type (fo.Classifications for multi-label, a string for text)
+    emulator(described_oracle(described_dataset))
+    params = {name: ",".join(value) if isinstance(value, list) else value for name, value in options.items()}
+    params.update(label_field="answer", model=MODEL, if_labeled="overwrite")
+    if "question" in params:
+        params["prompt"] = params.pop("question")
+
+    first = foo.execute_operator(OPERATOR, dataset=described_dataset, params=params)
+    again = foo.execute_operator(OPERATOR, dataset=described_dataset, params=params)
+
+    assert first.error is None and again.error is None, again.error
+    _check_every_sample(described_dataset, "answer", check)
+
+
+@pytest.mark.parametrize("options", [
+    dict(task="detect"),
+    dict(task="classify", classes=["person", "cup"], multi_label=True),
+    dict(task="caption"),
+], ids=["detect", "classify-multi-label", "caption"])
+def test_a_field_holding_another_label_type_is_refused_before_any_request(described_dataset, emulator,
+                                                                           described_oracle, options):
+    # truth_scene holds fo.Classification: none of these tasks writes that
+    server = emulator(described_oracle(described_dataset))
+    before = described_dataset.values("truth_scene")
+
+    with pytest.raises(ValueError, match="'truth_scene' already holds Classification.*choose another label field"):
+        gemini_annotate.annotate(described_dataset, label_field="truth_scene", if_labeled="overwrite", **options)
+
+    assert server.count() == 0
+    assert described_dataset.values("truth_scene") == before
+    assert not described_dataset.has_field("truth_scene_status")
+
+
+def test_a_segment_run_is_refused_when_its_outline_field_holds_something_else(coco_dataset, emulator, oracle_for):
+    coco_dataset.clone_sample_field("ground_truth", "masks_polylines")  # fo.Detections, not fo.Polylines
+    server = emulator(oracle_for(coco_dataset))
+
+    with pytest.raises(ValueError, match="'masks_polylines' already holds Detections, not Polylines"):
+        gemini_annotate.annotate(coco_dataset, task="segment", label_field="masks")
+
+    assert server.count() == 0 and not coco_dataset.has_field("masks")
+
+
 def test_the_task_menu_of_the_app_and_cli_lists_every_task():
     from gemini_annotate.cli import build_parser
 
