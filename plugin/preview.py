@@ -19,6 +19,7 @@ from .convert import UNREVIEWED
 from .costs import estimate_text_tokens
 from .media import ImageError, estimate_image_tokens, read_image_size
 from .review import review_counts
+from .request_builder import is_uri, request_prompt
 from .runs import pending_samples
 from .tasks import get_task
 
@@ -35,7 +36,7 @@ class RunPreview:
         to_send: samples that would be sent (one request each, before retries).
         skipped: samples left alone (already labeled or finished, per ``if_labeled``).
         image_tokens: estimated input tokens for the images as sent (resized,
-            capped by ``media_resolution``).
+            capped by ``media_resolution``), reference images included.
         prompt_tokens: estimated input tokens for the prompt, over all requests.
         sized: samples to send whose image size was known or read.
         reviewed_labels: with ``if_labeled="overwrite"``, labels a person
@@ -109,7 +110,8 @@ def preview_run(
     tokens = [image_tokens_as_sent(w, h, config) for w, h in known]
     per_unknown = (sum(tokens) / len(tokens)) if tokens else FALLBACK_TOKENS_PER_IMAGE
     image_tokens = sum(tokens) + math.ceil(per_unknown * (len(paths) - len(known)))
-    prompt = get_task(config.task).build_prompt(config)
+    image_tokens += _reference_tokens(config) * len(paths)
+    prompt = request_prompt(config, get_task(config.task))
     return RunPreview(
         samples=total,
         to_send=len(paths),
@@ -121,9 +123,19 @@ def preview_run(
     )
 
 
+def _reference_tokens(config: AnnotateConfig) -> int:
+    """Input tokens of the reference images every request carries (those on disk; a URI's size is unknown)."""
+    sizes = [header_size(path) for path in config.reference_images if not is_uri(path)]
+    return sum(image_tokens_as_sent(*size, config) for size in sizes if size)
+
+
 def _reviewed_labels(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> int:
-    # only an overwrite can lose a person's work, so only then is it counted
-    if config.if_labeled != "overwrite" or not samples._dataset.has_field(config.label_field):
+    # only an overwrite can lose a person's work, so only then is it counted; text fields
+    # (captions, answers) carry no review status
+    if config.if_labeled != "overwrite":
+        return 0
+    label_type = getattr(samples.get_field(config.label_field), "document_type", None)
+    if label_type is None or not issubclass(label_type, fo.Label):
         return 0
     statuses = review_counts(samples, config.label_field).statuses
     return sum(n for status, n in statuses.items() if status != UNREVIEWED)

@@ -84,6 +84,15 @@ def references_sentence(count: int) -> str:
             "reference examples, not to be annotated.")
 
 
+def request_prompt(config: AnnotateConfig, task: TaskSpec) -> str:
+    """The prompt of every request of ``config`` (placeholders still unfilled):
+    the task's, and what it says about reference images if there are any."""
+    prompt = task.build_prompt(config)
+    if config.reference_images:
+        prompt += references_sentence(len(config.reference_images))
+    return prompt
+
+
 class RequestBuilder:
     """Builds the requests of one configuration.
 
@@ -97,9 +106,7 @@ class RequestBuilder:
         self.config = config
         self.task = task
         self.uploads = uploads
-        prompt = task.build_prompt(config)
-        if config.reference_images:
-            prompt += references_sentence(len(config.reference_images))
+        prompt = request_prompt(config, task)
         self.prompt = prompt
         self.schema = task.build_schema(config)
         self.prompt_fields = template_fields(prompt)

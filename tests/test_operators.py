@@ -117,6 +117,17 @@ def test_preview_counts_requests_and_tokens_of_the_images_as_sent(coco_dataset):
     assert preview.prompt_tokens > 0 and "6 request(s)" in preview.describe()
 
 
+def test_preview_counts_the_reference_images_and_their_sentence_in_every_request(coco_dataset):
+    plain = preview_run(coco_dataset, AnnotateConfig(label_field="gemini", max_image_side=512))
+    reference = coco_dataset.first()
+    with_references = preview_run(coco_dataset, AnnotateConfig(
+        label_field="gemini", max_image_side=512, reference_images=[reference.filepath] * 2))
+
+    per_reference = estimate_image_tokens(reference.metadata.width, reference.metadata.height, max_side=512)
+    assert with_references.image_tokens == plain.image_tokens + 2 * per_reference * plain.to_send
+    assert with_references.prompt_tokens > plain.prompt_tokens  # the sentence saying what the references are
+
+
 def test_preview_reads_image_headers_when_metadata_is_missing(coco_dataset):
     config = AnnotateConfig(label_field="gemini")
     with_metadata = preview_run(coco_dataset, config)
