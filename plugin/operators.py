@@ -232,9 +232,6 @@ class AnnotateWithGemini(GeminiOperator):
 
     def execute(self, ctx):
         config = config_from_params(ctx.params, ctx.dataset)
-        problem = output_field_problem(ctx.dataset, config)
-        if problem:
-            raise ValueError(problem)
         target = ctx.target_view()
         api_key = _api_key(ctx)
         if ctx.delegated:
