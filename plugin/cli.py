@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
     p.add_argument("--gt-field", help="default: the labels reviewers kept in the pre-annotation field")
     p.add_argument("--eval-key")
-    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--iou", type=float, default=0.5, help="IoU an object match needs (not used for classifications)")
     p.add_argument("--view-tag")
     p.set_defaults(fn=cmd_evaluate)
 

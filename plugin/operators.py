@@ -495,14 +495,15 @@ class PromoteReviewedLabels(GeminiOperator):
 
 
 def evaluation_markdown(report: review.EvaluationReport) -> str:
-    """An evaluation report as Markdown: scores, per-class table, review tally, the mAP note."""
+    """An evaluation report as Markdown: scores, per-class table, review tally, how to read them."""
     rows = "\n".join(
         f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {int(row['support'])} |"
         for name, row in report.per_class.items()
     )
     s = report.review.statuses
     return (
-        f"**{report.samples} reviewed sample(s)**, IoU {report.iou}: precision **{report.precision:.3f}**, "
+        f"**{report.samples} reviewed sample(s)**{f', IoU {report.iou}' if report.iou is not None else ''}: "
+        f"precision **{report.precision:.3f}**, "
         f"recall **{report.recall:.3f}**, F1 **{report.f1:.3f}** "
         f"(TP {report.true_positives}, FP {report.false_positives}, FN {report.false_negatives})\n\n"
         f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}\n\n"
@@ -520,7 +521,8 @@ class EvaluateGeminiLabels(GeminiOperator):
         return foo.OperatorConfig(
             name="evaluate_gemini_labels",
             label="Evaluate Gemini against reviewed labels",
-            description="Precision and recall per class of the pre-annotations on reviewed samples",
+            description="Precision and recall per class of the pre-annotations on reviewed samples "
+                        "(objects, or single-label classes)",
             icon="query_stats",
             dynamic=True,
         )
@@ -530,15 +532,17 @@ class EvaluateGeminiLabels(GeminiOperator):
         field = _pre_annotation_field_input(inputs, ctx)
         if field is None:
             return types.Property(inputs, view=types.View(label="Evaluate Gemini"))
-        others = [f for f in _label_fields(ctx.dataset, (fol.Detections, fol.Polylines, fol.Keypoints))
-                  if f != field and not f.endswith("_proposed")]
+        classification = issubclass(ctx.dataset.get_field(field).document_type, fol.Classification)
+        comparable = (fol.Classification,) if classification else (fol.Detections, fol.Polylines, fol.Keypoints)
+        others = [f for f in _label_fields(ctx.dataset, comparable) if f != field and not f.endswith("_proposed")]
         truths = types.Dropdown()
         truths.add_choice("", label=f"Labels reviewers kept in {field!r}")
         for name in others:
             truths.add_choice(name, label=name)
         inputs.enum("gt_field", truths.values(), default="", label="Compare with", view=truths)
         inputs.str("eval_key", default=f"{field}_eval", required=True, label="Evaluation key")
-        inputs.float("iou", default=0.5, label="IoU threshold", min=0.05, max=0.95)
+        if not classification:
+            inputs.float("iou", default=0.5, label="IoU threshold", min=0.05, max=0.95)
         reviewed = review.review_counts(ctx.target_view(), field).reviewed_samples
         if reviewed:
             inputs.view("preview", types.Notice(label=f"{reviewed} reviewed sample(s) will be evaluated"))

@@ -459,6 +459,10 @@ MAP_NOTE = (
     "from tied scores would only reflect how ties happen to be broken. Precision, "
     "recall and F1 at that one operating point are what the data supports."
 )
+CLASSIFICATION_NOTE = (
+    "Each reviewed sample's class as Gemini proposed it, against the class people kept; "
+    "a sample without a class on either side counts as a miss or a false proposal."
+)
 
 
 @dataclass
@@ -471,18 +475,20 @@ class EvaluationReport:
         gt_field: the reviewed labels' field (``label_field`` when the reviewed
             labels were taken from the pre-annotation field itself).
         samples: reviewed samples evaluated.
-        precision, recall, f1: over all classes, at IoU ``iou``.
+        iou: the IoU an object match needs (``None`` for classifications).
+        precision, recall, f1: over all classes (micro-averaged).
         per_class: class → ``precision``, ``recall``, ``f1-score``, ``support``.
-        true_positives, false_positives, false_negatives: object counts.
+        true_positives, false_positives, false_negatives: object counts
+            (for classifications: samples).
         review: the review counts of the evaluated samples.
-        note: how to read the numbers (why no mAP).
+        note: how to read the numbers (for detections: why no mAP).
     """
 
     eval_key: str
     label_field: str
     gt_field: str
     samples: int
-    iou: float
+    iou: Optional[float]
     precision: float
     recall: float
     f1: float
@@ -497,7 +503,8 @@ class EvaluationReport:
         """A plain-text report: overall scores, a per-class table, the review tally."""
         lines = [
             f"{self.label_field} vs reviewed labels ({self.gt_field}) on {self.samples} reviewed "
-            f"sample(s), IoU {self.iou}: precision {self.precision:.3f}, recall {self.recall:.3f}, "
+            f"sample(s){f', IoU {self.iou}' if self.iou is not None else ''}: "
+            f"precision {self.precision:.3f}, recall {self.recall:.3f}, "
             f"F1 {self.f1:.3f} (TP {self.true_positives}, FP {self.false_positives}, "
             f"FN {self.false_negatives})",
             f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
@@ -527,9 +534,11 @@ def evaluate(
     Only samples marked reviewed are evaluated (elsewhere nobody knows what
     Gemini missed). Predictions are Gemini's proposals as made (its version of
     edited labels, rejected ones included); the truth is the labels people kept
-    (accepted, edited, added) or, with ``gt_field``, that field. The FiftyOne
-    evaluation is stored under ``eval_key`` for the App's evaluation panel.
-    See :data:`MAP_NOTE` for why no mAP.
+    (accepted, edited, added) or, with ``gt_field``, that field. Detections,
+    polylines and keypoints go through ``evaluate_detections`` at ``iou`` (see
+    :data:`MAP_NOTE` for why no mAP), a single-label classification through
+    ``evaluate_classifications``. The FiftyOne evaluation is stored under
+    ``eval_key`` for the App's evaluation panel.
 
     Raises:
         ReviewError: no sample of ``samples`` is marked reviewed.
@@ -543,8 +552,9 @@ def evaluate(
             "(mark them reviewed, or load corrections from the annotation tool) first"
         )
     label_type = dataset.get_field(label_field).document_type
-    if issubclass(label_type, (fol.Classification, fol.Classifications)):
-        raise ReviewError("evaluation of classifications is not supported yet; use detections, polylines or keypoints")
+    if issubclass(label_type, fol.Classifications):
+        raise ReviewError("evaluation of multi-label classifications (fo.Classifications) is not supported: "
+                          "FiftyOne's classification evaluation compares one class per sample")
     eval_key = eval_key or f"{label_field}_eval"
     keep_proposals(reviewed, label_field)
     predictions = proposed_field(label_field)
@@ -556,20 +566,35 @@ def evaluate(
         truth = reviewed
     if dataset.has_evaluation(eval_key):
         dataset.delete_evaluation(eval_key)
-    results = truth.evaluate_detections(
-        predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=False, progress=False,
-    )
+    if issubclass(label_type, fol.Classification):
+        iou_used, note = None, CLASSIFICATION_NOTE
+        results = truth.evaluate_classifications(predictions, gt_field=gt_field, eval_key=eval_key, progress=False)
+        counts = _classification_counts(results.ytrue, results.ypred, results.missing)
+    else:
+        iou_used, note = iou, MAP_NOTE
+        results = truth.evaluate_detections(
+            predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=False, progress=False,
+        )
+        counts = tuple(int(truth.sum(f"{eval_key}_{kind}")) for kind in ("tp", "fp", "fn"))
     metrics = results.metrics()
-    report = results.report()
-    per_class = {name: row for name, row in report.items()
+    per_class = {name: row for name, row in results.report().items()
                  if name not in ("micro avg", "macro avg", "weighted avg", "accuracy")}
     return EvaluationReport(
-        eval_key=eval_key, label_field=label_field, gt_field=gt_field, samples=len(reviewed), iou=iou,
+        eval_key=eval_key, label_field=label_field, gt_field=gt_field, samples=len(reviewed), iou=iou_used,
         precision=float(metrics["precision"]), recall=float(metrics["recall"]),
         f1=float(metrics["fscore"]), per_class=per_class,
-        true_positives=int(truth.sum(f"{eval_key}_tp")), false_positives=int(truth.sum(f"{eval_key}_fp")),
-        false_negatives=int(truth.sum(f"{eval_key}_fn")), review=review_counts(reviewed, label_field),
+        true_positives=counts[0], false_positives=counts[1], false_negatives=counts[2],
+        review=review_counts(reviewed, label_field), note=note,
     )
+
+
+def _classification_counts(ytrue: Iterable[str], ypred: Iterable[str], missing: str) -> tuple[int, int, int]:
+    """``(right, wrong or extra, missed or wrong)`` samples of a classification evaluation."""
+    pairs = list(zip(ytrue, ypred))
+    right = sum(1 for t, p in pairs if t == p != missing)
+    proposed = sum(1 for _, p in pairs if p != missing)
+    kept = sum(1 for t, _ in pairs if t != missing)
+    return right, proposed - right, kept - right
 
 
 @dataclass

@@ -293,6 +293,21 @@ def test_evaluate_operator_scores_the_samples_it_is_given(coco_dataset, emulator
     assert result["true_positives"] == coco_dataset.limit(1).count("gemini.detections")
 
 
+def test_evaluate_operator_scores_a_classification_field_without_an_iou(described_dataset, emulator,
+                                                                        described_oracle, installed_plugin):
+    emulator(described_oracle(described_dataset))
+    gemini_annotate.annotate(described_dataset, task="classify", classes=["indoor", "outdoor"], label_field="scene")
+    review.mark_reviewed(described_dataset, "scene")
+
+    form = _form(described_dataset, "evaluate_gemini_labels", {"label_field": "scene"})
+    result = operator("evaluate_gemini_labels")(described_dataset, "scene")
+
+    assert "iou" not in form
+    assert [c["value"] for c in form["gt_field"]["view"]["choices"]] == ["", "truth_scene"]
+    assert result["true_positives"] == len(described_dataset) and result["precision"] == 1.0
+    assert "IoU" not in result["report"]
+
+
 def test_annotate_form_asks_what_each_task_needs(coco_dataset, installed_plugin):
     assert "multi_label" not in _form(coco_dataset, "annotate_with_gemini", {})
     classify = _form(coco_dataset, "annotate_with_gemini", {"task": "classify", "classes": "a,b"})

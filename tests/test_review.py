@@ -235,12 +235,39 @@ def test_corrections_keep_masks_of_boxes_that_did_not_move(pre_annotated):
     assert pre_annotated[second.id].gemini_reviewed is None
 
 
-def test_evaluating_classifications_is_refused_before_anything_is_written(described_dataset, emulator,
-                                                                           described_oracle):
+def test_a_classification_is_evaluated_per_sample_against_the_class_people_kept(described_dataset, emulator,
+                                                                                 described_oracle):
     emulator(described_oracle(described_dataset))
     gemini_annotate.annotate(described_dataset, task="classify", classes=["indoor", "outdoor"], label_field="scene")
-    review.mark_reviewed(described_dataset, "scene")
+    review.keep_proposals(described_dataset, "scene")  # as before loading corrections
+    ids = described_dataset.values("id")
+    before = {sid: [value] for sid, value in zip(ids, described_dataset.values("scene"))}
+    edited, removed = described_dataset[ids[0]], described_dataset[ids[1]]
+    edited.scene.label = "indoor" if edited.scene.label == "outdoor" else "outdoor"  # Gemini was wrong
+    edited.save()
+    removed.scene = None  # no class applies, says the reviewer
+    removed.save()
 
-    with pytest.raises(review.ReviewError, match="classifications is not supported"):
-        review.evaluate(described_dataset, "scene")
-    assert not described_dataset.has_field("scene_proposed")
+    counts = review.apply_corrections(described_dataset, "scene", before, ids)
+    report = review.evaluate(described_dataset, "scene")
+
+    n = len(ids)
+    assert (counts.accepted, counts.edited, counts.rejected) == (n - 2, 1, 1)
+    assert (report.true_positives, report.false_positives, report.false_negatives) == (n - 2, 2, 1)
+    assert report.precision == pytest.approx((n - 2) / n)
+    assert report.recall == pytest.approx((n - 2) / (n - 1))
+    assert set(report.per_class) == {"indoor", "outdoor"} and report.iou is None
+    assert described_dataset.has_evaluation("scene_eval") and "IoU" not in report.describe()
+
+
+def test_evaluating_multi_label_classifications_is_refused_before_anything_is_written(described_dataset, emulator,
+                                                                                      described_oracle):
+    emulator(described_oracle(described_dataset))
+    gemini_annotate.annotate(described_dataset, task="classify", classes=["person", "cup", "dog"],
+                             multi_label=True, label_field="present")
+    review.mark_reviewed(described_dataset, "present")
+
+    with pytest.raises(review.ReviewError, match="multi-label classifications .* not supported"):
+        review.evaluate(described_dataset, "present")
+    assert not described_dataset.has_field("present_proposed")
+
