@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--classes", help="comma-separated class names")
         p.add_argument("--multi-label", action="store_true", default=None,
                        help="classify: every class that applies (fo.Classifications)")
+        p.add_argument("--confidence", action="store_true", default=None,
+                       help="detect, segment, points: ask for a 0-1 confidence per object (ranks them; mAP)")
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
         p.add_argument("--question", help="vqa: the question; {field} names a sample field")
         p.add_argument("--view-tag", help="only samples with this tag")

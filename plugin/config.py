@@ -74,6 +74,11 @@ class AnnotateConfig(BaseModel):
             ``{field}`` placeholders, filled per sample (as in ``prompt``).
         multi_label: ``classify`` returns every class that applies
             (``fo.Classifications``) instead of exactly one.
+        confidence: ``detect``, ``segment`` and ``points`` ask Gemini for a
+            0–1 confidence per object, stored as the labels' ``confidence``.
+            It is the model's own estimate, not calibrated, but it ranks the
+            labels: evaluation then reports mAP and FiftyOne can draw
+            precision-recall curves.
         image_transport: how images travel: ``inline`` bytes in each request
             (default); ``file_api``, uploaded once through Gemini's File API
             and reused by URI across tasks and reruns until they expire; or
@@ -127,6 +132,7 @@ class AnnotateConfig(BaseModel):
     mask_threshold: int = Field(127, ge=0, le=254)
     question: Optional[str] = None
     multi_label: bool = False
+    confidence: bool = False
     image_transport: ImageTransport = "inline"
     uri_field: Optional[str] = None
     reference_images: tuple[str, ...] = ()
@@ -187,6 +193,9 @@ class AnnotateConfig(BaseModel):
         check = TASKS[self.task].check_config
         if check is not None:
             check(self)
+        if self.confidence and not TASKS[self.task].spatial:
+            spatial = ", ".join(name for name, spec in TASKS.items() if spec.spatial)
+            raise ValueError(f"confidence is asked per object: it applies to {spatial}, not {self.task}")
         return self
 
     @model_validator(mode="after")

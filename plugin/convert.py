@@ -93,15 +93,18 @@ class Provenance:
 
 @dataclass
 class ConversionReport:
-    """What conversion kept, repaired and dropped, counted by reason."""
+    """What conversion kept, repaired and dropped, counted by reason; ``lacking``
+    counts kept items that miss something asked for."""
 
     kept: int = 0
     repaired: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
+    lacking: Counter = field(default_factory=Counter)
 
     def warnings(self) -> list[str]:
         notes = [f"dropped {n} item(s): {reason}" for reason, n in sorted(self.dropped.items())]
         notes += [f"repaired {n} item(s): {reason}" for reason, n in sorted(self.repaired.items())]
+        notes += [f"{n} item(s) without {what}" for what, n in sorted(self.lacking.items())]
         return notes
 
 
@@ -300,6 +303,52 @@ def extra_attributes(item: dict) -> dict[str, Any]:
             name = f"gemini_{name.lstrip('_')}"
         attributes[name] = value
     return attributes
+
+
+CONFIDENCE_ATTRIBUTE = "gemini_confidence"
+"""Where an item's ``confidence`` is kept when it was not asked for (see :func:`extra_attributes`)."""
+
+
+def read_confidence(value: Any) -> Optional[float]:
+    """A confidence as Gemini wrote it, as a fraction in 0–1, or ``None``.
+
+    Numbers (or numeric text, ``"85%"`` too) in 0–1 are taken as they are,
+    above 1 and up to 100 as percentages; anything else is no confidence.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        percent = text.endswith("%")
+        try:
+            number = float(text.rstrip("%").strip())
+        except ValueError:
+            return None
+        if percent:
+            number /= 100
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        return None
+    if not math.isfinite(number) or number < 0 or number > 100:
+        return None
+    return number if number <= 1 else number / 100
+
+
+def adopt_confidence(labels: Iterable[fo.Label], report: ConversionReport) -> None:
+    """Makes the confidence a run asked Gemini for each label's ``confidence``.
+
+    Conversion keeps an item's ``confidence`` as ``gemini_confidence`` (an
+    unrequested number must not pass for a score); a run that asked for it
+    moves it into ``confidence``, where FiftyOne ranks labels by it. A label
+    without a usable value keeps ``confidence`` empty and is counted.
+    """
+    for label in labels:
+        raw = label[CONFIDENCE_ATTRIBUTE] if label.has_field(CONFIDENCE_ATTRIBUTE) else None
+        value = read_confidence(raw)
+        if value is None:
+            report.lacking["a usable confidence"] += 1
+            continue
+        label.confidence = value
+        label.clear_field(CONFIDENCE_ATTRIBUTE)
 
 
 def usable_items(

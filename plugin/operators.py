@@ -187,6 +187,11 @@ class AnnotateWithGemini(GeminiOperator):
             inputs.bool("multi_label", default=False, label="Every class that applies",
                         description="Several classes per image (fo.Classifications) instead of exactly one",
                         view=types.CheckboxView())
+        if task in TASKS and TASKS[task].spatial:
+            inputs.bool("confidence", default=False, label="Ask for a confidence per object",
+                        description="Gemini's own 0–1 estimate, not calibrated: it ranks the labels, so the "
+                                    "evaluation can report mAP",
+                        view=types.CheckboxView())
         if task == "vqa":  # the question travels as the prompt (see tasks.vqa_question)
             inputs.str("prompt", required=True, label="Question",
                        description="May name sample fields as {field}", view=types.TextFieldView(multiline=True))
@@ -496,17 +501,21 @@ class PromoteReviewedLabels(GeminiOperator):
 
 def evaluation_markdown(report: review.EvaluationReport) -> str:
     """An evaluation report as Markdown: scores, per-class table, review tally, how to read them."""
+    ranked = report.mAP is not None
     rows = "\n".join(
         f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {int(row['support'])} |"
+        + (f" {row['ap']:.3f} |" if ranked and "ap" in row else " – |" if ranked else "")
         for name, row in report.per_class.items()
     )
     s = report.review.statuses
     return (
         f"**{report.samples} reviewed sample(s)**{f', IoU {report.iou}' if report.iou is not None else ''}: "
         f"precision **{report.precision:.3f}**, "
-        f"recall **{report.recall:.3f}**, F1 **{report.f1:.3f}** "
+        f"recall **{report.recall:.3f}**, F1 **{report.f1:.3f}**"
+        f"{f', mAP **{report.mAP:.3f}**' if ranked else ''} "
         f"(TP {report.true_positives}, FP {report.false_positives}, FN {report.false_negatives})\n\n"
-        f"| class | precision | recall | F1 | support |\n|---|---|---|---|---|\n{rows}\n\n"
+        f"| class | precision | recall | F1 | support |{' AP |' if ranked else ''}\n"
+        f"|---|---|---|---|---|{'---|' if ranked else ''}\n{rows}\n\n"
         f"Reviewers accepted {s.get('accepted', 0)} label(s) as Gemini drew them, edited "
         f"{s.get('edited', 0)}, rejected {s.get('rejected', 0)} and drew {s.get('added', 0)} themselves.\n\n"
         f"*{report.note}*"

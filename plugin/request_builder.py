@@ -24,7 +24,7 @@ from .costs import estimate_text_tokens
 from .gemini import GeminiClient, GeminiRequest, ImagePart, generate_with_retries
 from .media import ImageError, PreparedImage, estimate_image_tokens, prepare_image, prepare_image_bytes
 from .prompts import PromptFieldError, fill_template, template_fields
-from .tasks import TaskSpec
+from .tasks import CONFIDENCE_SENTENCE, TaskSpec
 from .uploads import UploadCache
 
 URI_SCHEMES = ("http://", "https://", "gs://")
@@ -86,8 +86,11 @@ def references_sentence(count: int) -> str:
 
 def request_prompt(config: AnnotateConfig, task: TaskSpec) -> str:
     """The prompt of every request of ``config`` (placeholders still unfilled):
-    the task's, and what it says about reference images if there are any."""
+    the task's, the request for confidences if asked, and what it says about
+    reference images if there are any."""
     prompt = task.build_prompt(config)
+    if config.confidence:
+        prompt += CONFIDENCE_SENTENCE
     if config.reference_images:
         prompt += references_sentence(len(config.reference_images))
     return prompt

@@ -454,10 +454,16 @@ def _record_review(now: list[fo.Label], old: dict[str, fo.Label], counts: Correc
 
 
 MAP_NOTE = (
-    "mAP is not reported: Gemini gives no confidence, so its detections cannot be "
+    "mAP is not reported: these proposals carry no confidence, so they cannot be "
     "ranked, the precision-recall curve is a single point, and an 'AP' computed "
     "from tied scores would only reflect how ties happen to be broken. Precision, "
-    "recall and F1 at that one operating point are what the data supports."
+    "recall and F1 at that one operating point are what the data supports. Runs "
+    "with confidence=True ask Gemini for a confidence per object, and get mAP."
+)
+RANKED_NOTE = (
+    "mAP ranks the proposals by the confidence Gemini gave each (asked with "
+    "confidence=True): the model's own estimate, not a calibrated probability. "
+    "It is the area under the precision-recall curve at the chosen IoU."
 )
 CLASSIFICATION_NOTE = (
     "Each reviewed sample's class as Gemini proposed it, against the class people kept; "
@@ -477,7 +483,11 @@ class EvaluationReport:
         samples: reviewed samples evaluated.
         iou: the IoU an object match needs (``None`` for classifications).
         precision, recall, f1: over all classes (micro-averaged).
-        per_class: class → ``precision``, ``recall``, ``f1-score``, ``support``.
+        per_class: class → ``precision``, ``recall``, ``f1-score``, ``support``
+            (and ``ap`` when the proposals are ranked).
+        mAP: the mean over classes of the average precision at ``iou``, when
+            every proposal has a confidence (runs with ``confidence=True``);
+            else ``None``.
         true_positives, false_positives, false_negatives: object counts
             (for classifications: samples).
         review: the review counts of the evaluated samples.
@@ -498,6 +508,7 @@ class EvaluationReport:
     false_negatives: int
     review: ReviewCounts
     note: str = MAP_NOTE
+    mAP: Optional[float] = None
 
     def describe(self) -> str:
         """A plain-text report: overall scores, a per-class table, the review tally."""
@@ -505,13 +516,15 @@ class EvaluationReport:
             f"{self.label_field} vs reviewed labels ({self.gt_field}) on {self.samples} reviewed "
             f"sample(s){f', IoU {self.iou}' if self.iou is not None else ''}: "
             f"precision {self.precision:.3f}, recall {self.recall:.3f}, "
-            f"F1 {self.f1:.3f} (TP {self.true_positives}, FP {self.false_positives}, "
-            f"FN {self.false_negatives})",
-            f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+            f"F1 {self.f1:.3f}{f', mAP {self.mAP:.3f}' if self.mAP is not None else ''} "
+            f"(TP {self.true_positives}, FP {self.false_positives}, FN {self.false_negatives})",
+            f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"
+            + (f"{'AP':>8}" if self.mAP is not None else ""),
         ]
         for name, row in self.per_class.items():
+            ap = f"{row['ap']:>8.3f}" if "ap" in row else ""
             lines.append(f"{name:<24}{row['precision']:>10.3f}{row['recall']:>10.3f}"
-                         f"{row['f1-score']:>10.3f}{int(row['support']):>9}")
+                         f"{row['f1-score']:>10.3f}{int(row['support']):>9}{ap}")
         lines.append(self.review.describe())
         return "\n".join(lines)
 
@@ -567,25 +580,43 @@ def evaluate(
     if dataset.has_evaluation(eval_key):
         dataset.delete_evaluation(eval_key)
     if issubclass(label_type, fol.Classification):
-        iou_used, note = None, CLASSIFICATION_NOTE
+        iou_used, note, ranked = None, CLASSIFICATION_NOTE, False
         results = truth.evaluate_classifications(predictions, gt_field=gt_field, eval_key=eval_key, progress=False)
         counts = _classification_counts(results.ytrue, results.ypred, results.missing)
     else:
-        iou_used, note = iou, MAP_NOTE
+        iou_used = iou
+        ranked = all_ranked(reviewed, predictions)
+        note = RANKED_NOTE if ranked else MAP_NOTE
         results = truth.evaluate_detections(
-            predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=False, progress=False,
+            predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=ranked,
+            iou_threshs=[iou] if ranked else None, progress=False,
         )
         counts = tuple(int(truth.sum(f"{eval_key}_{kind}")) for kind in ("tp", "fp", "fn"))
     metrics = results.metrics()
     per_class = {name: row for name, row in results.report().items()
                  if name not in ("micro avg", "macro avg", "weighted avg", "accuracy")}
+    mean_ap = None
+    if ranked:
+        for name, row in per_class.items():
+            ap = float(results.mAP(classes=[name]))
+            if ap >= 0:  # -1: no reviewed object of the class, nothing to rank against
+                row["ap"] = ap
+        mean_ap = float(results.mAP())
     return EvaluationReport(
         eval_key=eval_key, label_field=label_field, gt_field=gt_field, samples=len(reviewed), iou=iou_used,
         precision=float(metrics["precision"]), recall=float(metrics["recall"]),
         f1=float(metrics["fscore"]), per_class=per_class,
         true_positives=counts[0], false_positives=counts[1], false_negatives=counts[2],
         review=review_counts(reviewed, label_field), note=note,
+        mAP=mean_ap if mean_ap is not None and mean_ap >= 0 else None,
     )
+
+
+def all_ranked(samples: fo.core.collections.SampleCollection, label_field: str) -> bool:
+    """Whether ``label_field`` holds labels and every one has a confidence (so they can be ranked)."""
+    path = label_path(samples, label_field)
+    labels = samples.count(path)
+    return labels > 0 and samples.count(f"{path}.confidence") == labels
 
 
 def _classification_counts(ytrue: Iterable[str], ypred: Iterable[str], missing: str) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ from .convert import (
     LabelPolicy,
     MaskOptions,
     Provenance,
+    adopt_confidence,
     is_mask_token_text,
     item_mask,
     items_to_detections,
@@ -32,6 +33,8 @@ from .parse import ParseStatus, parse_answer, parse_items
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
 LABEL_DESCRIPTION = "A descriptive label for the item."
+CONFIDENCE_DESCRIPTION = "How sure you are that this item is right, from 0 (a guess) to 1 (certain)."
+CONFIDENCE_SENTENCE = " Give each item a confidence from 0 to 1 that it is right."
 CLASS_LABEL_DESCRIPTION = "The class of the item: exactly one of the allowed class names."
 
 DETECT_PROMPT = (
@@ -162,7 +165,10 @@ def label_annotation(classes: Optional[tuple[str, ...]]) -> tuple[Any, Any]:
 
 def item_list_schema(config: AnnotateConfig, list_key: str, list_name: str, item_name: str,
                      **geometry: Any) -> dict:
-    """``{list_key: [{**geometry, "label": ...}]}`` as JSON schema, the label an enum of ``classes``."""
+    """``{list_key: [{**geometry, "label": ...}]}`` as JSON schema, the label an enum of ``classes``,
+    and a ``confidence`` when the configuration asks for one."""
+    if config.confidence:
+        geometry["confidence"] = (float, Field(ge=0, le=1, description=CONFIDENCE_DESCRIPTION))
     item = create_model(item_name, **geometry, label=label_annotation(config.classes))
     wrapper = create_model(list_name, **{list_key: (list[item], ...)})  # type: ignore[valid-type]
     return wrapper.model_json_schema()
@@ -197,6 +203,14 @@ def label_policy(config: AnnotateConfig) -> LabelPolicy:
     return LabelPolicy.for_classes(config.classes, config.unknown_labels)
 
 
+def adopt_confidences(config: AnnotateConfig, report: ConversionReport, *containers: Any) -> None:
+    """When ``config`` asked for confidences, makes them the labels' ``confidence``
+    (see :func:`gemini_annotate.convert.adopt_confidence`)."""
+    if config.confidence:
+        for container in containers:
+            adopt_confidence(container[container._LABEL_LIST_FIELD], report)
+
+
 def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
                      ) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
     """A task's ``interpret``: tolerant parsing, then ``convert(items, policy=, provenance=)``."""
@@ -205,6 +219,7 @@ def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
         if parsed.status == "unreadable":
             return unreadable(*parsed.warnings)
         label, report = convert(parsed.items, policy=label_policy(context.config), provenance=context.provenance)
+        adopt_confidences(context.config, report, label)
         return outcome_from_report(label, parsed.status, parsed.warnings, report)
 
     return interpret
@@ -274,6 +289,8 @@ def interpret_segments(reply: GeminiReply, context: ReplyContext) -> TaskOutcome
                         threshold=config.mask_threshold)
     detections, polylines, report = items_to_segments(
         parsed.items, policy=label_policy(config), provenance=context.provenance, masks=masks)
+    adopt_confidences(config, report, detections)
+    adopt_confidences(config, ConversionReport(), polylines)  # their outlines: counted once, above
     return outcome_from_report(detections, parsed.status, parsed.warnings, report,
                                fields={config.polylines_field: polylines})
 

@@ -308,6 +308,16 @@ def test_evaluate_operator_scores_a_classification_field_without_an_iou(describe
     assert "IoU" not in result["report"]
 
 
+def test_annotate_form_offers_confidence_for_object_tasks_only(coco_dataset, installed_plugin, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset))
+
+    result = operator("annotate_with_gemini")(coco_dataset, confidence=True, label_field="ranked")
+
+    assert "confidence" in _form(coco_dataset, "annotate_with_gemini", {"task": "segment"})
+    assert "confidence" not in _form(coco_dataset, "annotate_with_gemini", {"task": "caption"})
+    assert result.labels == coco_dataset.count("ranked.detections.confidence") > 0
+
+
 def test_annotate_form_asks_what_each_task_needs(coco_dataset, installed_plugin):
     assert "multi_label" not in _form(coco_dataset, "annotate_with_gemini", {})
     classify = _form(coco_dataset, "annotate_with_gemini", {"task": "classify", "classes": "a,b"})

@@ -45,6 +45,8 @@ ASPECT_TOLERANCE = 0.03
 PNG_MASK_SIDE = 256
 POLYGON_TOLERANCE = 0.5
 """Pixels the oracle's polygons may deviate from a known mask's outline."""
+KNOWN_CONFIDENCE = 0.9
+"""The confidence the oracle gives an object it knows, when none is recorded."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class KnownObject:
         mask: an instance mask over the box (FiftyOne's convention), if known.
         polygon: its outline as relative ``(x, y)`` points, if known.
         point: a relative ``(x, y)`` point on it (defaults to the box centre).
+        confidence: the confidence to answer with, when one is asked for
+            (default :data:`KNOWN_CONFIDENCE`).
     """
 
     label: str
@@ -64,6 +68,7 @@ class KnownObject:
     mask: Optional[np.ndarray] = None
     polygon: Optional[tuple[tuple[float, float], ...]] = None
     point: Optional[tuple[float, float]] = None
+    confidence: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class OracleNoise:
             box's side.
         false_positive_rate: expected spurious boxes per known object.
         relabel_rate: chance an object gets another known class.
+        false_positive_confidence: the confidence given to spurious boxes, when
+            confidences are asked for (a decent model is less sure of them).
         seed: the random seed.
     """
 
@@ -99,6 +106,7 @@ class OracleNoise:
     jitter: float = 0.0
     false_positive_rate: float = 0.0
     relabel_rate: float = 0.0
+    false_positive_confidence: float = 0.3
     seed: int = 0
 
 
@@ -222,7 +230,8 @@ def objects_from_label(label: Any) -> list[KnownObject]:
     objects = []
     if isinstance(label, fo.Detections):
         for det in label.detections:
-            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.get_mask()))
+            objects.append(KnownObject(det.label, tuple(det.bounding_box), mask=det.get_mask(),
+                                       confidence=det.confidence))
     elif isinstance(label, fo.Polylines):
         for poly in label.polylines:
             points = [p for shape in poly.points for p in shape]
@@ -231,11 +240,12 @@ def objects_from_label(label: Any) -> list[KnownObject]:
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
             outline = max(poly.points, key=polygon_area)
-            objects.append(KnownObject(poly.label, box, polygon=tuple(map(tuple, outline))))
+            objects.append(KnownObject(poly.label, box, polygon=tuple(map(tuple, outline)),
+                                       confidence=poly.confidence))
     elif isinstance(label, fo.Keypoints):
         for kp in label.keypoints:
             for x, y in kp.points:
-                objects.append(KnownObject(kp.label, (x, y, 0.0, 0.0), point=(x, y)))
+                objects.append(KnownObject(kp.label, (x, y, 0.0, 0.0), point=(x, y), confidence=kp.confidence))
     return objects
 
 
@@ -253,6 +263,7 @@ class AnswerForm:
         classes: the allowed labels when the schema has an enum.
         fenced: whether to wrap the JSON in a Markdown fence (replies without a schema).
         text_key: for caption/classify schemas, the property holding the answer.
+        confidence: whether each item carries a ``confidence``.
     """
 
     kind: str
@@ -260,6 +271,7 @@ class AnswerForm:
     classes: Optional[tuple[str, ...]] = None
     fenced: bool = False
     text_key: Optional[str] = None
+    confidence: bool = False
 
 
 def _resolve(schema: dict, node: Any) -> dict:
@@ -324,7 +336,7 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
         kind = "polygon"
     else:
         kind = "boxes"
-    return AnswerForm(kind, wrapper=wrapper, classes=classes)
+    return AnswerForm(kind, wrapper=wrapper, classes=classes, confidence="confidence" in item_props)
 
 
 # writing the answer
@@ -383,6 +395,8 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
                 if png is None:
                     continue
                 item["mask"] = png
+        if form.confidence:
+            item["confidence"] = round(KNOWN_CONFIDENCE if obj.confidence is None else obj.confidence, 4)
         items.append(item)
 
     payload: Any = {form.wrapper: items} if form.wrapper else items
@@ -447,7 +461,8 @@ def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
         w, h = rng.uniform(0.05, 0.3, 2)
         x, y = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
         out.append(KnownObject(str(rng.choice(labels)) if labels else "object",
-                               (float(x), float(y), float(w), float(h))))
+                               (float(x), float(y), float(w), float(h)),
+                               confidence=noise.false_positive_confidence))
     return out
 
 
