@@ -67,8 +67,8 @@ def run_demo(name: str = DATASET_NAME, *, api: str = "generate_content") -> Demo
             dataset, task="detect", classes=classes, label_field="gemini",
             base_url=emulator.url, api_key=DEMO_API_KEY, api=api,
         )
-    # Gemini gives no calibrated confidence, so there is no ranking to compute
-    # mAP from: precision and recall at IoU 0.5 are the honest measures
+    # without confidence=True the boxes carry no confidence, so there is no
+    # ranking to compute mAP from: precision and recall at IoU 0.5 are the honest measures
     results = dataset.evaluate_detections(
         "gemini", gt_field="ground_truth", eval_key="gemini_eval", progress=False,
     )
