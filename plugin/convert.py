@@ -324,6 +324,8 @@ def read_confidence(value: Any) -> Optional[float]:
             return None
         if percent:
             number /= 100
+            if not 0 <= number <= 1:
+                return None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         number = float(value)
     else:
@@ -338,8 +340,9 @@ def adopt_confidence(labels: Iterable[fo.Label], report: ConversionReport) -> No
 
     Conversion keeps an item's ``confidence`` as ``gemini_confidence`` (an
     unrequested number must not pass for a score); a run that asked for it
-    moves it into ``confidence``, where FiftyOne ranks labels by it. A label
-    without a usable value keeps ``confidence`` empty and is counted.
+    moves it into ``confidence``, where FiftyOne ranks labels by it (a
+    keypoint's is one per point). A label without a usable value keeps
+    ``confidence`` empty and is counted.
     """
     for label in labels:
         raw = label[CONFIDENCE_ATTRIBUTE] if label.has_field(CONFIDENCE_ATTRIBUTE) else None
@@ -347,7 +350,7 @@ def adopt_confidence(labels: Iterable[fo.Label], report: ConversionReport) -> No
         if value is None:
             report.lacking["a usable confidence"] += 1
             continue
-        label.confidence = value
+        label.confidence = [value] * len(label.points) if isinstance(label, fo.Keypoint) else value
         label.clear_field(CONFIDENCE_ATTRIBUTE)
 
 

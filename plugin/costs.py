@@ -183,18 +183,15 @@ class CostEstimate:
 def estimate_run(samples, config: AnnotateConfig, *, prices: Union[str, Mapping, None] = None) -> CostEstimate:
     """The tokens and cost of annotating ``samples`` with ``config``, before sending anything.
 
-    Counts the samples a run would send (see
-    :func:`gemini_annotate.preview.preview_run`, which the App's form shows),
-    adds reference images and the task's typical output, and prices it all.
-    Prompt placeholders are counted as written.
+    Counts what a run would send (see :func:`gemini_annotate.preview.preview_run`,
+    which the App's form shows: images, reference images and prompts), adds the
+    task's typical output, and prices it all. Prompt placeholders are counted
+    as written.
     """
-    from .preview import header_size, image_tokens_as_sent, preview_run  # preview imports this module
+    from .preview import preview_run  # preview imports this module
 
     preview = preview_run(samples, config)
-    # an unreadable or remote reference image is counted at the smallest image's cost
-    reference_tokens = sum(image_tokens_as_sent(*(header_size(path) or (1, 1)), config)
-                           for path in config.reference_images)
-    images = preview.image_tokens + reference_tokens * preview.to_send
+    images = preview.image_tokens
     outputs = typical_output_tokens(config.task) * preview.to_send
     price = price_for(config.model, load_prices(prices))
     return CostEstimate(

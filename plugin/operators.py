@@ -94,13 +94,20 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     """The run configuration an annotate form (or a queued shard) describes.
 
     Every :class:`AnnotateConfig` field is read from the parameter of the same
-    name; empty ones keep the default. Two form choices add to that:
+    name; empty ones keep the default, and ``multi_label`` and ``confidence``
+    count only for the tasks the form shows them for (a hidden checkbox may
+    keep its value when the task changes). Two form choices add to that:
     ``classes_from="field"`` takes the classes from the distinct labels of
     ``classes_field`` in ``samples``' dataset, and ``if_labeled="new_field"``
     writes into ``new_label_field``.
     """
     options = {name: value for name, value in params.items()
                if name in AnnotateConfig.model_fields and value not in (None, "")}
+    task = TASKS.get(options.get("task", "detect"))
+    for name, shown in (("multi_label", task is not None and task.multi_label_type is not None),
+                        ("confidence", task is not None and task.spatial)):
+        if not shown:  # the form hides the input for this task, and may still hold its old value
+            options.pop(name, None)
     if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
         options["classes"] = review.field_classes(samples._dataset, params["classes_field"]) or None
     if options.get("if_labeled") == "new_field":
@@ -327,21 +334,36 @@ class AnnotateWithGemini(GeminiOperator):
         return load_run_summary(samples, config.resolved_run_key)
 
 
-def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-annotation field"):
-    """Adds a dropdown of the fields runs wrote; returns the chosen one (or ``None``)."""
-    fields = review.pre_annotation_fields(ctx.dataset)
+REVIEWABLE_TYPES = (fol.Label,)
+"""Fields whose labels carry a review status (not the text of captions and answers)."""
+EVALUABLE_TYPES = (fol.Detections, fol.Polylines, fol.Keypoints, fol.Classification)
+"""Fields :func:`gemini_annotate.review.evaluate` can score."""
+
+
+def _reviewable_fields(dataset, types_: tuple[type, ...] = REVIEWABLE_TYPES) -> list[str]:
+    """The fields runs wrote whose labels are of ``types_``, in run order."""
+    return [name for name in review.pre_annotation_fields(dataset)
+            if issubclass(getattr(dataset.get_field(name), "document_type", None) or type(None), types_)]
+
+
+def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-annotation field",
+                                types_: tuple[type, ...] = REVIEWABLE_TYPES):
+    """Adds a dropdown of the fields runs wrote (holding ``types_``); returns the chosen one (or ``None``)."""
+    fields = _reviewable_fields(ctx.dataset, types_)
     if not fields:
         inputs.view("no_runs", types.Warning(
-            label="No Gemini pre-annotations yet", description="Run 'Annotate with Gemini' first."))
+            label="No Gemini pre-annotations to work on yet",
+            description="Run 'Annotate with Gemini' first (captions and answers are text, with no labels "
+                        "to review; multi-label classifications cannot be evaluated)."))
         return None
     chosen = ctx.params.get(name) or fields[-1]
     inputs.enum(name, fields, default=fields[-1], required=True, label=label, view=types.DropdownView())
     return chosen if chosen in fields else fields[-1]
 
 
-def _chosen_field(ctx) -> str:
+def _chosen_field(ctx, types_: tuple[type, ...] = REVIEWABLE_TYPES) -> str:
     """The pre-annotation field a review form names (the latest run's by default)."""
-    fields = review.pre_annotation_fields(ctx.dataset)
+    fields = _reviewable_fields(ctx.dataset, types_)
     if not fields:
         raise review.ReviewError("this dataset has no Gemini pre-annotations yet: run 'Annotate with Gemini' first")
     field = ctx.params.get("label_field") or fields[-1]
@@ -538,7 +560,7 @@ class EvaluateGeminiLabels(GeminiOperator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        field = _pre_annotation_field_input(inputs, ctx)
+        field = _pre_annotation_field_input(inputs, ctx, types_=EVALUABLE_TYPES)
         if field is None:
             return types.Property(inputs, view=types.View(label="Evaluate Gemini"))
         classification = issubclass(ctx.dataset.get_field(field).document_type, fol.Classification)
@@ -562,7 +584,7 @@ class EvaluateGeminiLabels(GeminiOperator):
         return types.Property(inputs, view=types.View(label="Evaluate Gemini"))
 
     def execute(self, ctx):
-        field = _chosen_field(ctx)
+        field = _chosen_field(ctx, EVALUABLE_TYPES)
         report = review.evaluate(
             ctx.target_view(), field, gt_field=ctx.params.get("gt_field") or None,
             eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),

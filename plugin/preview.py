@@ -124,9 +124,10 @@ def preview_run(
 
 
 def _reference_tokens(config: AnnotateConfig) -> int:
-    """Input tokens of the reference images every request carries (those on disk; a URI's size is unknown)."""
-    sizes = [header_size(path) for path in config.reference_images if not is_uri(path)]
-    return sum(image_tokens_as_sent(*size, config) for size in sizes if size)
+    """Input tokens of the reference images every request carries; one whose size
+    is unknown (an address, an unreadable file) counts as the smallest image."""
+    sizes = [None if is_uri(path) else header_size(path) for path in config.reference_images]
+    return sum(image_tokens_as_sent(*(size or (1, 1)), config) for size in sizes)
 
 
 def _reviewed_labels(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> int:

@@ -347,6 +347,8 @@ def keep_proposals(samples: fo.core.collections.SampleCollection, label_field: s
         proposals = [_same_id_copy(label) for label in labels_in(value) if _is_pre_annotation(label)]
         updates[sample_id] = field_value(label_type, proposals)
     if updates:
+        if not dataset.has_field(target):  # declared first: a single-label field may hold only None
+            dataset.add_sample_field(target, fo.EmbeddedDocumentField, embedded_doc_type=label_type)
         dataset.set_values(target, updates, key_field="id")
         dataset.add_dynamic_sample_fields(fields=[target])
     return len(updates)
@@ -491,7 +493,8 @@ class EvaluationReport:
         true_positives, false_positives, false_negatives: object counts
             (for classifications: samples).
         review: the review counts of the evaluated samples.
-        note: how to read the numbers (for detections: why no mAP).
+        note: how to read the numbers (for detections: what the mAP ranks by,
+            or why there is none).
     """
 
     eval_key: str
@@ -522,7 +525,7 @@ class EvaluationReport:
             + (f"{'AP':>8}" if self.mAP is not None else ""),
         ]
         for name, row in self.per_class.items():
-            ap = f"{row['ap']:>8.3f}" if "ap" in row else ""
+            ap = f"{row['ap']:>8.3f}" if "ap" in row else f"{'–':>8}" if self.mAP is not None else ""
             lines.append(f"{name:<24}{row['precision']:>10.3f}{row['recall']:>10.3f}"
                          f"{row['f1-score']:>10.3f}{int(row['support']):>9}{ap}")
         lines.append(self.review.describe())
@@ -548,13 +551,16 @@ def evaluate(
     Gemini missed). Predictions are Gemini's proposals as made (its version of
     edited labels, rejected ones included); the truth is the labels people kept
     (accepted, edited, added) or, with ``gt_field``, that field. Detections,
-    polylines and keypoints go through ``evaluate_detections`` at ``iou`` (see
-    :data:`MAP_NOTE` for why no mAP), a single-label classification through
-    ``evaluate_classifications``. The FiftyOne evaluation is stored under
-    ``eval_key`` for the App's evaluation panel.
+    polylines and keypoints go through ``evaluate_detections`` at ``iou``, with
+    AP and mAP when every proposal has a confidence (runs with
+    ``confidence=True``; see :data:`MAP_NOTE` for why not otherwise); a
+    single-label classification goes through ``evaluate_classifications``.
+    The FiftyOne evaluation is stored under ``eval_key`` for the App's
+    evaluation panel.
 
     Raises:
-        ReviewError: no sample of ``samples`` is marked reviewed.
+        ReviewError: no sample of ``samples`` is marked reviewed, or the field
+            holds multi-label classifications.
     """
     dataset = samples._dataset
     flag = reviewed_field(label_field)

@@ -278,7 +278,7 @@ def output_field_problem(samples: fo.core.collections.SampleCollection, config: 
     """
     expected = {**get_task(config.task).output_fields(config), config.status_field: str, config.reason_field: str}
     for name, kind in expected.items():
-        schema_field = samples.get_field(name)
+        schema_field = samples._dataset.get_field(name)  # a view may hide the field, not its contents
         if schema_field is None:
             continue
         if kind is str:

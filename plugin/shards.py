@@ -24,7 +24,7 @@ from typing import Any, Optional
 import fiftyone as fo
 
 from .config import AnnotateConfig
-from .runs import clear_shard_summaries, record_run
+from .runs import check_output_fields, clear_shard_summaries, record_run
 
 ANNOTATE_OPERATOR_URI = "@gemini-annotate/gemini-annotate/annotate_with_gemini"
 
@@ -67,6 +67,7 @@ def queue_annotation_shards(
         raise ValueError(f"num_shards must be at least 1, got {num_shards}")
     config = config.model_copy(update={"shard": 0, "num_shards": num_shards})
     AnnotateConfig.model_validate(config.model_dump())
+    check_output_fields(samples, config)  # refused here, not by every shard on its worker
     record_run(samples, config)
     clear_shard_summaries(samples._dataset, config.resolved_run_key)
     view = samples if isinstance(samples, fo.DatasetView) else samples.view()

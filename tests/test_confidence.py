@@ -17,7 +17,7 @@ from gemini_annotate.tasks import get_task
 
 @pytest.mark.parametrize("value, expected", [
     (0.75, 0.75), (0, 0.0), (1, 1.0), ("0.4", 0.4), ("85%", 0.85), (85, 0.85), (100, 1.0),
-    (-0.1, None), (101, None), ("high", None), (None, None), (True, None), (float("nan"), None),
+    (-0.1, None), (101, None), ("150%", None), ("high", None), (None, None), (True, None), (float("nan"), None),
 ])
 def test_a_confidence_is_read_as_a_fraction_or_not_at_all(value, expected):
     assert read_confidence(value) == (pytest.approx(expected) if expected is not None else None)
@@ -90,6 +90,26 @@ def test_a_segment_run_ranks_both_masks_and_outlines(coco_dataset, emulator, ora
     assert coco_dataset.count("seg.detections") > 0
     assert coco_dataset.count("seg.detections.confidence") == coco_dataset.count("seg.detections")
     assert coco_dataset.count("seg_polylines.polylines.confidence") == coco_dataset.count("seg_polylines.polylines")
+
+
+def test_a_points_run_gives_each_keypoint_its_confidence(coco_dataset, emulator, oracle_for):
+    # FiftyOne keeps one confidence per point of a keypoint; the answers come from known keypoints
+    points = [fo.Keypoints(keypoints=[fo.Keypoint(label=d.label, confidence=[0.25 + 0.5 * (i % 2)],
+                                                  points=[(d.bounding_box[0] + d.bounding_box[2] / 2,
+                                                           d.bounding_box[1] + d.bounding_box[3] / 2)])
+                                      for i, d in enumerate(value.detections)])
+              for value in coco_dataset.values("ground_truth")]
+    coco_dataset.set_values("known_points", points)
+    emulator(oracle_for(coco_dataset, field="known_points"))
+
+    summary = gemini_annotate.annotate(coco_dataset, task="points", label_field="pts", confidence=True)
+
+    assert summary.failed == 0
+    coco_dataset.reload()
+    got = sorted(kp.confidence[0] for sample in coco_dataset for kp in sample.pts.keypoints)
+    want = sorted(kp.confidence[0] for value in points for kp in value.keypoints)
+    assert got == pytest.approx(want) and all(len(kp.confidence) == 1 for v in coco_dataset.values("pts")
+                                              for kp in v.keypoints)
 
 
 def _review_as_a_person_would(dataset, field):

@@ -115,6 +115,18 @@ def test_run_estimate_adds_every_image_and_prompt(coco_dataset):
     assert batch.total_cost == pytest.approx(estimate.total_cost / 2)
 
 
+def test_run_estimate_counts_each_reference_image_once_per_request(coco_dataset):
+    reference = coco_dataset.first()
+    plain = estimate_run(coco_dataset, AnnotateConfig(task="detect"))
+    config = AnnotateConfig(task="detect", reference_images=[reference.filepath, "https://example.com/a.jpg"])
+
+    estimate = estimate_run(coco_dataset, config)
+
+    on_disk = estimate_image_tokens(reference.metadata.width, reference.metadata.height, max_side=1536)
+    unknown = estimate_image_tokens(1, 1)  # an address: its size is unknown, the smallest image's cost
+    assert estimate.image_tokens == plain.image_tokens + (on_disk + unknown) * estimate.requests
+
+
 def test_estimate_of_a_shard_counts_only_the_samples_that_shard_sends(coco_dataset):
     configs = [AnnotateConfig(task="caption", shard=shard, num_shards=2) for shard in (0, 1)]
 

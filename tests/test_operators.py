@@ -318,6 +318,28 @@ def test_annotate_form_offers_confidence_for_object_tasks_only(coco_dataset, ins
     assert result.labels == coco_dataset.count("ranked.detections.confidence") > 0
 
 
+def test_options_the_form_hides_for_a_task_are_ignored_not_refused():
+    # a checkbox ticked for detect keeps its value in the form when the task becomes caption
+    config = config_from_params({"task": "caption", "confidence": True, "multi_label": True})
+
+    assert (config.task, config.confidence, config.multi_label) == ("caption", False, False)
+    assert config_from_params({"task": "segment", "confidence": True}).confidence
+
+
+def test_review_forms_offer_only_fields_they_can_work_on(described_dataset, emulator, described_oracle,
+                                                         installed_plugin):
+    emulator(described_oracle(described_dataset))
+    gemini_annotate.annotate(described_dataset, task="classify", classes=["person", "cup"], multi_label=True,
+                             label_field="present")
+    gemini_annotate.annotate(described_dataset, task="caption", label_field="caption")
+
+    evaluate = _form(described_dataset, "evaluate_gemini_labels", {})
+    accept = _form(described_dataset, "review_gemini_labels", {})
+
+    assert "no_runs" in evaluate  # captions are text, multi-label classes cannot be evaluated
+    assert accept["label_field"]["type"]["values"] == ["present"]
+
+
 def test_annotate_form_asks_what_each_task_needs(coco_dataset, installed_plugin):
     assert "multi_label" not in _form(coco_dataset, "annotate_with_gemini", {})
     classify = _form(coco_dataset, "annotate_with_gemini", {"task": "classify", "classes": "a,b"})

@@ -260,6 +260,20 @@ def test_a_classification_is_evaluated_per_sample_against_the_class_people_kept(
     assert described_dataset.has_evaluation("scene_eval") and "IoU" not in report.describe()
 
 
+def test_a_classification_field_where_gemini_proposed_nothing_is_evaluated_as_all_missed(
+        described_dataset, emulator, described_oracle):
+    emulator(described_oracle(described_dataset))
+    gemini_annotate.annotate(described_dataset, task="classify", classes=["indoor", "outdoor"], label_field="scene")
+    # a person replaced every class with their own (no Gemini proposal is left to keep)
+    described_dataset.set_values("scene", [fo.Classification(label="indoor")] * len(described_dataset))
+    review.mark_reviewed(described_dataset, "scene")
+
+    report = review.evaluate(described_dataset, "scene")
+
+    assert (report.true_positives, report.false_positives) == (0, 0)
+    assert report.false_negatives == len(described_dataset)
+
+
 def test_evaluating_multi_label_classifications_is_refused_before_anything_is_written(described_dataset, emulator,
                                                                                       described_oracle):
     emulator(described_oracle(described_dataset))

@@ -148,6 +148,20 @@ def test_a_field_holding_another_label_type_is_refused_before_any_request(descri
     assert not described_dataset.has_field("truth_scene_status")
 
 
+def test_a_view_that_hides_the_field_does_not_hide_what_it_holds(described_dataset, emulator, described_oracle):
+    from gemini_annotate.shards import queue_annotation_shards
+
+    server = emulator(described_oracle(described_dataset))
+    hidden = described_dataset.exclude_fields("truth_scene")
+
+    with pytest.raises(ValueError, match="'truth_scene' already holds Classification"):
+        gemini_annotate.annotate(hidden, label_field="truth_scene")
+    with pytest.raises(ValueError, match="'truth_scene' already holds Classification"):
+        queue_annotation_shards(hidden, AnnotateConfig(label_field="truth_scene"), num_shards=2)
+
+    assert server.count() == 0 and described_dataset.list_runs() == []
+
+
 def test_a_segment_run_is_refused_when_its_outline_field_holds_something_else(coco_dataset, emulator, oracle_for):
     coco_dataset.clone_sample_field("ground_truth", "masks_polylines")  # fo.Detections, not fo.Polylines
     server = emulator(oracle_for(coco_dataset))

@@ -244,8 +244,9 @@ def objects_from_label(label: Any) -> list[KnownObject]:
                                        confidence=poly.confidence))
     elif isinstance(label, fo.Keypoints):
         for kp in label.keypoints:
-            for x, y in kp.points:
-                objects.append(KnownObject(kp.label, (x, y, 0.0, 0.0), point=(x, y), confidence=kp.confidence))
+            confidences = [*(kp.confidence or ()), *[None] * len(kp.points)]  # FiftyOne's: one per point
+            for (x, y), confidence in zip(kp.points, confidences):
+                objects.append(KnownObject(kp.label, (x, y, 0.0, 0.0), point=(x, y), confidence=confidence))
     return objects
 
 
