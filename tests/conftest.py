@@ -112,6 +112,44 @@ def oracle_for():
 
 
 @pytest.fixture
+def review_as_a_person():
+    """Reviews a pre-annotation field against ``ground_truth`` the way a person would:
+    accepts proposals matching a true object (IoU 0.5, same class), rejects the
+    others, draws what was missed, and marks the samples reviewed.
+    Returns ``(accepted, rejected, added)``."""
+    import fiftyone as fo
+    import fiftyone.utils.iou as foui
+
+    from gemini_annotate import review
+
+    def reviewed(dataset, field="gemini"):
+        kept = rejected = added = 0
+        for sample in dataset.select_fields([field, "ground_truth"]):
+            truth = [d for d in sample.ground_truth.detections if not d.iscrowd]
+            proposals = sample[field].detections
+            ious = foui.compute_ious(proposals, truth, classwise=True) if proposals and truth else None
+            matched = set()
+            for i, proposal in enumerate(proposals):
+                best = None if ious is None else max(range(len(truth)), key=lambda j: ious[i][j])
+                if best is not None and ious[i][best] >= 0.5 and best not in matched:
+                    matched.add(best)
+                    proposal.review = review.ACCEPTED
+                    kept += 1
+                else:
+                    proposal.review = review.REJECTED
+                    rejected += 1
+            for j, gt in enumerate(truth):
+                if j not in matched:
+                    proposals.append(fo.Detection(label=gt.label, bounding_box=gt.bounding_box))
+                    added += 1
+            sample.save()
+        review.mark_reviewed(dataset, field)
+        return kept, rejected, added
+
+    return reviewed
+
+
+@pytest.fixture
 def described_dataset(coco_dataset):
     """The COCO clone with known captions (``truth_caption``), scene classes
     (``truth_scene``, a Classification) and a ``place`` string, for the

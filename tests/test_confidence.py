@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fiftyone as fo
-import fiftyone.utils.iou as foui
 import pytest
 
 import gemini_annotate
@@ -112,41 +111,22 @@ def test_a_points_run_gives_each_keypoint_its_confidence(coco_dataset, emulator,
                                               for kp in v.keypoints)
 
 
-def _review_as_a_person_would(dataset, field):
-    """Accepts proposals matching a true object, rejects the others, draws what was missed."""
-    for sample in dataset.select_fields([field, "ground_truth"]):
-        truth = [d for d in sample.ground_truth.detections if not d.iscrowd]
-        proposals = sample[field].detections
-        ious = foui.compute_ious(proposals, truth, classwise=True) if proposals and truth else None
-        matched = set()
-        for i, proposal in enumerate(proposals):
-            best = None if ious is None else max(range(len(truth)), key=lambda j: ious[i][j])
-            if best is not None and ious[i][best] >= 0.5 and best not in matched:
-                matched.add(best)
-                proposal.review = review.ACCEPTED
-            else:
-                proposal.review = review.REJECTED
-        proposals.extend(fo.Detection(label=gt.label, bounding_box=gt.bounding_box)
-                         for j, gt in enumerate(truth) if j not in matched)
-        sample.save()
-    review.mark_reviewed(dataset, field)
-
-
-def _evaluate_noisy_run(dataset, server_for, field, false_positive_confidence):
+def _evaluate_noisy_run(dataset, server_for, review_as_a_person, field, false_positive_confidence):
     noise = OracleNoise(false_positive_rate=0.5, false_positive_confidence=false_positive_confidence, seed=5)
     server_for(noise)
     gemini_annotate.annotate(dataset, label_field=field, confidence=True)
-    _review_as_a_person_would(dataset, field)
+    review_as_a_person(dataset, field)
     return review.evaluate(dataset, field)
 
 
-def test_evaluation_reports_map_when_gemini_ranked_its_proposals(coco_dataset, emulator, oracle_for):
+def test_evaluation_reports_map_when_gemini_ranked_its_proposals(coco_dataset, emulator, oracle_for,
+                                                                review_as_a_person):
     def server_for(noise):
         return emulator(oracle_for(coco_dataset, noise=noise))
 
     # the spurious boxes below every true one (0.3 < 0.9), then above (0.99)
-    sure_of_the_right = _evaluate_noisy_run(coco_dataset, server_for, "sure", 0.3)
-    sure_of_the_wrong = _evaluate_noisy_run(coco_dataset, server_for, "unsure", 0.99)
+    sure_of_the_right = _evaluate_noisy_run(coco_dataset, server_for, review_as_a_person, "sure", 0.3)
+    sure_of_the_wrong = _evaluate_noisy_run(coco_dataset, server_for, review_as_a_person, "unsure", 0.99)
 
     assert sure_of_the_right.false_positives > 0
     assert (sure_of_the_right.precision, sure_of_the_right.recall) == (sure_of_the_wrong.precision,

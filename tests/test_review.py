@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fiftyone as fo
-import fiftyone.utils.iou as foui
 import pytest
 
 import gemini_annotate
@@ -22,35 +21,6 @@ def pre_annotated(coco_dataset, emulator, oracle_for):
 
 def _statuses(dataset, field="gemini"):
     return [d.review for v in dataset.values(field) for d in v.detections]
-
-
-def _review_as_a_person_would(dataset):
-    """Rejects proposals that match no true object, adds the objects Gemini missed.
-
-    Returns (kept, rejected, added) counts.
-    """
-    kept = rejected = added = 0
-    for sample in dataset.select_fields(["gemini", "ground_truth"]):
-        truth = [d for d in sample.ground_truth.detections if not d.iscrowd]
-        proposals = sample.gemini.detections
-        ious = foui.compute_ious(proposals, truth, classwise=True) if proposals and truth else None
-        matched = set()
-        for i, proposal in enumerate(proposals):
-            best = None if ious is None else max(range(len(truth)), key=lambda j: ious[i][j])
-            if best is not None and ious[i][best] >= 0.5 and best not in matched:
-                matched.add(best)
-                proposal.review = review.ACCEPTED
-                kept += 1
-            else:
-                proposal.review = review.REJECTED
-                rejected += 1
-        for j, gt in enumerate(truth):
-            if j not in matched:
-                proposals.append(fo.Detection(label=gt.label, bounding_box=gt.bounding_box))
-                added += 1
-        sample.save()
-    review.mark_reviewed(dataset, "gemini")
-    return kept, rejected, added
 
 
 def test_accepting_selected_labels_changes_only_those(pre_annotated):
@@ -97,8 +67,8 @@ def test_marking_samples_reviewed_accepts_what_is_left_and_flags_them(pre_annota
     assert rest.count_values("gemini_reviewed").get(True, 0) == 0
 
 
-def test_promote_copies_only_reviewed_labels_and_can_be_repeated(pre_annotated):
-    kept, rejected, added = _review_as_a_person_would(pre_annotated)
+def test_promote_copies_only_reviewed_labels_and_can_be_repeated(pre_annotated, review_as_a_person):
+    kept, rejected, added = review_as_a_person(pre_annotated)
     pre_annotated.limit(1).set_values("checked", [fo.Detections(detections=[
         fo.Detection(label="already there", bounding_box=[0.1, 0.1, 0.1, 0.1])])])
 
@@ -119,8 +89,8 @@ def test_promote_refuses_a_field_of_another_type(pre_annotated):
         review.promote(pre_annotated, "gemini", "caption")
 
 
-def test_evaluation_scores_proposals_against_what_reviewers_kept(pre_annotated):
-    kept, rejected, added = _review_as_a_person_would(pre_annotated)
+def test_evaluation_scores_proposals_against_what_reviewers_kept(pre_annotated, review_as_a_person):
+    kept, rejected, added = review_as_a_person(pre_annotated)
     assert rejected > 0 and added > 0  # the noisy oracle left work to do
 
     report = review.evaluate(pre_annotated, "gemini")
@@ -156,8 +126,8 @@ def test_evaluation_needs_reviewed_samples(pre_annotated):
         review.evaluate(pre_annotated, "gemini")
 
 
-def test_later_runs_never_overwrite_reviewed_labels(pre_annotated, emulator, oracle_for):
-    _review_as_a_person_would(pre_annotated)
+def test_later_runs_never_overwrite_reviewed_labels(pre_annotated, emulator, oracle_for, review_as_a_person):
+    review_as_a_person(pre_annotated)
     sample = pre_annotated.first()
     sample.gemini.detections[0].bounding_box = [0.3, 0.3, 0.1, 0.1]
     sample.gemini.detections[0].review = review.EDITED

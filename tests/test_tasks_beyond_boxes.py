@@ -97,14 +97,19 @@ def test_cli_writes_the_task_label_type(described_dataset, emulator, described_o
     _check_every_sample(described_dataset, "answer", check)
 
 
+def _form_params(options: dict, **more) -> dict:
+    """A task's options as the annotate form sends them: lists comma-joined, the question as the prompt."""
+    params = {name: ",".join(value) if isinstance(value, list) else value for name, value in options.items()}
+    if "question" in params:
+        params["prompt"] = params.pop("question")  # the form's prompt field carries the question
+    return {**params, **more}
+
+
 @pytest.mark.parametrize("options, check", TASK_CASES)
 def test_app_operator_writes_the_task_label_type(described_dataset, emulator, described_oracle,
                                                   installed_plugin, options, check):
     emulator(described_oracle(described_dataset))
-    params = {name: ",".join(value) if isinstance(value, list) else value for name, value in options.items()}
-    if "question" in params:
-        params["prompt"] = params.pop("question")  # the form's prompt field carries the question
-    params.update(label_field="answer", model=MODEL)
+    params = _form_params(options, label_field="answer", model=MODEL)
 
     result = foo.execute_operator(OPERATOR, dataset=described_dataset, params=params)
 
@@ -117,10 +122,7 @@ def test_app_operator_runs_a_task_again_into_its_own_field(described_dataset, em
                                                           installed_plugin, options, check):
     # the field already holds this task's type (fo.Classifications for multi-label, a string for text)
     emulator(described_oracle(described_dataset))
-    params = {name: ",".join(value) if isinstance(value, list) else value for name, value in options.items()}
-    params.update(label_field="answer", model=MODEL, if_labeled="overwrite")
-    if "question" in params:
-        params["prompt"] = params.pop("question")
+    params = _form_params(options, label_field="answer", model=MODEL, if_labeled="overwrite")
 
     first = foo.execute_operator(OPERATOR, dataset=described_dataset, params=params)
     again = foo.execute_operator(OPERATOR, dataset=described_dataset, params=params)
