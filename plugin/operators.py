@@ -342,8 +342,11 @@ EVALUABLE_TYPES = (fol.Detections, fol.Polylines, fol.Keypoints, fol.Classificat
 
 def _reviewable_fields(dataset, types_: tuple[type, ...] = REVIEWABLE_TYPES) -> list[str]:
     """The fields runs wrote whose labels are of ``types_``, in run order."""
-    return [name for name in review.pre_annotation_fields(dataset)
-            if issubclass(getattr(dataset.get_field(name), "document_type", None) or type(None), types_)]
+    def holds(name: str) -> bool:
+        label_type = getattr(dataset.get_field(name), "document_type", None)  # None: a text field
+        return label_type is not None and issubclass(label_type, types_)
+
+    return [name for name in review.pre_annotation_fields(dataset) if holds(name)]
 
 
 def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-annotation field",
@@ -368,7 +371,8 @@ def _chosen_field(ctx, types_: tuple[type, ...] = REVIEWABLE_TYPES) -> str:
         raise review.ReviewError("this dataset has no Gemini pre-annotations yet: run 'Annotate with Gemini' first")
     field = ctx.params.get("label_field") or fields[-1]
     if field not in fields:
-        raise review.ReviewError(f"{field!r} holds no Gemini pre-annotations; choose one of {', '.join(fields)}")
+        raise review.ReviewError(f"{field!r} holds no Gemini pre-annotations this operator works on; "
+                                 f"choose one of {', '.join(fields)}")
     return field
 
 
