@@ -43,11 +43,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import gemini_annotate  # noqa: E402
-from gemini_annotate.convert import (  # noqa: E402
-    instance_mask_to_frame,
-    polygon_to_instance_mask,
-)
 from gemini_annotate.emulator import EmulatorServer, LabelIndex, Oracle  # noqa: E402
+from gemini_annotate.masks import instance_mask_to_frame, polygon_to_instance_mask  # noqa: E402
 from gemini_annotate.media import read_image_size  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

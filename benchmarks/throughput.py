@@ -161,10 +161,11 @@ def bare_sdk(url: str, api: str, concurrency: int, requests: int, image: bytes) 
     from google.genai import types
 
     from gemini_annotate import AnnotateConfig
+    from gemini_annotate.prompts import request_prompt
     from gemini_annotate.tasks import get_task
 
     task, config = get_task("detect"), AnnotateConfig()
-    prompt, schema = task.build_prompt(config), task.build_schema(config)
+    prompt, schema = request_prompt(config), task.build_schema(config)
     generate_config = types.GenerateContentConfig(
         response_mime_type="application/json", response_json_schema=schema,
         thinking_config=types.ThinkingConfig(thinking_level="MINIMAL"))
@@ -214,28 +215,71 @@ def make_dataset(name: str, paths: list[str], count: int):
     return dataset
 
 
+class StageCpu:
+    """CPU seconds spent in the pipeline's stages, measured in the threads that run them.
+
+    The benchmark wraps the functions of each stage while it runs (the
+    pipeline itself carries no timing code): ``prepare`` (image preparation,
+    media threads), ``interpret`` (reply → result, event loop), ``write``
+    (database writes, the writer thread).
+    """
+
+    def __init__(self) -> None:
+        self.seconds = {"prepare": 0.0, "interpret": 0.0, "write": 0.0}
+        self._lock = threading.Lock()
+
+    def timed(self, stage: str, fn):
+        def wrapper(*args, **kwargs):
+            cpu = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[stage] += time.thread_time() - cpu
+        return wrapper
+
+    @contextlib.contextmanager
+    def measuring(self):
+        import gemini_annotate.job as job_module
+        import gemini_annotate.request_builder as builder_module
+        from gemini_annotate.writer import LabelWriter
+
+        patched = [(builder_module, "prepare_image", "prepare"), (builder_module, "prepare_image_bytes", "prepare"),
+                   (job_module, "reply_result", "interpret"), (LabelWriter, "write", "write")]
+        originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+        for owner, name, stage in patched:
+            setattr(owner, name, self.timed(stage, getattr(owner, name)))
+        try:
+            yield self
+        finally:
+            for owner, name, original in originals:
+                setattr(owner, name, original)
+
+
 def pipeline(dataset, url: str, api: str, concurrency: int) -> dict[str, Any]:
     """Runs the pipeline once over a dataset; throughput, CPU by stage, writes."""
     from gemini_annotate import AnnotateConfig
-    from gemini_annotate.pipeline import OnlineAnnotationJob
+    from gemini_annotate.online import OnlineAnnotationJob
 
     config = AnnotateConfig(task="detect", label_field="gemini", api=api, base_url=url,
                             concurrency=concurrency)
     job = OnlineAnnotationJob(dataset, config)
+    stages = StageCpu()
     writes_before, cpu_before = WRITES.snapshot(), process_cpu()
-    started = time.perf_counter()
-    summary = asyncio.run(job.run())
-    elapsed = time.perf_counter() - started
+    started, loop_cpu = time.perf_counter(), time.thread_time()  # the event loop runs in this thread
+    with stages.measuring():
+        summary = asyncio.run(job.run())
+    elapsed, loop_cpu = time.perf_counter() - started, time.thread_time() - loop_cpu
     cpu = process_cpu() - cpu_before
     writes = WRITES.snapshot() - writes_before
     n = summary.done
     assert n == len(dataset) and summary.failed == 0, summary.describe()
-    stages = job.cpu.as_dict()
+    seconds = stages.seconds
     per_image = {
-        "prepare": stages["prepare"],
-        "request+SDK+transport": stages["loop"] - stages["interpret"],
-        "parse+convert": stages["interpret"],
-        "write": stages["write"],
+        "prepare": seconds["prepare"],
+        "request+SDK+transport": loop_cpu - seconds["interpret"],
+        "parse+convert": seconds["interpret"],
+        "write": seconds["write"],
     }
     per_image["other"] = cpu - sum(per_image.values())
     return {
@@ -255,14 +299,16 @@ def naive_loop(dataset, url: str) -> float:
     from google.genai import types
 
     from gemini_annotate import AnnotateConfig
-    from gemini_annotate.convert import Provenance
     from gemini_annotate.gemini import reply_from_generate_content
     from gemini_annotate.media import prepare_image
+    from gemini_annotate.prompts import request_prompt
+    from gemini_annotate.results import reply_result
     from gemini_annotate.tasks import ReplyContext, get_task
+    from gemini_annotate.vocabulary import Provenance
 
     config = AnnotateConfig(task="detect", label_field="naive")
     task = get_task("detect")
-    prompt, schema = task.build_prompt(config), task.build_schema(config)
+    prompt, schema = request_prompt(config), task.build_schema(config)
     client = genai.Client(api_key=API_KEY, http_options=types.HttpOptions(base_url=url))
     provenance = Provenance(model=config.model, run_key="naive")
     started = time.perf_counter()
@@ -274,8 +320,9 @@ def naive_loop(dataset, url: str) -> float:
             config=types.GenerateContentConfig(response_mime_type="application/json",
                                                response_json_schema=schema),
         )
-        outcome = task.interpret(reply_from_generate_content(response), ReplyContext(config, image, provenance))
-        sample["naive"] = outcome.label
+        context = ReplyContext(config, (image.display_width, image.display_height), provenance)
+        result = reply_result(sample.id, reply_from_generate_content(response), task, context)
+        sample["naive"] = result.label
         sample.save()
     return len(dataset) / (time.perf_counter() - started)
 
@@ -324,8 +371,8 @@ def selection_memory(dataset) -> dict[str, float]:
     import tracemalloc
 
     from gemini_annotate import AnnotateConfig
-    from gemini_annotate.pipeline import PAGE_SIZE
-    from gemini_annotate.runs import iter_pending
+    from gemini_annotate.job import PAGE_SIZE
+    from gemini_annotate.selection import iter_pending
 
     config = AnnotateConfig(label_field="unused_field")
     tracemalloc.start()

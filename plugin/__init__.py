@@ -27,13 +27,13 @@ _EXPORTS = {
     "AnnotateConfig": ".config",
     "DEFAULT_MODEL": ".config",
     "GeminiError": ".gemini",
-    "RunSummary": ".runs",
-    "list_annotation_runs": ".runs",
-    "load_run_summary": ".runs",
+    "RunSummary": ".run_records",
+    "list_annotation_runs": ".run_records",
+    "load_run_summary": ".run_records",
     "TASKS": ".tasks",
     "GeminiModel": ".fiftyone_model",
-    "estimate_run": ".costs",
-    "compare_with_estimate": ".costs",
+    "estimate_run": ".estimate",
+    "compare_with_estimate": ".estimate",
     "PRICES": ".costs",
     "delete_uploaded_files": ".uploads",
 }
@@ -55,6 +55,6 @@ def __dir__() -> list[str]:
 
 def register(plugin) -> None:
     """FiftyOne's plugin entry point: registers the App operators."""
-    from .operators import register_operators
+    from .operators import register_operators  # lazy: importing the package loads neither FiftyOne nor the SDK
 
     register_operators(plugin)

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Optional
 import fiftyone as fo
 
 from . import review
+from .vocabulary import RUN_METHOD
 
 DEFAULT_BACKEND = "labelstudio"
 
@@ -53,7 +54,7 @@ def send_for_review(
     names = set(classes or ())
     if not names:
         names.update(review.field_classes(samples, label_field))
-        for key in samples.list_runs(method=review.RUN_METHOD):
+        for key in samples.list_runs(method=RUN_METHOD):
             config = samples.get_run_info(key).config
             if config.label_field == label_field and config.classes:
                 names.update(config.classes)
@@ -119,7 +120,7 @@ def load_corrections(
 
 def submitted_samples(results: Any) -> list[str]:
     """The samples of a Label Studio round whose task a person submitted."""
-    from label_studio_sdk import Client
+    from label_studio_sdk import Client  # lazy: an optional dependency, installed apart (see above)
 
     client = Client(results.config.url, results.config.api_key)
     project = client.get_project(results.project_id)

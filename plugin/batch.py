@@ -24,20 +24,15 @@ import time
 from dataclasses import replace
 from typing import Optional
 
-from .gemini import BatchStatus, GeminiClient, GeminiError, GeminiRequest, generate_with_retries
+from .gemini import GeminiClient, GeminiError, generate_with_retries
+from .job import MEDIA_THREADS, AnnotationJob, StopRun
 from .media import ImageError, PreparedImage, fit_within, read_image_size
-from .pipeline import MEDIA_THREADS, AnnotationJob, StopRun
+from .messages import BatchStatus, GeminiRequest
+from .output_fields import check_output_fields
 from .request_builder import SampleSource
-from .runs import (
-    STATUS_FAILED,
-    RunSummary,
-    SampleResult,
-    check_output_fields,
-    load_batch_job,
-    load_run_summary,
-    pending_paths,
-    save_run_summary,
-)
+from .results import SampleResult, failed_result
+from .run_records import RunSummary, load_batch_job, load_run_summary, save_run_summary
+from .selection import pending_paths
 from .sync import gather_limited
 
 INLINE_LIMIT_BYTES = 19_000_000
@@ -201,11 +196,11 @@ class BatchAnnotationJob(AnnotationJob):
                 self.summary.skipped += 1  # labeled meanwhile, or no longer in the dataset
                 continue
             if result.reply is None:
-                outcome = SampleResult(key, STATUS_FAILED, reason=result.error)
+                outcome = failed_result(key, result.error or "the batch request failed")
             else:
                 self._count_tokens(result.reply.usage)
-                outcome = self._interpret(SampleSource(key, path_of[key]), result.reply,
-                                          self._geometry(path_of[key]))
+                outcome = self._result(SampleSource(key, path_of[key]), result.reply,
+                                       self._geometry(path_of[key]))
             self._add_result(outcome)
 
     def _geometry(self, path: str) -> PreparedImage:

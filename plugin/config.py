@@ -13,6 +13,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .vocabulary import polylines_field, reason_field, status_field
+
 DEFAULT_MODEL = "gemini-3-flash-preview"
 DEFAULT_LABEL_FIELD = "gemini"
 
@@ -24,6 +26,12 @@ ImageTransport = Literal["inline", "file_api", "uri"]
 MediaResolution = Literal["low", "medium", "high"]
 ThinkingLevel = Literal["minimal", "low", "medium", "high"]
 
+TASK_NAMES = ("detect", "segment", "points", "caption", "classify", "vqa")
+"""The tasks a run can do (each one's schema and reading: :data:`gemini_annotate.tasks.TASKS`)."""
+
+SPATIAL_TASKS = ("detect", "segment", "points")
+"""Tasks whose labels carry geometry, and so can carry a confidence per object."""
+
 MAX_IMAGES_PER_REQUEST = 3600
 """Gemini accepts at most this many images in one request."""
 
@@ -34,7 +42,7 @@ class AnnotateConfig(BaseModel):
     """What to ask Gemini, how, and where to put the answers.
 
     Attributes:
-        task: the task name (see :data:`gemini_annotate.tasks.TASKS`).
+        task: the task name, one of :data:`TASK_NAMES`.
         classes: class names to look for; labels are matched and normalised to
             them. ``None`` lets the model name what it sees.
         prompt: a prompt replacing the task's default one.
@@ -66,7 +74,7 @@ class AnnotateConfig(BaseModel):
         max_objects: ask for at most this many objects per image.
         mask_form: for ``task="segment"``, ask for ``polygon`` masks or ``png``
             probability masks; ``None`` asks for the form the model's family
-            produces best (see :func:`gemini_annotate.models.model_profile`).
+            produces best (see :func:`gemini_annotate.model_profiles.model_profile`).
             Both forms are read whatever was asked for.
         mask_threshold: PNG mask probabilities (0–255) above this are inside
             the object.
@@ -183,19 +191,19 @@ class AnnotateConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _known_task(self):
-        from .tasks import TASKS
-
-        if self.task not in TASKS:
-            raise ValueError(
-                f"unknown task {self.task!r}; choose one of {', '.join(TASKS)}"
-            )
-        check = TASKS[self.task].check_config
-        if check is not None:
-            check(self)
-        if self.confidence and not TASKS[self.task].spatial:
-            spatial = ", ".join(name for name, spec in TASKS.items() if spec.spatial)
-            raise ValueError(f"confidence is asked per object: it applies to {spatial}, not {self.task}")
+    def _task_has_what_it_needs(self):
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {', '.join(TASK_NAMES)}")
+        if self.task == "classify" and not self.classes:
+            raise ValueError("the classify task needs classes: the closed set of labels to choose from")
+        if self.task == "vqa":
+            if self.question and self.prompt:
+                raise ValueError("the vqa task takes a question; give it as `question` or as `prompt`, not both")
+            if not (self.question or self.prompt):
+                raise ValueError("the vqa task needs a question (`question`, or `prompt`)")
+        if self.confidence and self.task not in SPATIAL_TASKS:
+            raise ValueError(f"confidence is asked per object: it applies to {', '.join(SPATIAL_TASKS)}, "
+                             f"not {self.task}")
         return self
 
     @model_validator(mode="after")
@@ -240,17 +248,17 @@ class AnnotateConfig(BaseModel):
     @property
     def status_field(self) -> str:
         """The per-sample field holding ``ok`` / ``partial`` / ``failed``."""
-        return f"{self.label_field}_status"
+        return status_field(self.label_field)
 
     @property
     def reason_field(self) -> str:
         """The per-sample field saying why a sample failed, is partial, or lost items."""
-        return f"{self.label_field}_reason"
+        return reason_field(self.label_field)
 
     @property
     def polylines_field(self) -> str:
         """The field receiving the outlines of ``segment`` runs (``fo.Polylines``)."""
-        return f"{self.label_field}_polylines"
+        return polylines_field(self.label_field)
 
     def to_record(self) -> dict:
         """The JSON-serialisable configuration stored on the FiftyOne run.

@@ -33,12 +33,14 @@ import numpy as np
 from PIL import Image
 
 from .config import AnnotateConfig
-from .convert import Provenance
-from .gemini import GeminiClient, GeminiError, TokenUsage, generate_with_retries
+from .gemini import GeminiClient, GeminiError, generate_with_retries
+from .messages import TokenUsage
 from .request_builder import RequestBuilder, SampleError, SampleSource
+from .results import SampleResult, reply_result
 from .sync import gather_limited, run_sync
 from .tasks import ReplyContext, get_task
 from .uploads import UploadCache, upload_endpoint
+from .vocabulary import STATUS_FAILED, Provenance
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,10 @@ class GeminiModel(fom.Model, fom.SamplesMixin):
 
     Attributes:
         failures: sample id (or batch position) → why it got no label.
+        results: sample id (or batch position) → the
+            :class:`~gemini_annotate.results.SampleResult` of each sample that
+            got labels: its status (``ok``, or ``partial`` when the reply was
+            repaired or cut off) and reason, as an annotation run records them.
         usage: tokens the replies reported so far.
     """
 
@@ -72,6 +78,7 @@ class GeminiModel(fom.Model, fom.SamplesMixin):
         self._builders: dict[Optional[str], RequestBuilder] = {}
         self._fatal: Optional[GeminiError] = None
         self.failures: dict[str, str] = {}
+        self.results: dict[str, SampleResult] = {}
         self.usage = TokenUsage()
 
     # what FiftyOne asks of a model
@@ -170,14 +177,15 @@ class GeminiModel(fom.Model, fom.SamplesMixin):
                 self._fatal = e
             return self._failed(source, e.message)
         self.usage = self.usage + reply.usage
-        if reply.refused:
-            return self._failed(source, f"Gemini declined to answer (finish reason {reply.finish_reason})")
-        outcome = self.task.interpret(reply, ReplyContext(self.config, built.image, self._provenance))
-        if outcome.status == "unreadable":
-            return self._failed(source, "unreadable reply: " + "; ".join(outcome.warnings))
-        if outcome.warnings:
-            logger.info("sample %s: %s", source.sample_id, "; ".join(outcome.warnings))
-        return outcome.label
+        image = built.image
+        context = ReplyContext(self.config, (image.display_width, image.display_height), self._provenance)
+        result = reply_result(source.sample_id, reply, self.task, context)
+        if result.status == STATUS_FAILED:
+            return self._failed(source, result.reason)
+        self.results[source.sample_id] = result
+        if result.reason:
+            logger.info("sample %s (%s): %s", source.sample_id, result.status, result.reason)
+        return result.label
 
     def _failed(self, source: SampleSource, reason: str) -> None:
         self.failures[source.sample_id] = reason

@@ -22,155 +22,36 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import importlib
 import io
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar
 
+import httpx2
 import tenacity
+from google import genai
+from google.auth import exceptions as auth_errors
+from google.genai import _interactions_errors as ierrors
+from google.genai import errors, types
 
 from .config import AnnotateConfig
-from .models import model_profile
+from .messages import (
+    BatchResult,
+    BatchStatus,
+    GeminiReply,
+    GeminiRequest,
+    TokenUsage,
+    UploadedFile,
+)
+from .model_profiles import model_profile
 
 API_KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
-REFUSAL_FINISH_REASONS = frozenset(
-    {
-        "SAFETY",
-        "RECITATION",
-        "BLOCKLIST",
-        "PROHIBITED_CONTENT",
-        "SPII",
-        "IMAGE_SAFETY",
-        "IMAGE_PROHIBITED_CONTENT",
-        "BLOCKED",
-    }
-)
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ImagePart:
-    """One image of a request: inline bytes or a URI (File API, http(s), gs://)."""
-
-    mime_type: str
-    data: Optional[bytes] = None
-    uri: Optional[str] = None
-
-    def __post_init__(self):
-        if (self.data is None) == (self.uri is None):
-            raise ValueError("an ImagePart holds exactly one of data or uri")
-
-
-@dataclass(frozen=True)
-class GeminiRequest:
-    """What one call asks: the prompt, then the images, and the reply's shape."""
-
-    prompt: str
-    images: tuple[ImagePart, ...]
-    response_schema: Optional[dict] = None
-    thinking_level: Optional[str] = None
-    media_resolution: Optional[str] = None
-    """``low``, ``medium`` or ``high``: the per-image token budget; ``None`` for the model's default."""
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    """Token counts a reply reports."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    thought_tokens: int = 0
-    total_tokens: int = 0
-
-    def __add__(self, other: "TokenUsage") -> "TokenUsage":
-        return TokenUsage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.thought_tokens + other.thought_tokens,
-            self.total_tokens + other.total_tokens,
-        )
-
-
-@dataclass(frozen=True)
-class GeminiReply:
-    """The model's answer text and what came with it.
-
-    ``finish_reason`` uses generateContent's names for both APIs: ``STOP``,
-    ``MAX_TOKENS`` (the text is truncated), a refusal such as ``SAFETY``, ...
-    """
-
-    text: str
-    finish_reason: str = "STOP"
-    usage: TokenUsage = field(default_factory=TokenUsage)
-    model_version: Optional[str] = None
-
-    @property
-    def truncated(self) -> bool:
-        return self.finish_reason == "MAX_TOKENS"
-
-    @property
-    def refused(self) -> bool:
-        return self.finish_reason in REFUSAL_FINISH_REASONS
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    """A file held by Gemini's File API.
-
-    Attributes:
-        name: its resource name, ``files/ID``.
-        uri: the URI a request refers to it by.
-        mime_type: its MIME type.
-        state: ``ACTIVE`` once usable (``PROCESSING``, ``FAILED`` otherwise).
-        expires_at: when Gemini deletes it (48 h after upload), if said.
-    """
-
-    name: str
-    uri: str
-    mime_type: str
-    state: str = "ACTIVE"
-    expires_at: Optional[datetime.datetime] = None
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """One answer of a batch job: the reply, or the error of that one request."""
-
-    key: str
-    reply: Optional[GeminiReply] = None
-    error: Optional[str] = None
-
-
-BATCH_DONE_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED"})
-
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """Where a batch job stands.
-
-    Attributes:
-        name: the job's resource name, ``batches/ID``.
-        state: ``PENDING``, ``RUNNING``, ``SUCCEEDED``, ``FAILED``, ``CANCELLED``
-            or ``EXPIRED`` (Google's ``JOB_STATE_*`` without the prefix).
-        results: every request's result once the job succeeded, else ``None``.
-        error: why the job failed, when it did.
-    """
-
-    name: str
-    state: str
-    results: Optional[tuple[BatchResult, ...]] = None
-    error: Optional[str] = None
-
-    @property
-    def done(self) -> bool:
-        return self.state in BATCH_DONE_STATES
 
 
 class GeminiError(Exception):
@@ -263,10 +144,6 @@ class GeminiClient:
         location: Optional[str] = None,
         max_connections: int = 100,
     ):
-        import httpx2
-        from google import genai
-        from google.genai import types
-
         if api not in ("generate_content", "interactions"):
             raise ValueError(f"unknown Gemini API {api!r}")
         self.model = model
@@ -565,8 +442,6 @@ def _batch_result(key: str, response: Any, error: Any) -> BatchResult:
 
 
 def _batch_results_from_jsonl(data: bytes):
-    from google.genai import types
-
     for line in data.decode().splitlines():
         if not line.strip():
             continue
@@ -622,9 +497,6 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
     ``details``) and the Interactions client's ``APIStatusError``
     (``status_code``, ``body``), plus transport errors and timeouts.
     """
-    from google.genai import _interactions_errors as ierrors
-    from google.genai import errors
-
     if isinstance(exc, errors.APIError):
         return _status_error(exc.code, exc.details, _headers(exc.response), model)
     if isinstance(exc, ierrors.APITimeoutError):
@@ -644,8 +516,6 @@ def classify_sdk_error(exc: Exception, *, model: str, timeout: float) -> GeminiE
                                retryable=True, reason="CONNECTION")
     if isinstance(exc, TimeoutError):
         return _timeout_error(timeout)
-    from google.auth import exceptions as auth_errors
-
     if isinstance(exc, auth_errors.GoogleAuthError):
         return GeminiError(
             f"Vertex AI credentials are missing or invalid ({type(exc).__name__}: {exc}). Sign in with "

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .models import model_profile
+from .model_profiles import model_profile
 
 try:  # HEIC/HEIF (iPhone photos) are read through pillow-heif
     from pillow_heif import register_heif_opener
@@ -185,13 +185,43 @@ def prepare_image(path: str, max_side: int) -> PreparedImage:
 
 def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> PreparedImage:
     """Like :func:`prepare_image`, for bytes already in memory."""
+    img = _open_checked(raw, max_side, name)
+    try:  # Pillow decodes a PNG to find its EXIF, so a corrupt one fails here
+        orientation = display_orientation(img)
+    except Exception as e:
+        raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
+    width, height = img.size
+    display_width, display_height = _size_shown((width, height), orientation)
+    source = dict(
+        display_width=display_width,
+        display_height=display_height,
+        source_mime_type=Image.MIME.get(img.format or ""),
+        source_size_bytes=len(raw),
+        source_channels=len(img.getbands()),
+    )
+    if _sendable_as_is(img, raw, max_side):
+        _verify_decodes(img, name)
+        return PreparedImage(data=raw, mime_type=_SENDABLE_AS_IS[img.format],
+                             width=width, height=height, **source)
+
+    rgb = _decode_upright_rgb(img, orientation, max_side, name)
+    if max(rgb.size) > max_side:
+        size = fit_within(rgb.width, rgb.height, max_side)
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    out = io.BytesIO()
+    rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
+    return PreparedImage(data=out.getvalue(), mime_type="image/jpeg",
+                         width=rgb.width, height=rgb.height, **source)
+
+
+def _open_checked(raw: bytes, max_side: int, name: str) -> Image.Image:
+    """The image's header, opened; refused when it is no image, empty, or too large to decode."""
     try:
         img = Image.open(io.BytesIO(raw))
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image: {name}") from None
     except Exception as e:  # PIL raises many types for corrupt headers
         raise ImageError(f"not a readable image: {name} ({e})") from None
-
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels: {name}")
@@ -201,67 +231,38 @@ def prepare_image_bytes(raw: bytes, max_side: int, name: str = "image") -> Prepa
             f"image too large to decode safely: {name} is {width}x{height} "
             f"(limit {MAX_PIXELS:,} pixels)"
         )
+    return img
 
-    try:  # Pillow decodes a PNG to find its EXIF, so a corrupt one fails here
-        orientation = display_orientation(img)
-    except Exception as e:
-        raise ImageError(f"image file is truncated or corrupt: {name} ({e})") from None
-    display_width, display_height = _size_shown((width, height), orientation)
-    source = dict(
-        display_width=display_width,
-        display_height=display_height,
-        source_mime_type=Image.MIME.get(img.format or ""),
-        source_size_bytes=len(raw),
-        source_channels=len(img.getbands()),
-    )
 
-    if (
+def _sendable_as_is(img: Image.Image, raw: bytes, max_side: int) -> bool:
+    """Whether the file can go to Gemini unchanged: a plain, small, upright JPEG/PNG/WEBP."""
+    return (
         img.format in _SENDABLE_AS_IS
         and _orientation(img) == 1  # no orientation tag the model might apply
         and img.mode in ("RGB", "L")
-        and max(width, height) <= max_side
+        and max(img.size) <= max_side
         and len(raw) <= MAX_PASSTHROUGH_BYTES
         and getattr(img, "n_frames", 1) == 1
-    ):
-        _verify_decodes(img, name)
-        return PreparedImage(data=raw, mime_type=_SENDABLE_AS_IS[img.format],
-                             width=width, height=height, **source)
+    )
 
+
+def _decode_upright_rgb(img: Image.Image, orientation: int, max_side: int, name: str) -> Image.Image:
+    """The pixels, decoded (at a reduced scale where a JPEG allows), turned upright, as RGB."""
+    reduction = _jpeg_draft_reduction(img, max_side)
     try:
         if reduction > 1:
             # decode at a reduced scale straight from the DCT: far cheaper than
             # decoding full size and then shrinking
+            width, height = img.size
             img.draft(img.mode, (math.ceil(width / reduction), math.ceil(height / reduction)))
         img.load()
         if orientation != 1:
             img = _transpose(img, orientation)
-        rgb = _to_rgb(img)
+        return _to_rgb(img)
     except ImageError:
         raise
     except Exception as e:
         raise ImageError(f"cannot decode image {name}: {e}") from None
-
-    if max(rgb.size) > max_side:
-        size = fit_within(rgb.width, rgb.height, max_side)
-        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-
-    out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=JPEG_QUALITY)
-    return PreparedImage(data=out.getvalue(), mime_type="image/jpeg",
-                         width=rgb.width, height=rgb.height, **source)
-
-
-def image_metadata(image: PreparedImage):
-    """FiftyOne metadata of a prepared image's file, with its size as the App shows it."""
-    import fiftyone as fo
-
-    return fo.ImageMetadata(
-        size_bytes=image.source_size_bytes,
-        mime_type=image.source_mime_type,
-        width=image.display_width,
-        height=image.display_height,
-        num_channels=image.source_channels,
-    )
 
 
 def display_orientation(img: Image.Image) -> int:
@@ -291,17 +292,20 @@ def to_display_orientation(img: Image.Image) -> Image.Image:
     return _transpose(img, orientation) if orientation != 1 else img
 
 
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""The turn that shows an image with EXIF orientation 2–8 upright (1 is upright as stored)."""
+
+
 def _transpose(img: Image.Image, orientation: int) -> Image.Image:
-    method = {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_270,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_90,
-    }[orientation]
-    return img.transpose(method)
+    return img.transpose(EXIF_TRANSPOSE[orientation])
 
 
 def _jpeg_draft_reduction(img: Image.Image, max_side: int) -> int:

@@ -25,13 +25,15 @@ from typing import Any, Optional
 import fiftyone.core.labels as fol
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone.operators.executor import ExecutionOptions
 
-from . import review
+from . import review, runs
 from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
+from .estimate import preview_run
 from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
+from .output_fields import output_field_problem
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
-from .preview import preview_run
-from .runs import RunSummary, load_run_summary, output_field_problem
+from .run_records import RunSummary, load_run_summary
 from .sync import outside_event_loop
 from .tasks import TASKS
 
@@ -156,8 +158,6 @@ class AnnotateWithGemini(GeminiOperator):
         )
 
     def resolve_execution_options(self, ctx):
-        from fiftyone.operators.executor import ExecutionOptions
-
         return ExecutionOptions(
             allow_immediate_execution=True,
             allow_delegated_execution=True,
@@ -167,6 +167,14 @@ class AnnotateWithGemini(GeminiOperator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         target = ctx.target_view()
+        self._task_inputs(inputs, ctx)
+        self._output_inputs(inputs, ctx, target)
+        self._check_and_preview(inputs, ctx, target)
+        return types.Property(inputs, view=types.View(label="Annotate with Gemini"))
+
+    @staticmethod
+    def _task_inputs(inputs: types.Object, ctx) -> None:
+        """What to ask: the task, its classes (typed or from a field), its options and prompt."""
         params = ctx.params
         inputs.enum(
             "task", list(TASKS), default="detect", required=True, label="Task",
@@ -199,17 +207,21 @@ class AnnotateWithGemini(GeminiOperator):
                         description="Gemini's own 0–1 estimate, not calibrated: it ranks the labels, so the "
                                     "evaluation can report mAP",
                         view=types.CheckboxView())
-        if task == "vqa":  # the question travels as the prompt (see tasks.vqa_question)
+        if task == "vqa":  # the question travels as the prompt (see prompts.vqa_question)
             inputs.str("prompt", required=True, label="Question",
                        description="May name sample fields as {field}", view=types.TextFieldView(multiline=True))
         else:
             inputs.str("prompt", label="Custom prompt (optional)",
                        description="Replaces the task's default prompt; may name sample fields as {field}",
                        view=types.TextFieldView(multiline=True))
+
+    @staticmethod
+    def _output_inputs(inputs: types.Object, ctx, target) -> None:
+        """Which model, into which field, and what to do with samples already labeled there."""
+        params = ctx.params
         inputs.str("model", default=DEFAULT_MODEL, required=True, label="Model")
         inputs.str("label_field", default=DEFAULT_LABEL_FIELD, required=True, label="Label field",
                    description="The field that receives the pre-annotations")
-
         label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
         if ctx.dataset.has_field(label_field) and len(target.exists(label_field)):
             choices = types.RadioGroup()
@@ -221,14 +233,17 @@ class AnnotateWithGemini(GeminiOperator):
                 inputs.str("new_label_field", default=_free_field_name(ctx.dataset, label_field),
                            required=True, label="New label field")
 
+    @staticmethod
+    def _check_and_preview(inputs: types.Object, ctx, target) -> None:
+        """Says what is wrong with the form, or what the run will send and what to mind."""
         try:
-            config = config_from_params(params, ctx.dataset)
+            config = config_from_params(ctx.params, ctx.dataset)
             problem = output_field_problem(ctx.dataset, config)
             if problem:
                 raise ValueError(problem)
         except ValueError as e:
             inputs.view("invalid", types.Error(label="Check the form", description=str(e)))
-            return types.Property(inputs, view=types.View(label="Annotate with Gemini"))
+            return
         preview = preview_run(target, config)
         inputs.view("preview", types.Notice(label="What will be sent", description=preview.describe()))
         if preview.reviewed_labels:
@@ -240,7 +255,6 @@ class AnnotateWithGemini(GeminiOperator):
                 label="No Gemini API key",
                 description="Set the plugin secret GEMINI_API_KEY (or GEMINI_API_KEY / GOOGLE_API_KEY "
                             "in the environment of the App and of `fiftyone delegated launch`)."))
-        return types.Property(inputs, view=types.View(label="Annotate with Gemini"))
 
     def execute(self, ctx):
         config = config_from_params(ctx.params, ctx.dataset)
@@ -314,7 +328,7 @@ class AnnotateWithGemini(GeminiOperator):
                 form's ``classes_from``, ``classes_field``, ``new_label_field``.
 
         Returns:
-            the :class:`~gemini_annotate.runs.RunSummary` of an immediate run,
+            the :class:`~gemini_annotate.run_records.RunSummary` of an immediate run,
             or FiftyOne's ``ExecutionResult`` of a delegated one (its
             ``result["id"]`` is the queued operation).
         """
@@ -623,7 +637,7 @@ class GeminiRuns(GeminiOperator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        keys = review.list_runs(ctx.dataset)
+        keys = runs.list_runs(ctx.dataset)
         if not keys:
             inputs.view("no_runs", types.Notice(label="No Gemini runs on this dataset"))
             return types.Property(inputs, view=types.View(label="Gemini runs"))
@@ -647,10 +661,10 @@ class GeminiRuns(GeminiOperator):
     def execute(self, ctx):
         run_key = ctx.params["run_key"]
         if ctx.params.get("action") == "delete":
-            deleted = review.delete_run(ctx.dataset, run_key, delete_labels=bool(ctx.params.get("delete_labels")))
+            deleted = runs.delete_run(ctx.dataset, run_key, delete_labels=bool(ctx.params.get("delete_labels")))
             ctx.trigger("reload_dataset")
             return {"message": f"run {run_key!r} deleted" + (f"; fields {', '.join(deleted)} deleted" if deleted else "")}
-        lines = review.run_info(ctx.dataset, run_key).describe().splitlines()
+        lines = runs.run_info(ctx.dataset, run_key).describe().splitlines()
         return {"message": "\n".join(f"- {line.strip()}" for line in lines)}
 
     def resolve_output(self, ctx):

@@ -27,13 +27,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Optional
 
+from .items import ITEM_KEYS
+
 ParseStatus = Literal["ok", "partial", "unreadable"]
 
 ITEM_LIST_KEYS = (
     "boxes", "detections", "objects", "items", "masks", "segmentations",
     "points", "keypoints", "results", "annotations", "predictions", "labels",
 )
-ITEM_KEYS = ("box_2d", "bbox_2d", "point", "mask", "label")
 
 _FENCE = re.compile(
     r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[A-Za-z0-9_+-]*)[ \t]*\n"

@@ -17,7 +17,7 @@ EMULATOR_API_KEY = "emulator-test-key"
 @pytest.fixture
 def gemini_emulator(monkeypatch):
     """A running emulator the google-genai SDK is pointed at, for one test."""
-    from .emulator import Canned, EmulatorServer
+    from .emulator import Canned, EmulatorServer  # lazy: pytest loads this plugin in every run of the environment
 
     server = EmulatorServer(Canned('{"boxes": []}'), keep_requests=64).start()
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)

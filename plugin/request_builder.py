@@ -21,10 +21,11 @@ from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from .config import AnnotateConfig
 from .costs import estimate_text_tokens
-from .gemini import GeminiClient, GeminiRequest, ImagePart, generate_with_retries
+from .gemini import GeminiClient, generate_with_retries
 from .media import ImageError, PreparedImage, estimate_image_tokens, prepare_image, prepare_image_bytes
-from .prompts import PromptFieldError, fill_template, template_fields
-from .tasks import CONFIDENCE_SENTENCE, TaskSpec
+from .messages import GeminiRequest, ImagePart
+from .prompts import PromptFieldError, fill_template, request_prompt, template_fields
+from .tasks import TaskSpec
 from .uploads import UploadCache
 
 URI_SCHEMES = ("http://", "https://", "gs://")
@@ -78,24 +79,6 @@ def is_uri(path: str) -> bool:
     return path.startswith(URI_SCHEMES)
 
 
-def references_sentence(count: int) -> str:
-    """What the prompt says about reference images following the sample's image."""
-    return (f"\n\nThe first image is the one to answer about; the {count} image(s) after it are "
-            "reference examples, not to be annotated.")
-
-
-def request_prompt(config: AnnotateConfig, task: TaskSpec) -> str:
-    """The prompt of every request of ``config`` (placeholders still unfilled):
-    the task's, the request for confidences if asked, and what it says about
-    reference images if there are any."""
-    prompt = task.build_prompt(config)
-    if config.confidence:
-        prompt += CONFIDENCE_SENTENCE
-    if config.reference_images:
-        prompt += references_sentence(len(config.reference_images))
-    return prompt
-
-
 class RequestBuilder:
     """Builds the requests of one configuration.
 
@@ -109,7 +92,7 @@ class RequestBuilder:
         self.config = config
         self.task = task
         self.uploads = uploads
-        prompt = request_prompt(config, task)
+        prompt = request_prompt(config)
         self.prompt = prompt
         self.schema = task.build_schema(config)
         self.prompt_fields = template_fields(prompt)

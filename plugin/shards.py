@@ -3,9 +3,9 @@
 Each shard is an ``annotate_with_gemini`` operation queued for FiftyOne's
 delegated executor; any number of ``fiftyone delegated launch`` workers, on
 one machine or several sharing the database, pick them up. Samples are split
-by id (:func:`gemini_annotate.runs.shard_of`), so shards never overlap; each
+by id (:func:`gemini_annotate.selection.shard_of`), so shards never overlap; each
 shard resumes like any run; the run record adds their summaries up
-(:func:`gemini_annotate.runs.load_run_summary`).
+(:func:`gemini_annotate.run_records.load_run_summary`).
 
 Example::
 
@@ -22,9 +22,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import fiftyone as fo
+import fiftyone.operators as foo
 
 from .config import AnnotateConfig
-from .runs import check_output_fields, clear_shard_summaries, record_run
+from .output_fields import check_output_fields
+from .run_records import clear_shard_summaries, record_run
 
 ANNOTATE_OPERATOR_URI = "@gemini-annotate/gemini-annotate/annotate_with_gemini"
 
@@ -61,8 +63,6 @@ def queue_annotation_shards(
     Returns:
         the ids of the queued delegated operations, shard 0 first
     """
-    import fiftyone.operators as foo
-
     if num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, got {num_shards}")
     config = config.model_copy(update={"shard": 0, "num_shards": num_shards})

@@ -1,8 +1,10 @@
-"""Tasks: for each, the prompt, the response schema, and how a reply becomes a label.
+"""Tasks: for each, the response schema and how a reply's text becomes labels.
 
-A task is data plus two pure functions; adding one is adding an entry to
-:data:`TASKS`. Schemas are built with pydantic, as in Google's guide, and sent
-as structured output so the reply has a known shape.
+A task is data plus pure functions; adding one is adding an entry to
+:data:`TASKS` (and its prompt to :mod:`gemini_annotate.prompts`). Schemas are
+built with pydantic, as in Google's guide, and sent as structured output so
+the reply has a known shape. Interpreters take the reply's text and whether
+it was cut off, never the SDK's reply object.
 """
 
 from __future__ import annotations
@@ -10,72 +12,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-import fiftyone as fo
+import fiftyone.core.labels as fol
 from pydantic import Field, create_model
 
-from .config import AnnotateConfig
-from .convert import (
-    ConversionReport,
-    LabelPolicy,
-    MaskOptions,
-    Provenance,
-    adopt_confidence,
-    is_mask_token_text,
-    item_mask,
-    items_to_detections,
-    items_to_keypoints,
-    items_to_segments,
-)
-from .gemini import GeminiReply
-from .media import PreparedImage
-from .models import MaskForm, model_profile
+from .config import SPATIAL_TASKS, AnnotateConfig
+from .items import ConversionReport, LabelPolicy, item_mask
+from .labels import MaskOptions, adopt_confidence, items_to_detections, items_to_keypoints, items_to_segments, labels_in
+from .masks import is_mask_token_text
+from .model_profiles import MaskForm, model_profile
 from .parse import ParseStatus, parse_answer, parse_items
+from .vocabulary import Provenance
 
 BOX_2D_DESCRIPTION = "The 2D bounding box of the item as [ymin, xmin, ymax, xmax] normalized to 0-1000."
 LABEL_DESCRIPTION = "A descriptive label for the item."
 CONFIDENCE_DESCRIPTION = "How sure you are that this item is right, from 0 (a guess) to 1 (certain)."
-CONFIDENCE_SENTENCE = " Give each item a confidence from 0 to 1 that it is right."
 CLASS_LABEL_DESCRIPTION = "The class of the item: exactly one of the allowed class names."
 
-DETECT_PROMPT = (
-    "Detect all of the prominent items in the image. "
-    "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
-)
-DETECT_CLASSES_PROMPT = (
-    "Detect every instance of the following classes in the image: {classes}. "
-    "Label each item with exactly one of these class names. "
-    "The box_2d should be [ymin, xmin, ymax, xmax] normalized to 0-1000."
-)
 
-# Google's segmentation prompt (the same for both mask forms; the polygon form
-# adds the schema of the seed's guide, the PNG form follows Google's Gemini 2.5
-# recipe, which asks for no schema)
-SEGMENT_PROMPT = (
-    "Give the segmentation masks for {subject}. "
-    "Output a JSON list of segmentation masks where each entry contains the 2D "
-    'bounding box in the key "box_2d", the segmentation mask in key "mask", and '
-    'the text label in the key "label". {labels}'
-)
 POLYGON_MASK_DESCRIPTION = (
     "The segmentation mask of the item as a polygon of [x,y] coordinates, normalized to 0-1000."
 )
 
-# Google's pointing prompt
-POINTS_PROMPT = (
-    "Point to {subject}. The label returned should be {labels} "
-    'The answer should follow the json format: [{{"point": <point>, "label": <label1>}}, ...]. '
-    "The points are in [y, x] format normalized to 0-1000."
-)
 POINT_DESCRIPTION = "The point on the item as [y, x] normalized to 0-1000."
 
 
 @dataclass(frozen=True)
 class ReplyContext:
-    """What a task needs besides the reply to build labels."""
+    """What a task needs besides the reply's text to build labels.
+
+    Attributes:
+        config: the run's configuration.
+        frame_size: ``(width, height)`` in pixels of the image as a viewer shows
+            it (masks are stored at its scale); ``(0, 0)`` when unknown.
+        provenance: model and run written onto each label.
+    """
 
     config: AnnotateConfig
-    image: PreparedImage
+    frame_size: tuple[int, int]
     provenance: Provenance
+
+
+Interpreter = Callable[[str, bool, ReplyContext], "TaskOutcome"]
+"""A task's reading of a reply: ``(text, truncated, context) → TaskOutcome``;
+``truncated`` says the reply was cut off at the output token limit."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +62,7 @@ class TaskOutcome:
     """A sample's result: the value for its label field and how it was read.
 
     Attributes:
-        label: the value to store (``fo.Detections``, a string, ...), or ``None``
+        label: the value to store (``fol.Detections``, a string, ...), or ``None``
             when the reply could not be read.
         status: ``ok``, ``partial`` (something was lost or repaired away) or
             ``unreadable``.
@@ -109,14 +88,10 @@ class TaskSpec:
         description: one line for forms and help.
         label_type: the FiftyOne type written to the label field (``str`` for
             a string field); see :meth:`output_fields` for a configuration's.
-        build_prompt: the prompt for a configuration.
         build_schema: the structured-output JSON schema for a configuration.
         thinking_level: Gemini's thinking level for the task (``minimal`` for
             spatial tasks, as Google's guide advises), or ``None``.
-        interpret: reply + context → :class:`TaskOutcome`.
-        spatial: whether labels carry geometry (and so need image geometry).
-        check_config: raises ``ValueError`` for a configuration the task cannot
-            run (``classify`` without classes, ...), or ``None``.
+        interpret: reply text + truncated flag + context → :class:`TaskOutcome`.
         multi_label_type: the type written instead when ``multi_label`` is set.
         extra_fields: the other label fields a run writes, as
             ``{AnnotateConfig property naming the field: type}``.
@@ -125,33 +100,22 @@ class TaskSpec:
     name: str
     description: str
     label_type: type
-    build_prompt: Callable[[AnnotateConfig], str]
     build_schema: Callable[[AnnotateConfig], Optional[dict]]
     thinking_level: Optional[str]
-    interpret: Callable[[GeminiReply, ReplyContext], TaskOutcome]
-    spatial: bool = True
-    check_config: Optional[Callable[[AnnotateConfig], None]] = None
+    interpret: Interpreter
     multi_label_type: Optional[type] = None
     extra_fields: Mapping[str, type] = field(default_factory=dict)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether labels carry geometry (and so need the image's size)."""
+        return self.name in SPATIAL_TASKS
 
     def output_fields(self, config: AnnotateConfig) -> dict[str, type]:
         """``{field: type}`` of the label fields a run of ``config`` writes."""
         label_type = self.multi_label_type if config.multi_label and self.multi_label_type else self.label_type
         return {config.label_field: label_type,
                 **{getattr(config, name): kind for name, kind in self.extra_fields.items()}}
-
-
-def _limit_sentence(config: AnnotateConfig) -> str:
-    return f" Return at most {config.max_objects} items." if config.max_objects else ""
-
-
-def detect_prompt(config: AnnotateConfig) -> str:
-    """The detection prompt: Google's guide's wording, narrowed to ``classes`` if given."""
-    if config.prompt:
-        return config.prompt
-    if config.classes:
-        return DETECT_CLASSES_PROMPT.format(classes=", ".join(config.classes)) + _limit_sentence(config)
-    return DETECT_PROMPT + _limit_sentence(config)
 
 
 def label_annotation(classes: Optional[tuple[str, ...]]) -> tuple[Any, Any]:
@@ -205,17 +169,16 @@ def label_policy(config: AnnotateConfig) -> LabelPolicy:
 
 def adopt_confidences(config: AnnotateConfig, report: ConversionReport, *containers: Any) -> None:
     """When ``config`` asked for confidences, makes them the labels' ``confidence``
-    (see :func:`gemini_annotate.convert.adopt_confidence`)."""
+    (see :func:`gemini_annotate.labels.adopt_confidence`)."""
     if config.confidence:
         for container in containers:
-            adopt_confidence(container[container._LABEL_LIST_FIELD], report)
+            adopt_confidence(labels_in(container), report)
 
 
-def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
-                     ) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]) -> Interpreter:
     """A task's ``interpret``: tolerant parsing, then ``convert(items, policy=, provenance=)``."""
-    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-        parsed = parse_items(reply.text, truncated=reply.truncated)
+    def interpret(text: str, truncated: bool, context: ReplyContext) -> TaskOutcome:
+        parsed = parse_items(text, truncated=truncated)
         if parsed.status == "unreadable":
             return unreadable(*parsed.warnings)
         label, report = convert(parsed.items, policy=label_policy(context.config), provenance=context.provenance)
@@ -226,7 +189,7 @@ def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]
 
 
 interpret_detections = item_interpreter(items_to_detections)
-"""Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
+"""Reply text → ``fol.Detections`` (tolerant parsing, per-item validation)."""
 
 
 # segmentation
@@ -235,21 +198,6 @@ interpret_detections = item_interpreter(items_to_detections)
 def resolve_mask_form(config: AnnotateConfig) -> MaskForm:
     """The mask form to ask for: the configured one, else the model family's."""
     return config.mask_form or model_profile(config.model).mask_form
-
-
-def _subject(config: AnnotateConfig) -> str:
-    if config.classes:
-        return f"every instance of the following classes in the image: {', '.join(config.classes)}"
-    return "the prominent items in the image"
-
-
-def segment_prompt(config: AnnotateConfig) -> str:
-    """Google's segmentation prompt, narrowed to ``classes`` if given."""
-    if config.prompt:
-        return config.prompt
-    labels = ("Label each item with exactly one of these class names."
-              if config.classes else "Use descriptive labels.")
-    return SEGMENT_PROMPT.format(subject=_subject(config), labels=labels) + _limit_sentence(config)
 
 
 def segment_schema(config: AnnotateConfig) -> Optional[dict]:
@@ -271,22 +219,21 @@ MASK_TOKENS_REASON = (
 )
 
 
-def interpret_segments(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-    """Reply text → ``fo.Detections`` with instance masks, and their outlines as ``fo.Polylines``.
+def interpret_segments(text: str, truncated: bool, context: ReplyContext) -> TaskOutcome:
+    """Reply text → ``fol.Detections`` with instance masks, and their outlines as ``fol.Polylines``.
 
     Masks are read in whichever form they came (PNG or polygon). A reply whose
     masks are raw ``<seg_N>`` tokens is unreadable: it holds no mask at all.
     """
-    parsed = parse_items(reply.text, truncated=reply.truncated)
+    parsed = parse_items(text, truncated=truncated)
     if parsed.status == "unreadable":
-        if is_mask_token_text(reply.text):
+        if is_mask_token_text(text):
             return unreadable(MASK_TOKENS_REASON)
         return unreadable(*parsed.warnings)
     if any(is_mask_token_text(item_mask(item)) for item in parsed.items):
         return unreadable(MASK_TOKENS_REASON)
-    config, image = context.config, context.image
-    masks = MaskOptions(frame_size=(image.display_width, image.display_height),
-                        threshold=config.mask_threshold)
+    config = context.config
+    masks = MaskOptions(frame_size=context.frame_size, threshold=config.mask_threshold)
     detections, polylines, report = items_to_segments(
         parsed.items, policy=label_policy(config), provenance=context.provenance, masks=masks)
     adopt_confidences(config, report, detections)
@@ -298,20 +245,6 @@ def interpret_segments(reply: GeminiReply, context: ReplyContext) -> TaskOutcome
 # points
 
 
-def points_prompt(config: AnnotateConfig) -> str:
-    """Google's pointing prompt, narrowed to ``classes`` if given."""
-    if config.prompt:
-        return config.prompt
-    limit = f"no more than {config.max_objects} items" if config.max_objects else "the items"
-    if config.classes:
-        subject = f"{limit} of the following classes in the image: {', '.join(config.classes)}"
-        labels = "exactly one of these class names."
-    else:
-        subject = f"{limit} in the image" if config.max_objects else "the prominent items in the image"
-        labels = "an identifying name for the object detected."
-    return POINTS_PROMPT.format(subject=subject, labels=labels)
-
-
 def points_schema(config: AnnotateConfig) -> dict:
     """``{"points": [{"point": [y, x], "label": str}]}``."""
     return item_list_schema(config, "points", "Points", "Point",
@@ -319,26 +252,10 @@ def points_schema(config: AnnotateConfig) -> dict:
 
 
 interpret_points = item_interpreter(items_to_keypoints)
-"""Reply text → ``fo.Keypoints``, one keypoint per item."""
+"""Reply text → ``fol.Keypoints``, one keypoint per item."""
 
 
 # caption, classify, vqa: one answer per image, no geometry
-
-CAPTION_PROMPT = (
-    "Write a caption for this image: one or two sentences describing its main subject, "
-    "the setting and any notable details."
-)
-CLASSIFY_PROMPT = "Classify this image. Answer with exactly one of these classes: "
-CLASSIFY_MULTI_PROMPT = (
-    "Which of these classes apply to this image? List every class that applies, "
-    "and none if none does: "
-)
-VQA_PROMPT = "Answer this question about the image concisely and factually.\nQuestion: "
-
-
-def caption_prompt(config: AnnotateConfig) -> str:
-    """The captioning prompt (or the user's)."""
-    return config.prompt or CAPTION_PROMPT
 
 
 def caption_schema(config: AnnotateConfig) -> dict:
@@ -346,14 +263,6 @@ def caption_schema(config: AnnotateConfig) -> dict:
     return create_model(
         "Caption", caption=(str, Field(description="The caption of the image."))
     ).model_json_schema()
-
-
-def classify_prompt(config: AnnotateConfig) -> str:
-    """The classification prompt naming the classes (or the user's)."""
-    if config.prompt:
-        return config.prompt
-    lead = CLASSIFY_MULTI_PROMPT if config.multi_label else CLASSIFY_PROMPT
-    return lead + ", ".join(config.classes or ()) + "."
 
 
 def classify_schema(config: AnnotateConfig) -> dict:
@@ -371,22 +280,6 @@ def classify_schema(config: AnnotateConfig) -> dict:
     return create_model("Class", label=label_annotation(config.classes)).model_json_schema()
 
 
-def check_classify(config: AnnotateConfig) -> None:
-    if not config.classes:
-        raise ValueError("the classify task needs classes: the closed set of labels to choose from")
-
-
-def vqa_question(config: AnnotateConfig) -> str:
-    """The question asked: ``question``, or the prompt when only that is given."""
-    return config.question or config.prompt or ""
-
-
-def vqa_prompt(config: AnnotateConfig) -> str:
-    """The question, wrapped in an instruction to answer it briefly."""
-    # concatenated, not str.format: the question may hold {field} placeholders
-    return VQA_PROMPT + vqa_question(config)
-
-
 def vqa_schema(config: AnnotateConfig) -> dict:
     """``{"answer": str}``."""
     return create_model(
@@ -394,35 +287,28 @@ def vqa_schema(config: AnnotateConfig) -> dict:
     ).model_json_schema()
 
 
-def check_vqa(config: AnnotateConfig) -> None:
-    if config.question and config.prompt:
-        raise ValueError("the vqa task takes a question; give it as `question` or as `prompt`, not both")
-    if not vqa_question(config):
-        raise ValueError("the vqa task needs a question (`question`, or `prompt`)")
-
-
-def interpret_text(key: str) -> Callable[[GeminiReply, ReplyContext], TaskOutcome]:
+def interpret_text(key: str) -> Interpreter:
     """An interpreter storing the text under ``key`` (a caption, an answer) as a string."""
 
-    def interpret(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
-        answer = parse_answer(reply.text, key, truncated=reply.truncated)
+    def interpret(text: str, truncated: bool, context: ReplyContext) -> TaskOutcome:
+        answer = parse_answer(text, key, truncated=truncated)
         if answer.status == "unreadable":
             return unreadable(*answer.warnings)
         value = answer.value
         if isinstance(value, list):
             value = " ".join(str(v) for v in value)
-        text = str(value).strip()
-        if not text:
+        stored = str(value).strip()
+        if not stored:
             return unreadable(*answer.warnings, "the answer was empty")
-        return TaskOutcome(text, answer.status, answer.warnings, 1)
+        return TaskOutcome(stored, answer.status, answer.warnings, 1)
 
     return interpret
 
 
-def interpret_classification(reply: GeminiReply, context: ReplyContext) -> TaskOutcome:
+def interpret_classification(text: str, truncated: bool, context: ReplyContext) -> TaskOutcome:
     """Reply → ``fo.Classification`` (one class) or ``fo.Classifications`` (multi-label)."""
     config = context.config
-    answer = parse_answer(reply.text, "labels" if config.multi_label else "label", truncated=reply.truncated)
+    answer = parse_answer(text, "labels" if config.multi_label else "label", truncated=truncated)
     if answer.status == "unreadable":
         return unreadable(*answer.warnings)
     raw = answer.value if isinstance(answer.value, list) else [answer.value]
@@ -441,9 +327,9 @@ def interpret_classification(reply: GeminiReply, context: ReplyContext) -> TaskO
         labels.append(label)
     report.kept = len(labels)
     status = answer.status if not report.dropped else "partial"
-    classifications = [fo.Classification(label=label, **context.provenance.attributes()) for label in labels]
+    classifications = [fol.Classification(label=label, **context.provenance.attributes()) for label in labels]
     if config.multi_label:
-        return outcome_from_report(fo.Classifications(classifications=classifications), status,
+        return outcome_from_report(fol.Classifications(classifications=classifications), status,
                                    answer.warnings, report)
     return outcome_from_report(classifications[0] if classifications else None, status,
                                answer.warnings, report)
@@ -452,29 +338,26 @@ def interpret_classification(reply: GeminiReply, context: ReplyContext) -> TaskO
 TASKS: dict[str, TaskSpec] = {
     "detect": TaskSpec(
         name="detect",
-        description="Object detection: boxes with labels → fo.Detections",
-        label_type=fo.Detections,
-        build_prompt=detect_prompt,
+        description="Object detection: boxes with labels → fol.Detections",
+        label_type=fol.Detections,
         build_schema=detect_schema,
         thinking_level="minimal",
         interpret=interpret_detections,
     ),
     "segment": TaskSpec(
         name="segment",
-        description=("Instance segmentation: boxes with masks → fo.Detections, "
-                     "and their outlines → fo.Polylines in <label_field>_polylines"),
-        label_type=fo.Detections,
-        build_prompt=segment_prompt,
+        description=("Instance segmentation: boxes with masks → fol.Detections, "
+                     "and their outlines → fol.Polylines in <label_field>_polylines"),
+        label_type=fol.Detections,
         build_schema=segment_schema,
         thinking_level="minimal",
         interpret=interpret_segments,
-        extra_fields={"polylines_field": fo.Polylines},
+        extra_fields={"polylines_field": fol.Polylines},
     ),
     "points": TaskSpec(
         name="points",
-        description="Pointing: one [y, x] point per object with its label → fo.Keypoints",
-        label_type=fo.Keypoints,
-        build_prompt=points_prompt,
+        description="Pointing: one [y, x] point per object with its label → fol.Keypoints",
+        label_type=fol.Keypoints,
         build_schema=points_schema,
         thinking_level="minimal",
         interpret=interpret_points,
@@ -483,35 +366,27 @@ TASKS: dict[str, TaskSpec] = {
         name="caption",
         description="Captioning: a sentence or two per image → string field",
         label_type=str,
-        build_prompt=caption_prompt,
         build_schema=caption_schema,
         thinking_level="low",
         interpret=interpret_text("caption"),
-        spatial=False,
     ),
     "classify": TaskSpec(
         name="classify",
         description="Classification into the given classes → fo.Classification "
                     "(fo.Classifications when multi-label)",
-        label_type=fo.Classification,
-        build_prompt=classify_prompt,
+        label_type=fol.Classification,
         build_schema=classify_schema,
         thinking_level="low",
         interpret=interpret_classification,
-        spatial=False,
-        check_config=check_classify,
-        multi_label_type=fo.Classifications,
+        multi_label_type=fol.Classifications,
     ),
     "vqa": TaskSpec(
         name="vqa",
         description="Visual question answering: the answer to a question → string field",
         label_type=str,
-        build_prompt=vqa_prompt,
         build_schema=vqa_schema,
         thinking_level="low",
         interpret=interpret_text("answer"),
-        spatial=False,
-        check_config=check_vqa,
     ),
 }
 

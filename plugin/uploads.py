@@ -19,8 +19,10 @@ import os
 from typing import Optional
 
 import fiftyone as fo
+from fiftyone.operators.store import ExecutionStore
 
-from .gemini import GeminiClient, GeminiError, UploadedFile
+from .gemini import GeminiClient, GeminiError
+from .messages import UploadedFile
 from .sync import run_sync
 
 STORE_NAME = "gemini_annotate_uploads"
@@ -35,9 +37,7 @@ def upload_endpoint(base_url: Optional[str]) -> str:
     return (base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_ENDPOINT).rstrip("/")
 
 
-def _store(dataset: fo.Dataset):
-    from fiftyone.operators.store import ExecutionStore
-
+def _store(dataset: fo.Dataset) -> ExecutionStore:
     return ExecutionStore.create(STORE_NAME, dataset_id=dataset._doc.id)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import gemini_annotate
 from gemini_annotate.cli import build_parser
+from gemini_annotate.config import SPATIAL_TASKS
 from gemini_annotate.emulator import Canned
 
 QUANTIZATION_BOUND = 0.0005 + 1e-9
@@ -57,8 +58,8 @@ def test_messy_point_reply_is_read(coco_dataset, emulator):
     assert "point clipped" in sample.pts_reason and "duplicate" in sample.pts_reason
 
 
-@pytest.mark.parametrize("task", ["detect", "segment", "points"])
-def test_cli_accepts_every_registered_task(task):
+@pytest.mark.parametrize("task", SPATIAL_TASKS)
+def test_cli_takes_the_mask_options_with_every_spatial_task(task):
     args = build_parser().parse_args(["annotate", "some-dataset", "--task", task, "--mask-form", "png",
                                       "--mask-threshold", "100"])
 

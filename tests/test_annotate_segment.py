@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gemini_annotate
-from gemini_annotate.convert import instance_mask_to_frame
+from gemini_annotate.masks import instance_mask_to_frame
 from gemini_annotate.emulator import Canned, Styled
 
 MIN_SIDE = 32

@@ -12,11 +12,14 @@ import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 
 import cv2
 import fiftyone as fo
 import numpy as np
+import pytest
 from PIL import Image
 
 import gemini_annotate
@@ -237,3 +240,33 @@ def test_video_sample_in_a_mixed_view_fails_alone(make_dataset, emulator, oracle
     reasons = dict(zip(*mixed.values(["filepath", "gemini_reason"])))
     assert statuses == {SOURCE: "ok", str(video): "failed"}
     assert "video samples are not supported" in reasons[str(video)]
+
+
+@pytest.mark.skipif(not IS_ROOT or shutil.which("setpriv") is None,
+                    reason="as a user, the locked file of the run above already meets the permission error")
+def test_a_file_the_run_may_not_read_fails_with_permission_denied_also_as_root(make_dataset, emulator,
+                                                                                 oracle_for, tmp_path):
+    """Root reads any file, so the run goes to a process without the capabilities that let it
+    (util-linux's setpriv drops them): the kernel then refuses the file as it would a user."""
+    locked = tmp_path / "locked.jpg"
+    shutil.copy(SOURCE, locked)
+    os.chmod(locked, 0)
+    dataset = make_dataset()
+    dataset.persistent = True  # visible to the run's process; deleted by the fixture
+    dataset.add_samples([fo.Sample(filepath=SOURCE), fo.Sample(filepath=str(locked))])
+    server = emulator(oracle_for(dataset.select_by("filepath", [SOURCE]), field=None))
+    command = [sys.executable, "-m", "gemini_annotate.cli", "annotate", dataset.name, "--quiet"]
+
+    try:
+        done = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        os.chmod(locked, 0o600)
+
+    assert done.returncode == 0, done.stderr
+    dataset.reload()
+    statuses = dict(zip(*dataset.values(["filepath", "gemini_status"])))
+    reasons = dict(zip(*dataset.values(["filepath", "gemini_reason"])))
+    assert statuses == {SOURCE: "ok", str(locked): "failed"}
+    assert "Permission denied" in reasons[str(locked)] and "locked.jpg" in reasons[str(locked)]
+    assert server.count() == 1

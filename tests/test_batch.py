@@ -12,11 +12,17 @@ import pytest
 import gemini_annotate
 from gemini_annotate import batch as batch_module
 from gemini_annotate.batch import BatchJobMismatch
-from gemini_annotate.runs import load_batch_job, load_run_summary
+from gemini_annotate.run_records import load_batch_job, load_run_summary
 
 
 def _labels(dataset, field):
     return [sorted(d.label for d in dets.detections) for dets in dataset.values(field)]
+
+
+def _labels_and_boxes(dataset, field):
+    """Per sample: status, reason and every label with its box, in a comparable form."""
+    return [(status, reason, sorted((d.label, tuple(d.bounding_box)) for d in dets.detections))
+            for status, reason, dets in zip(*dataset.values([f"{field}_status", f"{field}_reason", field]))]
 
 
 @pytest.mark.parametrize("transport", ["inline", "file_api"])
@@ -32,6 +38,9 @@ def test_batch_run_labels_like_an_online_run(coco_dataset, emulator, oracle_for,
     assert summary.done == len(coco_dataset) and summary.failed == 0
     assert _labels(coco_dataset, "boxes") == _labels(coco_dataset, "ground_truth")
     assert server.batches.created == 1 and server.count("generate_content") == 0
+    # the same samples sent online get the very same labels, boxes, statuses and reasons
+    gemini_annotate.annotate(coco_dataset, task="detect", label_field="online", image_transport=transport)
+    assert _labels_and_boxes(coco_dataset, "boxes") == _labels_and_boxes(coco_dataset, "online")
     # each poll reports the job's state: in order, ending done (PENDING may pass before the first poll)
     polled = [s for s in states if s in ("PENDING", "RUNNING", "SUCCEEDED")]
     assert "RUNNING" in polled and polled[-1] == "SUCCEEDED"

@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gemini_annotate.convert import (
-    ConversionReport,
-    box_2d_to_relative,
-    read_box_2d,
-    relative_to_box_2d,
-)
+from gemini_annotate.boxes import box_2d_to_relative, relative_to_box_2d
+from gemini_annotate.items import ConversionReport, read_box_2d
 
 
 @pytest.mark.parametrize(

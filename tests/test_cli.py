@@ -114,7 +114,8 @@ def _free_port() -> int:
 
 
 def test_emulator_command_serves_the_sdk(tmp_path):
-    from gemini_annotate.gemini import GeminiClient, GeminiRequest
+    from gemini_annotate.gemini import GeminiClient
+    from gemini_annotate.messages import GeminiRequest
     import asyncio
 
     port = _free_port()
@@ -177,8 +178,9 @@ def test_every_configuration_field_is_an_option_of_the_annotate_command():
     ([], {"task": "detect", "label_field": "gemini", "batch_wait": True, "thinking_level": None}),
 ])
 def test_annotate_options_become_the_run_configuration(flags, expected):
-    from gemini_annotate.cli import _config_from_args, build_parser
+    from gemini_annotate.cli import build_parser
+    from gemini_annotate.cli_commands import config_from_args
 
-    config = _config_from_args(build_parser().parse_args(["annotate", "some-dataset", *flags]))
+    config = config_from_args(build_parser().parse_args(["annotate", "some-dataset", *flags]))
 
     assert {name: getattr(config, name) for name in expected} == expected

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import gemini_annotate
-from gemini_annotate.cli import EXIT_ERROR, EXIT_OK, main
+from gemini_annotate.cli import main
+from gemini_annotate.cli_commands import EXIT_ERROR, EXIT_OK
 
 
 def test_runs_lists_inspects_and_deletes(coco_dataset, emulator, oracle_for, capsys):

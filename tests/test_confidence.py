@@ -8,9 +8,10 @@ import pytest
 import gemini_annotate
 from gemini_annotate import review
 from gemini_annotate.config import AnnotateConfig
-from gemini_annotate.convert import ConversionReport, adopt_confidence, read_confidence
+from gemini_annotate.items import ConversionReport, read_confidence
+from gemini_annotate.labels import adopt_confidence
 from gemini_annotate.emulator import OracleNoise
-from gemini_annotate.request_builder import request_prompt
+from gemini_annotate.prompts import request_prompt
 from gemini_annotate.tasks import get_task
 
 
@@ -44,7 +45,7 @@ def test_asking_for_confidence_puts_it_in_the_schema_and_the_prompt(task):
     item = next(iter(schema["$defs"].values()))
 
     assert item["properties"]["confidence"]["minimum"] == 0 and item["properties"]["confidence"]["maximum"] == 1
-    assert "confidence" in request_prompt(config, spec)
+    assert "confidence" in request_prompt(config)
     assert "confidence" not in str(spec.build_schema(AnnotateConfig(task=task, classes=["cat"])))
 
 

@@ -13,24 +13,11 @@ import fiftyone as fo
 import numpy as np
 import pytest
 
-from gemini_annotate.convert import (
-    Box2d,
-    ConversionReport,
-    LabelPolicy,
-    MaskError,
-    MaskOptions,
-    Provenance,
-    box_pixel_region,
-    decode_png_mask,
-    instance_mask_to_frame,
-    instance_mask_to_polygons,
-    items_to_detections,
-    items_to_keypoints,
-    items_to_segments,
-    png_mask_to_instance_mask,
-    polygon_to_instance_mask,
-    read_polygon,
-)
+from gemini_annotate.boxes import Box2d, box_pixel_region
+from gemini_annotate.items import ConversionReport, LabelPolicy, read_polygon
+from gemini_annotate.labels import MaskOptions, items_to_detections, items_to_keypoints, items_to_segments
+from gemini_annotate.masks import MaskError, decode_png_mask, instance_mask_to_frame, instance_mask_to_polygons, png_mask_to_instance_mask, polygon_to_instance_mask
+from gemini_annotate.vocabulary import Provenance
 
 PROVENANCE = Provenance(model="gemini-3-flash-preview", run_key="test")
 FRAME = (640, 480)

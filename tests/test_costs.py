@@ -10,17 +10,11 @@ import pytest
 
 import gemini_annotate
 from gemini_annotate.config import AnnotateConfig
-from gemini_annotate.costs import (
-    PRICES,
-    ModelPrice,
-    compare_with_estimate,
-    cost,
-    estimate_run,
-    load_prices,
-    price_for,
-)
+from gemini_annotate.costs import ModelPrice, PRICES, cost, load_prices, price_for
+from gemini_annotate.estimate import compare_with_estimate, estimate_run
 from gemini_annotate.media import estimate_image_tokens, fit_within
-from gemini_annotate.runs import count_selection, load_run_summary
+from gemini_annotate.run_records import load_run_summary
+from gemini_annotate.selection import count_selection
 
 
 @pytest.mark.parametrize("width, height, tokens", [

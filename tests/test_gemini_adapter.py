@@ -10,15 +10,8 @@ import pytest
 
 from gemini_annotate.emulator import Canned, DailyQuotaExhausted, EmulatorFault, Refuse, Scenario
 from gemini_annotate.emulator.scenarios import EmulatorReply
-from gemini_annotate.gemini import (
-    GeminiClient,
-    GeminiError,
-    GeminiRequest,
-    ImagePart,
-    generate_with_retries,
-    resolve_api_key,
-    scrub_secret,
-)
+from gemini_annotate.gemini import GeminiClient, GeminiError, generate_with_retries, resolve_api_key, scrub_secret
+from gemini_annotate.messages import GeminiRequest, ImagePart
 
 APIS = ["generate_content", "interactions"]
 PNG_1x1 = bytes.fromhex(

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 import gemini_annotate.media as media
-from gemini_annotate.media import ImageError, image_metadata, prepare_image, prepare_image_bytes
+from gemini_annotate.job import image_metadata
+from gemini_annotate.media import ImageError, prepare_image, prepare_image_bytes
 
 # Pillow's transpose turning each orientation's stored pixels upright
 UPRIGHT = {

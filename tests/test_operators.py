@@ -12,7 +12,7 @@ from gemini_annotate.config import AnnotateConfig
 from gemini_annotate.emulator import Canned
 from gemini_annotate.media import estimate_image_tokens
 from gemini_annotate.operators import PLUGIN_NAME, config_from_params
-from gemini_annotate.preview import preview_run
+from gemini_annotate.estimate import preview_run
 from gemini_annotate.shards import shard_params
 
 

@@ -6,7 +6,7 @@ import fiftyone as fo
 import pytest
 
 import gemini_annotate
-from gemini_annotate import review
+from gemini_annotate import review, runs
 from gemini_annotate.emulator import OracleNoise
 
 
@@ -147,21 +147,21 @@ def test_later_runs_never_overwrite_reviewed_labels(pre_annotated, emulator, ora
 def test_runs_can_be_listed_inspected_and_deleted(pre_annotated):
     review.mark_reviewed(pre_annotated.limit(1), "gemini")
 
-    runs = review.list_runs(pre_annotated)
-    assert [r.run_key for r in runs] == ["gemini"]
-    info = runs[0]
+    listed = runs.list_runs(pre_annotated)
+    assert [r.run_key for r in listed] == ["gemini"]
+    info = listed[0]
     assert info.task == "detect" and info.model == gemini_annotate.DEFAULT_MODEL
     assert info.summary.done == len(pre_annotated)
     assert info.review.reviewed_samples == 1
     assert "model gemini-3-flash-preview" in info.describe()
 
-    deleted = review.delete_run(pre_annotated, "gemini", delete_labels=True)
+    deleted = runs.delete_run(pre_annotated, "gemini", delete_labels=True)
 
-    assert review.list_runs(pre_annotated) == []
+    assert runs.list_runs(pre_annotated) == []
     assert set(deleted) == {"gemini", "gemini_status", "gemini_reason", "gemini_reviewed"}
     assert not pre_annotated.has_field("gemini")
     with pytest.raises(review.ReviewError, match="no gemini-annotate run"):
-        review.run_info(pre_annotated, "gemini")
+        runs.run_info(pre_annotated, "gemini")
 
 
 def test_deleting_a_segment_run_with_its_labels_deletes_its_outlines_too(coco_dataset, emulator, oracle_for):
@@ -169,14 +169,14 @@ def test_deleting_a_segment_run_with_its_labels_deletes_its_outlines_too(coco_da
     gemini_annotate.annotate(coco_dataset.limit(2), task="segment", label_field="seg")
     assert coco_dataset.count("seg_polylines.polylines") > 0
 
-    deleted = review.delete_run(coco_dataset, "seg", delete_labels=True)
+    deleted = runs.delete_run(coco_dataset, "seg", delete_labels=True)
 
     assert set(deleted) == {"seg", "seg_polylines", "seg_status", "seg_reason"}
     assert not coco_dataset.has_field("seg_polylines")
 
 
 def test_deleting_a_run_keeps_its_labels_unless_asked(pre_annotated):
-    review.delete_run(pre_annotated, "gemini")
+    runs.delete_run(pre_annotated, "gemini")
     assert pre_annotated.has_field("gemini") and pre_annotated.count("gemini.detections") > 0
 
 

@@ -25,7 +25,9 @@ from PIL import Image
 import gemini_annotate
 from gemini_annotate.emulator import Canned, DailyQuotaExhausted, EmulatorFault, Faults, Scenario
 from gemini_annotate.limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
-from gemini_annotate.runs import LabelWriter, load_run_summary, shard_of
+from gemini_annotate.run_records import load_run_summary
+from gemini_annotate.selection import shard_of
+from gemini_annotate.writer import LabelWriter
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 WORKTREE = os.path.dirname(TESTS_DIR)
@@ -174,7 +176,7 @@ def test_budget_refuses_the_request_that_would_go_over(caps, spend, error):
 
 
 def test_shards_partition_samples_evenly_and_the_database_agrees(image_dataset):
-    from gemini_annotate.runs import count_selection, iter_pending
+    from gemini_annotate.selection import count_selection, iter_pending
 
     dataset, _ = image_dataset(300)
     ids = set(dataset.values("id"))

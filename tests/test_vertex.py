@@ -20,7 +20,8 @@ import pytest
 
 import gemini_annotate
 from gemini_annotate.config import AnnotateConfig
-from gemini_annotate.pipeline import AnnotationStopped
+from gemini_annotate.emulator import Scenario
+from gemini_annotate.job import AnnotationStopped
 
 VERTEX = dict(vertexai=True, project="my-project", location="us-central1")
 
@@ -30,7 +31,7 @@ def application_default_credentials(monkeypatch):
     """What `gcloud auth application-default login` would give: a token for a project."""
     credentials = google.oauth2.credentials.Credentials(
         token="ya29.test-token",
-        expiry=datetime.datetime.utcnow() + datetime.timedelta(hours=1),
+        expiry=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) + datetime.timedelta(hours=1),
     )
     monkeypatch.setattr(google.auth, "default", lambda *args, **kwargs: (credentials, "my-project"))
     return credentials
@@ -44,9 +45,22 @@ def no_credentials(monkeypatch):
     monkeypatch.setattr(google.auth, "default", missing)
 
 
+class CallerRecorder(Scenario):
+    """The oracle, recording the credential each request came with (a key or a bearer token)."""
+
+    def __init__(self, inner: Scenario):
+        self.inner = inner
+        self.credentials: list = []
+
+    def respond(self, request):
+        self.credentials.append(request.api_key)
+        return self.inner.respond(request)
+
+
 def test_vertex_requests_go_to_the_project_and_region_with_a_bearer_token(
         coco_dataset, emulator, oracle_for, application_default_credentials):
-    server = emulator(oracle_for(coco_dataset))
+    recorder = CallerRecorder(oracle_for(coco_dataset))
+    server = emulator(recorder)
 
     summary = gemini_annotate.annotate(coco_dataset, task="detect", label_field="boxes", base_url=server.url,
                                        **VERTEX)
@@ -56,6 +70,8 @@ def test_vertex_requests_go_to_the_project_and_region_with_a_bearer_token(
     assert paths == {"/v1beta1/projects/my-project/locations/us-central1/publishers/google/models/"
                      "gemini-3-flash-preview:generateContent"}
     assert coco_dataset.count("boxes.detections") == coco_dataset.count("ground_truth.detections")
+    # every request carried the credentials' token as a bearer token, not the API key of the environment
+    assert recorder.credentials == [application_default_credentials.token] * len(coco_dataset)
     # the run records where it ran, never a credential
     config = coco_dataset.get_run_info("boxes").config
     assert (config.vertexai, config.project, config.location) == (True, "my-project", "us-central1")

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import fiftyone as fo
 
-from ..runs import RunSummary
+from ..emulator import EmulatorServer, LabelIndex, Oracle, OracleNoise
+from ..pipeline import annotate
+from ..run_records import RunSummary
 
 DEMO_DIR = os.path.dirname(os.path.abspath(__file__))
 IMAGES_DIR = os.path.join(DEMO_DIR, "images")
@@ -56,9 +58,6 @@ def build_demo_dataset(name: str = DATASET_NAME) -> fo.Dataset:
 
 def run_demo(name: str = DATASET_NAME, *, api: str = "generate_content") -> DemoResult:
     """Builds the demo dataset, pre-annotates it on the emulator and evaluates the result."""
-    from ..emulator import EmulatorServer, LabelIndex, Oracle, OracleNoise
-    from ..pipeline import annotate
-
     dataset = build_demo_dataset(name)
     classes = sorted(set(dataset.distinct("ground_truth.detections.label")))
     oracle = Oracle(LabelIndex.from_samples(dataset, "ground_truth"), noise=OracleNoise(**DEMO_NOISE))

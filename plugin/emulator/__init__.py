@@ -8,6 +8,12 @@ labeling job offline::
     index = LabelIndex.from_samples(dataset, "ground_truth")
     with EmulatorServer(Oracle(index)) as emulator:
         gemini_annotate.annotate(dataset, base_url=emulator.url, api_key="emulator")
+
+The emulator imports nothing from the rest of the package: its geometry,
+image turning, class-name matching and token counts are its own
+(:mod:`.geometry`, :mod:`.orientation`, :mod:`.class_names`, :mod:`.tokens`),
+so tests that read its answers back grade the client's code against an
+independent one, not against itself.
 """
 
 from .oracle import KnownImage, KnownObject, LabelIndex, OracleNoise

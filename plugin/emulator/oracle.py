@@ -11,38 +11,44 @@ that is what makes round trips measurable exactly.
 Like the real model, the emulator sees raw pixels: EXIF orientation in the file
 it receives is ignored, so an image sent without being turned upright is not
 recognised (and the mistake shows). Known images are indexed the way the App
-shows them (:func:`gemini_annotate.media.to_display_orientation`).
+shows them (:mod:`.orientation`).
+
+The oracle's geometry, image turning and class-name matching are its own
+(:mod:`.geometry`, :mod:`.orientation`, :mod:`.class_names`), sharing no code
+with the client: tests grade the client's conversion by reading the oracle's
+answers back, and a mistake both shared would pass unseen.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
 import threading
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from ..convert import (
-    box_pixel_region,
-    instance_mask_to_frame,
-    instance_mask_to_polygons,
-    polygon_area,
-    polygon_to_instance_mask,
-    relative_to_box_2d,
+from .class_names import names_class
+from .geometry import (
+    box_2d_from_relative,
+    box_corners,
+    instance_mask_on_frame,
+    outline_area,
+    outline_of_mask,
+    png_mask_over_box,
+    point_1000,
+    polygon_1000,
+    polygon_on_frame,
 )
-from ..media import display_size, to_display_orientation
+from .orientation import shown_size, shown_upright
 
 FINGERPRINT_SIDE = 32
 MATCH_THRESHOLD = 0.9
 ASPECT_TOLERANCE = 0.03
-PNG_MASK_SIDE = 256
 POLYGON_TOLERANCE = 0.5
 """Pixels the oracle's polygons may deviate from a known mask's outline."""
 KNOWN_CONFIDENCE = 0.9
@@ -155,9 +161,9 @@ class LabelIndex:
     def add_file(self, key: str, path: str, objects: Iterable[KnownObject] = (), **known: Any) -> KnownImage:
         """Adds an image file, turned the way the App shows it first."""
         with Image.open(path) as img:
-            size = display_size(img)
+            size = shown_size(img)
             img.draft("RGB", (FINGERPRINT_SIDE * 8, FINGERPRINT_SIDE * 8))
-            upright = to_display_orientation(img)
+            upright = shown_upright(img)
             return self.add(key, upright, objects, size=size, **known)
 
     @classmethod
@@ -239,7 +245,7 @@ def objects_from_label(label: Any) -> list[KnownObject]:
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
             box = (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
-            outline = max(poly.points, key=polygon_area)
+            outline = max(poly.points, key=outline_area)
             objects.append(KnownObject(poly.label, box, polygon=tuple(map(tuple, outline)),
                                        confidence=poly.confidence))
     elif isinstance(label, fo.Keypoints):
@@ -380,9 +386,9 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
         if form.kind == "points":
             x, y = obj.point if obj.point else (obj.bounding_box[0] + obj.bounding_box[2] / 2,
                                                 obj.bounding_box[1] + obj.bounding_box[3] / 2)
-            item = {"point": [round(y * 1000), round(x * 1000)], "label": obj.label}
+            item = {"point": point_1000((x, y)), "label": obj.label}
         else:
-            box_2d = relative_to_box_2d(obj.bounding_box)
+            box_2d = box_2d_from_relative(obj.bounding_box)
             if box_2d[2] <= box_2d[0] or box_2d[3] <= box_2d[1]:
                 continue
             item = {"box_2d": box_2d, "label": obj.label}
@@ -421,11 +427,7 @@ def answer_question(known: KnownImage, prompt: str) -> str:
     labels = [o.label for o in known.objects]
 
     def matching(thing: str) -> int:
-        from ..classes import ClassMatcher
-
-        matcher = ClassMatcher(sorted(set(labels))) if labels else None
-        target = matcher.match(thing) if matcher else None
-        return sum(1 for label in labels if label == target)
+        return sum(1 for label in labels if names_class(thing, label))
 
     if m := _HOW_MANY.search(question):
         return str(matching(m["thing"]))
@@ -473,15 +475,9 @@ def _full_mask(obj: KnownObject, width: int, height: int) -> np.ndarray:
     An object known only by its box fills its box.
     """
     if obj.mask is not None:
-        return instance_mask_to_frame(obj.mask, obj.bounding_box, (width, height))
-    outline = obj.polygon if obj.polygon is not None else _box_corners(obj)
-    shapes = [[(x * 1000, y * 1000) for x, y in outline]]
-    return polygon_to_instance_mask(shapes, [0, 0, 1000, 1000], (width, height))
-
-
-def _box_corners(obj: KnownObject) -> tuple[tuple[float, float], ...]:
-    x, y, w, h = obj.bounding_box
-    return (x, y), (x + w, y), (x + w, y + h), (x, y + h)
+        return instance_mask_on_frame(obj.mask, obj.bounding_box, (width, height))
+    outline = obj.polygon if obj.polygon is not None else box_corners(obj.bounding_box)
+    return polygon_on_frame(outline, (width, height))
 
 
 def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
@@ -491,28 +487,16 @@ def _polygon_1000(obj: KnownObject) -> Optional[list[list[int]]]:
     single polygon can hold no more.
     """
     if obj.polygon is not None:
-        outline = obj.polygon
+        outline: Optional[Sequence[tuple[float, float]]] = obj.polygon
     elif obj.mask is not None:
-        shapes = instance_mask_to_polygons(obj.mask, obj.bounding_box, POLYGON_TOLERANCE)
-        if not shapes:
-            return None
-        outline = shapes[0]
+        outline = outline_of_mask(obj.mask, obj.bounding_box, POLYGON_TOLERANCE)
     else:
-        outline = _box_corners(obj)
-    if len(outline) < 3:
+        outline = box_corners(obj.bounding_box)
+    if outline is None or len(outline) < 3:
         return None
-    return [[round(px * 1000), round(py * 1000)] for px, py in outline]
+    return polygon_1000(outline)
 
 
 def _png_mask(obj: KnownObject, box_2d: list[int], sent_size: tuple[int, int]) -> Optional[str]:
     """A Gemini 2.5-style mask: a 256×256 grey PNG over the box, base64 with a data URI prefix."""
-    full = _full_mask(obj, *sent_size)
-    region = box_pixel_region(box_2d, sent_size)
-    crop = full[region.top:region.bottom, region.left:region.right].astype(np.float32)
-    if crop.size == 0:
-        return None
-    grey = cv2.resize(crop, (PNG_MASK_SIDE, PNG_MASK_SIDE), interpolation=cv2.INTER_LINEAR)
-    ok, png = cv2.imencode(".png", np.clip(grey * 255.0, 0, 255).astype(np.uint8))
-    if not ok:
-        return None
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+    return png_mask_over_box(_full_mask(obj, *sent_size), box_2d)

@@ -7,6 +7,8 @@ serves ``models/{model}:generateContent`` (Gemini API and Vertex AI paths) and
 download) and the Batch API (``batchGenerateContent``, ``batches/ID``) are
 served too. It listens on 127.0.0.1 only, keeps a bounded log of what it
 received (never the API key) and stops by itself when its owner stops it.
+Usage metadata counts image tokens by Gemini's documented rule
+(:mod:`.tokens`), not by the client's estimate it is meant to check.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from typing import Callable, Iterable, Optional, Union
 
 from PIL import Image
 
-from ..media import estimate_image_tokens
 from .batches import BatchStore
 from .files import FILE_PATH, FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
+from .tokens import TOKENS_PER_CROP, image_tokens
 from .wire import (
     EmulatorRequest,
     WireError,
@@ -394,9 +396,9 @@ def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
 def _image_tokens(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return estimate_image_tokens(*img.size)
-    except Exception:
-        return 258
+            return image_tokens(*img.size)
+    except Exception:  # an unreadable image still costs something; the smallest image's cost
+        return TOKENS_PER_CROP
 
 
 class _Server(ThreadingHTTPServer):

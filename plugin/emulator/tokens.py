@@ -1,0 +1,26 @@
+"""The input tokens the emulator reports for an image, by Gemini's documented rule.
+
+Gemini's image guide: an image no side of which exceeds 384 px costs 258
+tokens; a larger one is cut into square crop units of ``⌊shorter side / 1.5⌋``
+px, 258 tokens each (960×540: units of 360 px, 3 × 2 of them, 1548 tokens).
+Written here apart from the client's cost estimate, so a usage report from the
+emulator checks that estimate instead of echoing it.
+"""
+
+from __future__ import annotations
+
+TOKENS_PER_CROP = 258
+SMALL_SIDE = 384
+
+
+def image_tokens(width: int, height: int) -> int:
+    """The input tokens one ``width``×``height`` image costs.
+
+    >>> image_tokens(384, 200), image_tokens(960, 540)
+    (258, 1548)
+    """
+    if max(width, height) <= SMALL_SIDE:
+        return TOKENS_PER_CROP
+    unit = max(1, int(min(width, height) // 1.5))
+    crops_across, crops_down = -(-width // unit), -(-height // unit)
+    return crops_across * crops_down * TOKENS_PER_CROP

@@ -1,0 +1,197 @@
+"""How good Gemini was: its proposals scored against what people kept, with FiftyOne's evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import fiftyone as fo
+import fiftyone.core.labels as fol
+from fiftyone import ViewField as F
+
+from ..vocabulary import KEPT_STATUSES, REVIEW_ATTRIBUTE, RUN_ATTRIBUTE, proposed_field, reviewed_field
+from .promotion import keep_proposals
+from .status import ReviewCounts, ReviewError, label_path, review_counts
+
+MAP_NOTE = (
+    "mAP is not reported: these proposals carry no confidence, so they cannot be "
+    "ranked, the precision-recall curve is a single point, and an 'AP' computed "
+    "from tied scores would only reflect how ties happen to be broken. Precision, "
+    "recall and F1 at that one operating point are what the data supports. Runs "
+    "with confidence=True ask Gemini for a confidence per object, and get mAP."
+)
+
+
+RANKED_NOTE = (
+    "mAP ranks the proposals by the confidence Gemini gave each (asked with "
+    "confidence=True): the model's own estimate, not a calibrated probability. "
+    "It is the area under the precision-recall curve at the chosen IoU."
+)
+
+
+CLASSIFICATION_NOTE = (
+    "Each reviewed sample's class as Gemini proposed it, against the class people kept; "
+    "a sample without a class on either side counts as a miss or a false proposal."
+)
+
+
+@dataclass
+class EvaluationReport:
+    """Gemini's proposals scored against what reviewers kept.
+
+    Attributes:
+        eval_key: the FiftyOne evaluation key (see ``load_evaluation_results``).
+        label_field: the pre-annotation field.
+        gt_field: the reviewed labels' field (``label_field`` when the reviewed
+            labels were taken from the pre-annotation field itself).
+        samples: reviewed samples evaluated.
+        iou: the IoU an object match needs (``None`` for classifications).
+        precision, recall, f1: over all classes (micro-averaged).
+        per_class: class → ``precision``, ``recall``, ``f1-score``, ``support``
+            (and ``ap`` when the proposals are ranked).
+        mAP: the mean over classes of the average precision at ``iou``, when
+            every proposal has a confidence (runs with ``confidence=True``);
+            else ``None``.
+        true_positives, false_positives, false_negatives: object counts
+            (for classifications: samples).
+        review: the review counts of the evaluated samples.
+        note: how to read the numbers (for detections: what the mAP ranks by,
+            or why there is none).
+    """
+
+    eval_key: str
+    label_field: str
+    gt_field: str
+    samples: int
+    iou: Optional[float]
+    precision: float
+    recall: float
+    f1: float
+    per_class: dict[str, dict[str, float]]
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    review: ReviewCounts
+    note: str = MAP_NOTE
+    mAP: Optional[float] = None
+
+    def describe(self) -> str:
+        """A plain-text report: overall scores, a per-class table, the review tally."""
+        lines = [
+            f"{self.label_field} vs reviewed labels ({self.gt_field}) on {self.samples} reviewed "
+            f"sample(s){f', IoU {self.iou}' if self.iou is not None else ''}: "
+            f"precision {self.precision:.3f}, recall {self.recall:.3f}, "
+            f"F1 {self.f1:.3f}{f', mAP {self.mAP:.3f}' if self.mAP is not None else ''} "
+            f"(TP {self.true_positives}, FP {self.false_positives}, FN {self.false_negatives})",
+            f"{'class':<24}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"
+            + (f"{'AP':>8}" if self.mAP is not None else ""),
+        ]
+        for name, row in self.per_class.items():
+            ap = f"{row['ap']:>8.3f}" if "ap" in row else f"{'–':>8}" if self.mAP is not None else ""
+            lines.append(f"{name:<24}{row['precision']:>10.3f}{row['recall']:>10.3f}"
+                         f"{row['f1-score']:>10.3f}{int(row['support']):>9}{ap}")
+        lines.append(self.review.describe())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "review"}
+        data["review"] = dict(self.review.__dict__)
+        return data
+
+
+def evaluate(
+    samples: fo.core.collections.SampleCollection,
+    label_field: str,
+    *,
+    gt_field: Optional[str] = None,
+    eval_key: Optional[str] = None,
+    iou: float = 0.5,
+) -> EvaluationReport:
+    """Scores Gemini's proposals against the reviewed labels, with FiftyOne's evaluation.
+
+    Only samples marked reviewed are evaluated (elsewhere nobody knows what
+    Gemini missed). Predictions are Gemini's proposals as made (its version of
+    edited labels, rejected ones included); the truth is the labels people kept
+    (accepted, edited, added) or, with ``gt_field``, that field. Detections,
+    polylines and keypoints go through ``evaluate_detections`` at ``iou``, with
+    AP and mAP when every proposal has a confidence (runs with
+    ``confidence=True``; see :data:`MAP_NOTE` for why not otherwise); a
+    single-label classification goes through ``evaluate_classifications``.
+    The FiftyOne evaluation is stored under ``eval_key`` for the App's
+    evaluation panel.
+
+    Raises:
+        ReviewError: no sample of ``samples`` is marked reviewed, or the field
+            holds multi-label classifications.
+    """
+    dataset = samples._dataset
+    flag = reviewed_field(label_field)
+    reviewed = samples.match(F(flag) == True) if dataset.has_field(flag) else samples.limit(0)  # noqa: E712
+    if len(reviewed) == 0:
+        raise ReviewError(
+            f"no sample is marked reviewed for {label_field!r}: review some samples "
+            "(mark them reviewed, or load corrections from the annotation tool) first"
+        )
+    label_type = dataset.get_field(label_field).document_type
+    if issubclass(label_type, fol.Classifications):
+        raise ReviewError("evaluation of multi-label classifications (fo.Classifications) is not supported: "
+                          "FiftyOne's classification evaluation compares one class per sample")
+    eval_key = eval_key or f"{label_field}_eval"
+    keep_proposals(reviewed, label_field)
+    predictions = proposed_field(label_field)
+    if gt_field is None:
+        gt_field = label_field
+        kept = F(REVIEW_ATTRIBUTE).is_in(KEPT_STATUSES) | ~F(RUN_ATTRIBUTE).exists()
+        truth = reviewed.filter_labels(label_field, kept, only_matches=False)
+    else:
+        truth = reviewed
+    if dataset.has_evaluation(eval_key):
+        dataset.delete_evaluation(eval_key)
+    if issubclass(label_type, fol.Classification):
+        iou_used, note, ranked = None, CLASSIFICATION_NOTE, False
+        results = truth.evaluate_classifications(predictions, gt_field=gt_field, eval_key=eval_key, progress=False)
+        counts = _classification_counts(results.ytrue, results.ypred, results.missing)
+    else:
+        iou_used = iou
+        ranked = all_ranked(reviewed, predictions)
+        note = RANKED_NOTE if ranked else MAP_NOTE
+        results = truth.evaluate_detections(
+            predictions, gt_field=gt_field, eval_key=eval_key, iou=iou, compute_mAP=ranked,
+            iou_threshs=[iou] if ranked else None, progress=False,
+        )
+        counts = tuple(int(truth.sum(f"{eval_key}_{kind}")) for kind in ("tp", "fp", "fn"))
+    metrics = results.metrics()
+    per_class = {name: row for name, row in results.report().items()
+                 if name not in ("micro avg", "macro avg", "weighted avg", "accuracy")}
+    mean_ap = None
+    if ranked:
+        for name, row in per_class.items():
+            ap = float(results.mAP(classes=[name]))
+            if ap >= 0:  # -1: no reviewed object of the class, nothing to rank against
+                row["ap"] = ap
+        mean_ap = float(results.mAP())
+    return EvaluationReport(
+        eval_key=eval_key, label_field=label_field, gt_field=gt_field, samples=len(reviewed), iou=iou_used,
+        precision=float(metrics["precision"]), recall=float(metrics["recall"]),
+        f1=float(metrics["fscore"]), per_class=per_class,
+        true_positives=counts[0], false_positives=counts[1], false_negatives=counts[2],
+        review=review_counts(reviewed, label_field), note=note,
+        mAP=mean_ap if mean_ap is not None and mean_ap >= 0 else None,
+    )
+
+
+def all_ranked(samples: fo.core.collections.SampleCollection, label_field: str) -> bool:
+    """Whether ``label_field`` holds labels and every one has a confidence (so they can be ranked)."""
+    path = label_path(samples, label_field)
+    labels = samples.count(path)
+    return labels > 0 and samples.count(f"{path}.confidence") == labels
+
+
+def _classification_counts(ytrue: Iterable[str], ypred: Iterable[str], missing: str) -> tuple[int, int, int]:
+    """``(right, wrong or extra, missed or wrong)`` samples of a classification evaluation."""
+    pairs = list(zip(ytrue, ypred))
+    right = sum(1 for t, p in pairs if t == p != missing)
+    proposed = sum(1 for _, p in pairs if p != missing)
+    kept = sum(1 for t, _ in pairs if t != missing)
+    return right, proposed - right, kept - right
+
