@@ -26,7 +26,7 @@ _EXPORTS = {
     "RunProgress": ".pipeline",
     "AnnotateConfig": ".config",
     "DEFAULT_MODEL": ".config",
-    "GeminiError": ".gemini",
+    "GeminiError": ".messages",
     "RunSummary": ".run_records",
     "list_annotation_runs": ".run_records",
     "load_run_summary": ".run_records",

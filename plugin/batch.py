@@ -24,13 +24,14 @@ import time
 from dataclasses import replace
 from typing import Optional
 
-from .gemini import GeminiClient, GeminiError, generate_with_retries
+from .gemini import GeminiClient
 from .job import MEDIA_THREADS, AnnotationJob, StopRun
 from .media import ImageError, PreparedImage, fit_within, read_image_size
-from .messages import BatchStatus, GeminiRequest
+from .messages import BatchStatus, GeminiError, GeminiRequest
 from .output_fields import check_output_fields
 from .request_builder import SampleSource
 from .results import SampleResult, failed_result
+from .retries import generate_with_retries
 from .run_records import RunSummary, load_batch_job, load_run_summary, save_run_summary
 from .selection import pending_paths
 from .sync import gather_limited

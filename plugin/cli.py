@@ -27,7 +27,6 @@ from .config import (
 )
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each command's ``handler`` default names its function
     in :mod:`gemini_annotate.cli_commands`, which :func:`main` imports once the options parse."""

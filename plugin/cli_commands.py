@@ -19,7 +19,7 @@ from .demo import DATASET_NAME as DEMO_DATASET_NAME
 from .demo import describe, run_demo
 from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise
 from .estimate import compare_with_estimate, estimate_run
-from .gemini import GeminiError
+from .messages import GeminiError
 from .pipeline import AnnotationStopped, run_annotation
 from .review import ACCEPTED, REJECTED, evaluate, mark_reviewed, only_classes, promote, review_counts, set_review_status
 from .runs import delete_run, list_runs, run_info

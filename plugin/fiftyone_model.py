@@ -33,10 +33,11 @@ import numpy as np
 from PIL import Image
 
 from .config import AnnotateConfig
-from .gemini import GeminiClient, GeminiError, generate_with_retries
-from .messages import TokenUsage
+from .gemini import GeminiClient
+from .messages import GeminiError, TokenUsage
 from .request_builder import RequestBuilder, SampleError, SampleSource
 from .results import SampleResult, reply_result
+from .retries import generate_with_retries
 from .sync import gather_limited, run_sync
 from .tasks import ReplyContext, get_task
 from .uploads import UploadCache, upload_endpoint

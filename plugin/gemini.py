@@ -14,7 +14,7 @@ request can go to the local emulator or a compatible gateway. The same client
 uploads images through the File API, runs Batch API jobs, and reaches Vertex AI
 (``vertexai=True``, project, location; Application Default Credentials). The SDK's own
 retry loops are switched off (``attempts=1``): retries happen in one place,
-:func:`generate_with_retries`, which honours the server's retry delay.
+:func:`gemini_annotate.retries.generate_with_retries`, which honours the server's retry delay.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import io
 import json
 import os
 import re
-from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar
+from typing import Any, Iterator, Optional
 
 import httpx2
-import tenacity
 from google import genai
 from google.auth import exceptions as auth_errors
 from google.genai import _interactions_errors as ierrors
@@ -40,6 +39,7 @@ from .config import AnnotateConfig
 from .messages import (
     BatchResult,
     BatchStatus,
+    GeminiError,
     GeminiReply,
     GeminiRequest,
     TokenUsage,
@@ -50,39 +50,6 @@ from .model_profiles import model_profile
 API_KEY_ENV_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-T = TypeVar("T")
-
-
-class GeminiError(Exception):
-    """A request that failed; its message is safe to show and names no secret.
-
-    Attributes:
-        status: the HTTP status, when there was one.
-        reason: Google's error reason (``API_KEY_INVALID``, ...) or status name.
-        retryable: trying again later may succeed (429, 5xx, timeouts).
-        fatal: no request of this run can succeed (bad key, unknown model, no
-            permission, exhausted daily quota): the run must stop.
-        retry_after: seconds the server asked us to wait, if it said.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: Optional[int] = None,
-        reason: Optional[str] = None,
-        retryable: bool = False,
-        fatal: bool = False,
-        retry_after: Optional[float] = None,
-    ):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.reason = reason
-        self.retryable = retryable
-        self.fatal = fatal
-        self.retry_after = retry_after
 
 
 class MissingApiKeyError(GeminiError):
@@ -635,45 +602,3 @@ def scrub_secret(text: str, secret: Optional[str]) -> str:
     return re.sub(r"AIza[0-9A-Za-z_\-]{35}", "[redacted]", text)
 
 
-class _ServerAwareWait(tenacity.wait.wait_base):
-    """Exponential backoff with jitter that never waits less than the server asked."""
-
-    def __init__(self, initial: float, maximum: float):
-        self._backoff = tenacity.wait_exponential_jitter(initial=initial, max=maximum)
-        self._maximum = maximum
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self._backoff(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        if asked:
-            wait = max(wait, min(asked, 10 * self._maximum))
-        return wait
-
-
-async def generate_with_retries(
-    send: Callable[[], Awaitable[T]],
-    *,
-    max_attempts: int,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    on_retry: Optional[Callable[[GeminiError, int], None]] = None,
-) -> T:
-    """Calls ``send`` until it succeeds, a non-retryable error occurs, or attempts run out.
-
-    It retries requests, File API uploads and Batch API calls alike. Waits grow exponentially with jitter and are never shorter than the
-    server's ``RetryInfo``/``Retry-After``.
-    """
-
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry is not None:
-            on_retry(state.outcome.exception(), state.attempt_number)
-
-    retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(max_attempts),
-        wait=_ServerAwareWait(initial_delay, max_delay),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, GeminiError) and e.retryable),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    return await retrying(send)

@@ -21,9 +21,9 @@ import fiftyone as fo
 import fiftyone.core.media as fom
 
 from .config import AnnotateConfig
-from .gemini import GeminiClient, GeminiError
+from .gemini import GeminiClient
 from .media import PreparedImage
-from .messages import GeminiReply, TokenUsage
+from .messages import GeminiError, GeminiReply, TokenUsage
 from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleError, SampleSource
 from .results import SampleResult, failed_result, reply_result
 from .run_records import RunSummary, record_run, save_run_summary

@@ -143,3 +143,33 @@ class BatchStatus:
     def done(self) -> bool:
         return self.state in BATCH_DONE_STATES
 
+class GeminiError(Exception):
+    """A request that failed; its message is safe to show and names no secret.
+
+    Attributes:
+        status: the HTTP status, when there was one.
+        reason: Google's error reason (``API_KEY_INVALID``, ...) or status name.
+        retryable: trying again later may succeed (429, 5xx, timeouts).
+        fatal: no request of this run can succeed (bad key, unknown model, no
+            permission, exhausted daily quota): the run must stop.
+        retry_after: seconds the server asked us to wait, if it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: Optional[int] = None,
+        reason: Optional[str] = None,
+        retryable: bool = False,
+        fatal: bool = False,
+        retry_after: Optional[float] = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.reason = reason
+        self.retryable = retryable
+        self.fatal = fatal
+        self.retry_after = retry_after
+

@@ -20,13 +20,14 @@ from typing import Any, Callable, NoReturn, Optional
 import fiftyone as fo
 
 from .config import AnnotateConfig
-from .gemini import GeminiClient, GeminiError, generate_with_retries
+from .gemini import GeminiClient
 from .job import MEDIA_THREADS, AnnotationJob, ProgressCallback, StopRun
 from .limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
-from .messages import GeminiReply
+from .messages import GeminiError, GeminiReply
 from .output_fields import check_output_fields
 from .request_builder import BuiltRequest, SampleSource
 from .results import SampleResult, failed_result
+from .retries import generate_with_retries
 from .run_records import RunSummary
 
 REFUSALS_BEFORE_STOP = 3

@@ -21,10 +21,11 @@ from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from .config import AnnotateConfig
 from .costs import estimate_text_tokens
-from .gemini import GeminiClient, generate_with_retries
+from .gemini import GeminiClient
 from .media import ImageError, PreparedImage, estimate_image_tokens, prepare_image, prepare_image_bytes
 from .messages import GeminiRequest, ImagePart
 from .prompts import PromptFieldError, fill_template, request_prompt, template_fields
+from .retries import generate_with_retries
 from .tasks import TaskSpec
 from .uploads import UploadCache
 

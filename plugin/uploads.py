@@ -21,8 +21,8 @@ from typing import Optional
 import fiftyone as fo
 from fiftyone.operators.store import ExecutionStore
 
-from .gemini import GeminiClient, GeminiError
-from .messages import UploadedFile
+from .gemini import GeminiClient
+from .messages import GeminiError, UploadedFile
 from .sync import run_sync
 
 STORE_NAME = "gemini_annotate_uploads"

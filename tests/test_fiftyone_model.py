@@ -8,7 +8,7 @@ import pytest
 
 from gemini_annotate import GeminiModel
 from gemini_annotate.emulator import Canned
-from gemini_annotate.gemini import GeminiError
+from gemini_annotate.messages import GeminiError
 
 
 def test_apply_model_writes_classifications_in_concurrent_batches(described_dataset, emulator, described_oracle):

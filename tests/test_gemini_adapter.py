@@ -10,7 +10,9 @@ import pytest
 
 from gemini_annotate.emulator import Canned, DailyQuotaExhausted, EmulatorFault, Refuse, Scenario
 from gemini_annotate.emulator.scenarios import EmulatorReply
-from gemini_annotate.gemini import GeminiClient, GeminiError, generate_with_retries, resolve_api_key, scrub_secret
+from gemini_annotate.gemini import GeminiClient, resolve_api_key, scrub_secret
+from gemini_annotate.messages import GeminiError
+from gemini_annotate.retries import generate_with_retries
 from gemini_annotate.messages import GeminiRequest, ImagePart
 
 APIS = ["generate_content", "interactions"]
