@@ -1,11 +1,11 @@
-"""Parsed items → FiftyOne labels: ``fol.Detections``, linked masks and outlines, ``fol.Keypoints``.
+"""Parsed items → FiftyOne labels: ``fo.Detections``, linked masks and outlines, ``fo.Keypoints``.
 
 Each builder reads the items (:mod:`gemini_annotate.items`), converts their
 geometry (:mod:`gemini_annotate.boxes`, :mod:`gemini_annotate.masks`) and
 writes the provenance a reviewer needs onto every label. Segmentation writes
-both an instance mask on each ``fol.Detection`` (what
+both an instance mask on each ``fo.Detection`` (what
 ``evaluate_detections(..., use_masks=True)`` reads) and the outline as an
-``fol.Polyline`` (what annotation tools edit), the two linked by a shared
+``fo.Polyline`` (what annotation tools edit), the two linked by a shared
 ``instance`` and ``index``. No database, no SDK.
 """
 
@@ -104,7 +104,7 @@ def items_to_detections(
     policy: LabelPolicy,
     provenance: Provenance,
 ) -> tuple[fol.Detections, ConversionReport]:
-    """Converts parsed items with ``box_2d`` into ``fol.Detections``.
+    """Converts parsed items with ``box_2d`` into ``fo.Detections``.
 
     Args:
         items: item dicts from :func:`gemini_annotate.parse.parse_items`.
@@ -138,9 +138,9 @@ def items_to_keypoints(
     policy: LabelPolicy,
     provenance: Provenance,
 ) -> tuple[fol.Keypoints, ConversionReport]:
-    """Converts parsed items with ``point`` ``[y, x]`` (0–1000) into ``fol.Keypoints``.
+    """Converts parsed items with ``point`` ``[y, x]`` (0–1000) into ``fo.Keypoints``.
 
-    Each item becomes one ``fol.Keypoint`` holding one point, so every point
+    Each item becomes one ``fo.Keypoint`` holding one point, so every point
     keeps its own label and review state. An item that has a ``box_2d`` but no
     point is pointed at the box's centre.
     """
@@ -206,8 +206,8 @@ def items_to_segments(
 
     Each item's ``mask`` is read in whichever form it came: a PNG string
     (covering the box) or a polygon (over the image). Every kept item gives one
-    ``fol.Detection`` with its instance mask and one closed, filled
-    ``fol.Polyline`` with its outline, sharing an ``fol.Instance`` and ``index``
+    ``fo.Detection`` with its instance mask and one closed, filled
+    ``fo.Polyline`` with its outline, sharing an ``fo.Instance`` and ``index``
     (the item's number in the reply), so a reviewer can go from one to the other.
     An item without a usable mask is dropped and counted, never the reply.
 

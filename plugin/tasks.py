@@ -62,7 +62,7 @@ class TaskOutcome:
     """A sample's result: the value for its label field and how it was read.
 
     Attributes:
-        label: the value to store (``fol.Detections``, a string, ...), or ``None``
+        label: the value to store (``fo.Detections``, a string, ...), or ``None``
             when the reply could not be read.
         status: ``ok``, ``partial`` (something was lost or repaired away) or
             ``unreadable``.
@@ -189,7 +189,7 @@ def item_interpreter(convert: Callable[..., tuple[Any, ConversionReport]]) -> In
 
 
 interpret_detections = item_interpreter(items_to_detections)
-"""Reply text → ``fol.Detections`` (tolerant parsing, per-item validation)."""
+"""Reply text → ``fo.Detections`` (tolerant parsing, per-item validation)."""
 
 
 # segmentation
@@ -220,7 +220,7 @@ MASK_TOKENS_REASON = (
 
 
 def interpret_segments(text: str, truncated: bool, context: ReplyContext) -> TaskOutcome:
-    """Reply text → ``fol.Detections`` with instance masks, and their outlines as ``fol.Polylines``.
+    """Reply text → ``fo.Detections`` with instance masks, and their outlines as ``fo.Polylines``.
 
     Masks are read in whichever form they came (PNG or polygon). A reply whose
     masks are raw ``<seg_N>`` tokens is unreadable: it holds no mask at all.
@@ -252,7 +252,7 @@ def points_schema(config: AnnotateConfig) -> dict:
 
 
 interpret_points = item_interpreter(items_to_keypoints)
-"""Reply text → ``fol.Keypoints``, one keypoint per item."""
+"""Reply text → ``fo.Keypoints``, one keypoint per item."""
 
 
 # caption, classify, vqa: one answer per image, no geometry
