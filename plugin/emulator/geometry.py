@@ -181,12 +181,18 @@ def outline_of_mask(mask: np.ndarray, bounding_box: Sequence[float],
                     tolerance: float) -> Optional[list[Point]]:
     """The outline of an instance mask's largest part, as relative ``(x, y)`` points.
 
-    The outline runs along the pixels' outer edges: the mask is laid on a
-    half-pixel lattice (pixel centres, edge midpoints and corners), a lattice
-    point set when it touches a set pixel, so the boundary OpenCV's contour
-    tracer follows (``cv2.findContours``) is the pixels' edges; it is then
-    simplified by Douglas–Peucker (``cv2.approxPolyDP``). Holes are left out:
-    a Gemini polygon is one outer ring.
+    The outline runs along the pixels' outer edges, as FiftyOne's area
+    convention puts them: the mask is laid on a half-pixel lattice (pixel
+    centres, edge midpoints and corners), a lattice point set when it touches
+    a set pixel, so the boundary OpenCV's contour tracer follows
+    (``cv2.findContours``) is the pixels' edges, convex corners exact and
+    concave ones cut by half a pixel's edge. It is then simplified by
+    Douglas–Peucker (``cv2.approxPolyDP``). Holes are left out: a Gemini
+    polygon is one outer ring.
+
+    >>> mask = np.ones((3, 5), bool)
+    >>> [(x * 5, y * 3) for x, y in outline_of_mask(mask, (0, 0, 1, 1), 0.5)]
+    [(0.0, 0.0), (0.0, 3.0), (5.0, 3.0), (5.0, 0.0)]
 
     Args:
         mask: the instance mask, covering ``bounding_box``.
