@@ -229,7 +229,7 @@ class Match:
 
 def objects_from_label(label: Any) -> list[KnownObject]:
     """Known objects from a FiftyOne label (Detections, Polylines, Keypoints)."""
-    import fiftyone as fo
+    import fiftyone as fo  # lazy: the emulator server runs without FiftyOne; only indexing a dataset needs it
 
     if label is None:
         return []
