@@ -32,16 +32,37 @@ unrequested number must not pass for a score."""
 REVIEW_ATTRIBUTE = "review"
 """On a pre-annotation: its review status, one of :data:`REVIEW_STATUSES`."""
 
+# the signals a label's confidence is made of (consensus runs, calibration)
+
+VOTES_ATTRIBUTE = "votes"
+"""On a fused label: how many of the run's answers for its image proposed it (k of N)."""
+
+ANSWERS_ATTRIBUTE = "answers"
+"""On a fused label: how many answers its image got (N)."""
+
+SELF_CONFIDENCE_ATTRIBUTE = "self_confidence"
+"""On a fused label: the mean of the confidences Gemini gave it itself, when asked."""
+
+AGREEMENT_ATTRIBUTE = "agreement"
+"""On a fused label: how well the answers that proposed it agree on where it is (0–1)."""
+
+RAW_CONFIDENCE_ATTRIBUTE = "raw_confidence"
+"""On a calibrated label: its confidence before calibration."""
+
 # review statuses
 
 UNREVIEWED = "unreviewed"
+AUTO_ACCEPTED = "auto_accepted"
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 EDITED = "edited"
 ADDED = "added"
-REVIEW_STATUSES = (UNREVIEWED, ACCEPTED, REJECTED, EDITED, ADDED)
+REVIEW_STATUSES = (UNREVIEWED, AUTO_ACCEPTED, ACCEPTED, REJECTED, EDITED, ADDED)
 KEPT_STATUSES = (ACCEPTED, EDITED, ADDED)
-"""Statuses of labels that belong to the reviewed truth."""
+"""Statuses of labels a person made part of the reviewed truth (``auto_accepted`` is not:
+no person looked at it; promotion takes it only when asked)."""
+HUMAN_STATUSES = (ACCEPTED, REJECTED, EDITED, ADDED)
+"""Statuses only a person sets; nothing automatic ever changes them."""
 
 # sample statuses, in ``<label_field>_status``
 
