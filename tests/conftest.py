@@ -22,6 +22,22 @@ COCO_DIR = os.path.join(DATA_DIR, "coco_val_tiny")
 TEST_API_KEY = "emulator-test-key"
 
 
+def pytest_addoption(parser):
+    from client_mistakes import MISTAKES
+
+    parser.addoption("--client-mistake", choices=sorted(MISTAKES),
+                     help="put this deliberate mistake into the client's geometry, to prove the tests catch it "
+                          "(tests/client_mistakes.py)")
+
+
+def pytest_configure(config):
+    mistake = config.getoption("--client-mistake")
+    if mistake:
+        from client_mistakes import MISTAKES
+
+        MISTAKES[mistake]()
+
+
 @pytest.fixture(autouse=True)
 def _no_real_gemini(monkeypatch):
     """No test can reach Google: without an emulator, requests go to a closed port."""

@@ -17,14 +17,24 @@ import numpy as np
 import pytest
 
 import gemini_annotate
-from gemini_annotate.masks import instance_mask_to_frame
 from gemini_annotate.emulator import Canned, Styled
 
 MIN_SIDE = 32
 
 
+def drawn_by_fiftyone(detection, frame):
+    """A detection's instance mask on a ``(width, height)`` frame, drawn by FiftyOne, not by this package."""
+    return detection.to_segmentation(frame_size=frame, target=1).mask.astype(bool)
+
+
 def mask_ious(dataset, field):
-    """IoU of each stored instance mask with the ground truth, drawn as the App draws them."""
+    """IoU of each stored instance mask with the ground truth, both drawn by FiftyOne.
+
+    FiftyOne floors each box to whole pixels, so either mask may be drawn a
+    pixel off; over these objects that costs about 0.01–0.02 of mean IoU
+    (0.97 polygons, 0.98 PNG masks, against 0.98 and 1.00 drawn at pixel
+    centres by ``benchmarks/fidelity.py``), well within the 0.95 promised.
+    """
     ious = []
     for sample in dataset.select_fields(["ground_truth", field, "metadata"]):
         frame = (sample.metadata.width, sample.metadata.height)
@@ -33,8 +43,7 @@ def mask_ious(dataset, field):
             if gt.get_attribute_value("iscrowd", False) or min(gt.bounding_box[2] * frame[0], gt.bounding_box[3] * frame[1]) < MIN_SIDE:
                 continue
             pred = next(p for p in preds if p.label == gt.label and np.allclose(p.bounding_box, gt.bounding_box, atol=1.01e-3))
-            truth = instance_mask_to_frame(gt.mask, gt.bounding_box, frame)
-            drawn = instance_mask_to_frame(pred.mask, pred.bounding_box, frame)
+            truth, drawn = drawn_by_fiftyone(gt, frame), drawn_by_fiftyone(pred, frame)
             ious.append((truth & drawn).sum() / (truth | drawn).sum())
     return np.array(ious)
 

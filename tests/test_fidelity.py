@@ -5,7 +5,9 @@ COCO images and synthetic shapes, also as EXIF-rotated copies in all eight
 orientations, and holds the numbers to what the project promises:
 
 - every box edge within the 0–1000 quantisation bound (0.0005 of the side);
-- mean mask IoU ≥ 0.95 over objects at least 32 px a side, in both mask forms;
+- mean mask IoU ≥ 0.95 over objects at least 32 px a side, in both mask forms,
+  with the masks drawn by the harness (OpenCV, pycocotools) and again by
+  FiftyOne, never by this package, so a mistake it makes is not measured away;
 - the same numbers on every EXIF-rotated copy;
 - resizing before sending moves no label.
 """
@@ -51,6 +53,9 @@ def assert_promises_kept(result):
     if result.form != "boxes":
         assert result.mask_objects > 0, label
         assert result.mask_iou >= 0.95, f"{label}: mean mask IoU {result.mask_iou:.4f}"
+        # FiftyOne's drawing floors boxes to whole pixels, costing 0.01–0.03
+        # (measured 0.968–0.983), and the promise holds even so
+        assert result.mask_iou_fiftyone >= 0.95, f"{label}: mean mask IoU drawn by FiftyOne {result.mask_iou_fiftyone:.4f}"
         assert result.outline_iou >= 0.95, f"{label}: mean outline IoU {result.outline_iou:.4f}"
 
 
