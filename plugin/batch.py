@@ -29,8 +29,8 @@ from .job import MEDIA_THREADS, AnnotationJob, StopRun
 from .media import ImageError, PreparedImage, fit_within, read_image_size
 from .messages import BatchStatus, GeminiError, GeminiRequest
 from .output_fields import check_output_fields
-from .request_builder import SampleSource
-from .results import SampleResult, failed_result
+from .request_builder import SampleSource, answer_requests
+from .results import Answer, SampleResult
 from .retries import generate_with_retries
 from .run_records import RunSummary, load_batch_job, load_run_summary, save_run_summary
 from .selection import pending_paths
@@ -44,7 +44,7 @@ PENDING, INGESTED, ENDED = "pending", "ingested", "ended"
 
 # what a resumed job must share with the one that submitted it
 _JOB_IDENTITY = ("task", "label_field", "classes", "prompt", "question", "multi_label", "model",
-                 "unknown_labels", "if_labeled")
+                 "unknown_labels", "if_labeled", "consensus")
 
 
 class BatchJobMismatch(ValueError):
@@ -122,7 +122,9 @@ class BatchAnnotationJob(AnnotationJob):
                 if isinstance(built, SampleResult):
                     failures.append(built)
                 else:
-                    requests.append((source.sample_id, built.request))
+                    answers = answer_requests(built.request, self.config.consensus)
+                    requests.extend((_request_key(source.sample_id, i, len(answers)), request)
+                                    for i, request in enumerate(answers, start=1))
 
             await gather_limited((build(source) for source in todo), self.config.concurrency)
 
@@ -190,19 +192,21 @@ class BatchAnnotationJob(AnnotationJob):
 
     def _ingest(self, status: BatchStatus) -> None:
         """Interprets every answer and buffers its result, through the same code as an online run."""
-        results = {r.key: r for r in status.results or ()}
-        path_of = pending_paths(self.samples, self.config, [key for key in results if _is_object_id(key)])
-        for key, result in results.items():
-            if key not in path_of:
+        answers_of: dict[str, list[tuple[int, Answer]]] = {}
+        for result in status.results or ():
+            sample_id, number = _sample_of(result.key)
+            if result.reply is not None:
+                self._count_tokens(result.reply.usage)
+            answer = result.reply if result.reply is not None else (result.error or "the batch request failed")
+            answers_of.setdefault(sample_id, []).append((number, answer))
+        path_of = pending_paths(self.samples, self.config, [key for key in answers_of if _is_object_id(key)])
+        for sample_id, numbered in answers_of.items():
+            if sample_id not in path_of:
                 self.summary.skipped += 1  # labeled meanwhile, or no longer in the dataset
                 continue
-            if result.reply is None:
-                outcome = failed_result(key, result.error or "the batch request failed")
-            else:
-                self._count_tokens(result.reply.usage)
-                outcome = self._result(SampleSource(key, path_of[key]), result.reply,
-                                       self._geometry(path_of[key]))
-            self._add_result(outcome)
+            answers = [answer for _, answer in sorted(numbered, key=lambda pair: pair[0])]
+            self._add_result(self._result(SampleSource(sample_id, path_of[sample_id]), answers,
+                                          self._geometry(path_of[sample_id])))
 
     def _geometry(self, path: str) -> PreparedImage:
         """The image's size as it was sent (from its header), for tasks whose labels need it."""
@@ -218,6 +222,17 @@ class BatchAnnotationJob(AnnotationJob):
 
 def _waiting_for(name: str, state: str) -> str:
     return f"batch job {name} is {state.lower()}; run again to collect its results"
+
+
+def _request_key(sample_id: str, number: int, answers: int) -> str:
+    """A request's key in the job: the sample's id, and the answer's number in a consensus."""
+    return sample_id if answers == 1 else f"{sample_id}#{number}"
+
+
+def _sample_of(key: str) -> tuple[str, int]:
+    """The sample id and answer number of a request key (see :func:`_request_key`)."""
+    sample_id, _, number = key.partition("#")
+    return sample_id, int(number) if number.isdigit() else 1
 
 
 def _is_object_id(value: str) -> bool:

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="classify: every class that applies (fo.Classifications)")
         p.add_argument("--confidence", action="store_true", default=None,
                        help="detect, segment, points: ask for a 0-1 confidence per object (ranks them; mAP)")
+        p.add_argument("--consensus", type=int, metavar="N",
+                       help="ask N times per image and fuse the answers: confidence from their agreement "
+                            "(N requests per image)")
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
         p.add_argument("--question", help="vqa: the question; {field} names a sample field")
         p.add_argument("--view-tag", help="only samples with this tag")
@@ -130,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--miss-rate", type=float, default=0.0)
     p.add_argument("--jitter", type=float, default=0.0)
     p.add_argument("--false-positive-rate", type=float, default=0.0)
+    p.add_argument("--noise-profile", help="model-like noise instead: perfect, pro, flash or lite (README)")
     p.add_argument("--rate-limit", type=float, default=0.0, help="share of 429 answers")
     p.add_argument("--server-error", type=float, default=0.0, help="share of 500/503 answers")
     p.add_argument("--slow", type=float, default=0.0, help="share of very slow answers")
@@ -170,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
     p.add_argument("--to", default="ground_truth", help="the ground-truth field")
     p.add_argument("--view-tag")
+    p.add_argument("--include-auto-accepted", action="store_true",
+                   help="also promote auto-accepted labels, which no person checked")
     p.set_defaults(handler="cmd_promote")
 
     p = sub.add_parser("evaluate", help="precision and recall of the pre-annotations on reviewed samples")
@@ -180,6 +186,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iou", type=float, default=0.5, help="IoU an object match needs (not used for classifications)")
     p.add_argument("--view-tag")
     p.set_defaults(handler="cmd_evaluate")
+
+    p = sub.add_parser("auto-accept", help="accept the labels Gemini is surest of, at a precision the reviews show")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--target-precision", type=float, default=0.95,
+                   help="the precision auto-accepted labels must have (default 0.95)")
+    p.add_argument("--confidence-level", type=float, default=0.95,
+                   help="how sure the reviews must make that precision (default 0.95)")
+    p.add_argument("--global-only", dest="per_class", action="store_false",
+                   help="one threshold for all classes (default: per class where a class has enough reviews)")
+    p.add_argument("--min-reviews", type=int,
+                   help="reviewed labels a class needs for a threshold of its own (default: the fewest that "
+                        "can show the target)")
+    p.add_argument("--dry-run", action="store_true", help="report the thresholds, change nothing")
+    p.add_argument("--view-tag", help="only auto-accept labels of samples with this tag")
+    p.set_defaults(handler="cmd_auto_accept")
+
+    p = sub.add_parser("audit", help="tag a stratified random sample of auto-accepted labels for people to check")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("-n", "--count", type=int, default=50, help="labels to draw (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="the random seed (the same seed draws the same labels)")
+    p.add_argument("--tag", default="audit", help="the label tag of the drawn labels (default audit)")
+    p.add_argument("--view-tag")
+    p.set_defaults(handler="cmd_audit")
+
+    p = sub.add_parser("audit-report", help="the precision of auto-accepted labels people checked in an audit")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--target-precision", type=float,
+                   help="judge against this precision (default: the one the labels were auto-accepted for)")
+    p.add_argument("--confidence-level", type=float, default=0.95, help="the intervals' level (default 0.95)")
+    p.add_argument("--tag", default="audit")
+    p.add_argument("--view-tag")
+    p.set_defaults(handler="cmd_audit_report")
+
+    p = sub.add_parser("review-queue", help="the unreviewed samples, the most expected mistakes first")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("-n", "--count", type=int, default=20, help="how many to print or tag (default 20)")
+    p.add_argument("--tag", help="tag the first samples of the queue with this sample tag instead of printing them")
+    p.add_argument("--view-tag")
+    p.set_defaults(handler="cmd_review_queue")
 
     p = sub.add_parser("labelstudio-send", help="send pre-annotations to Label Studio for correction")
     p.add_argument("dataset")

@@ -32,6 +32,9 @@ TASK_NAMES = ("detect", "segment", "points", "caption", "classify", "vqa")
 SPATIAL_TASKS = ("detect", "segment", "points")
 """Tasks whose labels carry geometry, and so can carry a confidence per object."""
 
+CONSENSUS_TASKS = (*SPATIAL_TASKS, "classify")
+"""Tasks whose answers can be fused by agreement (labels, not free text)."""
+
 MAX_IMAGES_PER_REQUEST = 3600
 """Gemini accepts at most this many images in one request."""
 
@@ -82,6 +85,12 @@ class AnnotateConfig(BaseModel):
             ``{field}`` placeholders, filled per sample (as in ``prompt``).
         multi_label: ``classify`` returns every class that applies
             (``fo.Classifications``) instead of exactly one.
+        consensus: ask Gemini this many times per image (each request with its
+            own sampling seed) and fuse the answers into one set of labels whose
+            ``confidence`` comes from their agreement (``votes``, ``agreement``
+            and ``self_confidence`` kept as attributes; see
+            :mod:`gemini_annotate.fuse`). Costs N requests per image: the
+            estimate, budgets and the Batch API count them all.
         confidence: ``detect``, ``segment`` and ``points`` ask Gemini for a
             0–1 confidence per object, stored as the labels' ``confidence``.
             It is the model's own estimate, not calibrated, but it ranks the
@@ -141,6 +150,7 @@ class AnnotateConfig(BaseModel):
     question: Optional[str] = None
     multi_label: bool = False
     confidence: bool = False
+    consensus: int = Field(1, ge=1, le=15)
     image_transport: ImageTransport = "inline"
     uri_field: Optional[str] = None
     reference_images: tuple[str, ...] = ()
@@ -201,6 +211,9 @@ class AnnotateConfig(BaseModel):
                 raise ValueError("the vqa task takes a question; give it as `question` or as `prompt`, not both")
             if not (self.question or self.prompt):
                 raise ValueError("the vqa task needs a question (`question`, or `prompt`)")
+        if self.consensus > 1 and self.task not in CONSENSUS_TASKS:
+            raise ValueError(f"consensus fuses labels: it applies to {', '.join(CONSENSUS_TASKS)}, not {self.task} "
+                             "(its answers are free text)")
         if self.confidence and self.task not in SPATIAL_TASKS:
             raise ValueError(f"confidence is asked per object: it applies to {', '.join(SPATIAL_TASKS)}, "
                              f"not {self.task}")

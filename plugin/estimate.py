@@ -37,7 +37,8 @@ class RunPreview:
 
     Attributes:
         samples: samples in the collection.
-        to_send: samples that would be sent (one request each, before retries).
+        to_send: samples that would be sent.
+        requests: requests they take, before retries (``consensus`` each).
         skipped: samples left alone (already labeled or finished, per ``if_labeled``).
         image_tokens: estimated input tokens for the images as sent (resized,
             capped by ``media_resolution``), reference images included.
@@ -49,6 +50,7 @@ class RunPreview:
 
     samples: int
     to_send: int
+    requests: int
     skipped: int
     image_tokens: int
     prompt_tokens: int
@@ -62,7 +64,7 @@ class RunPreview:
     def describe(self) -> str:
         """One line for a form or a terminal."""
         exact = "" if self.sized == self.to_send else f"; sizes of {self.to_send - self.sized} image(s) extrapolated"
-        return (f"{self.to_send} of {self.samples} sample(s) → {self.to_send} request(s), about "
+        return (f"{self.to_send} of {self.samples} sample(s) → {self.requests} request(s), about "
                 f"{self.estimated_tokens:,} input tokens ({self.image_tokens:,} for images){exact}; "
                 f"{self.skipped} skipped")
 
@@ -116,12 +118,14 @@ def preview_run(
     image_tokens = sum(tokens) + math.ceil(per_unknown * (len(paths) - len(known)))
     image_tokens += _reference_tokens(config) * len(paths)
     prompt = request_prompt(config)
+    answers = config.consensus  # each answer of a consensus sends the image and prompt again
     return RunPreview(
         samples=total,
         to_send=len(paths),
+        requests=len(paths) * answers,
         skipped=total - len(paths),
-        image_tokens=int(image_tokens),
-        prompt_tokens=estimate_text_tokens(prompt) * len(paths),
+        image_tokens=int(image_tokens) * answers,
+        prompt_tokens=estimate_text_tokens(prompt) * len(paths) * answers,
         sized=len(known),
         reviewed_labels=_reviewed_labels(todo, config),
     )
@@ -152,7 +156,7 @@ class CostEstimate:
 
     Attributes:
         samples: samples in the collection.
-        requests: requests a run would send (one per sample to send).
+        requests: requests a run would send (``consensus`` per sample to send).
         skipped: samples a run would leave alone (already labeled or finished).
         image_tokens: input tokens for images (reference images included).
         prompt_tokens: input tokens for prompt text (approximate).
@@ -162,6 +166,7 @@ class CostEstimate:
         input_cost: US dollars for input, or ``None`` if the model has no price.
         output_cost: US dollars for the assumed output, or ``None``.
         extrapolated: images whose size was not known, estimated from the others.
+        to_send: samples a run would send (``requests`` / ``consensus``).
     """
 
     samples: int
@@ -175,6 +180,7 @@ class CostEstimate:
     input_cost: Optional[float]
     output_cost: Optional[float]
     extrapolated: int = 0
+    to_send: int = 0
 
     @property
     def input_tokens(self) -> int:
@@ -193,7 +199,7 @@ class CostEstimate:
         """A few lines for a terminal or the App."""
         mode = "Batch API" if self.batch else "standard"
         lines = [
-            f"{self.requests} of {self.samples} sample(s) → {self.requests} request(s) to {self.model} "
+            f"{self.to_send} of {self.samples} sample(s) → {self.requests} request(s) to {self.model} "
             f"({mode} prices); {self.skipped} skipped",
             f"input tokens ≈ {self.input_tokens:,} ({self.image_tokens:,} for images, "
             f"{self.prompt_tokens:,} for prompts)",
@@ -219,14 +225,14 @@ def estimate_run(samples, config: AnnotateConfig, *, prices: Union[str, Mapping,
     """
     preview = preview_run(samples, config)
     images = preview.image_tokens
-    outputs = typical_output_tokens(config.task) * preview.to_send
+    outputs = typical_output_tokens(config.task) * preview.requests
     price = price_for(config.model, load_prices(prices))
     return CostEstimate(
-        samples=preview.samples, requests=preview.to_send, skipped=preview.skipped, image_tokens=images,
+        samples=preview.samples, requests=preview.requests, skipped=preview.skipped, image_tokens=images,
         prompt_tokens=preview.prompt_tokens, output_tokens=outputs, model=config.model, batch=config.batch,
         input_cost=cost(images + preview.prompt_tokens, 0, price, batch=config.batch),
         output_cost=cost(0, outputs, price, batch=config.batch),
-        extrapolated=preview.to_send - preview.sized,
+        extrapolated=preview.to_send - preview.sized, to_send=preview.to_send,
     )
 
 
@@ -240,7 +246,7 @@ def compare_with_estimate(summary: RunSummary, config: AnnotateConfig, *,
     (billed as output).
     """
     price = price_for(config.model, load_prices(prices))
-    answered = summary.done
+    answered = summary.done * config.consensus
     per_reply = typical_output_tokens(config.task)
     estimated_output = per_reply * answered
     reported_output = summary.output_tokens + summary.thought_tokens

@@ -34,9 +34,9 @@ from PIL import Image
 
 from .config import AnnotateConfig
 from .gemini import GeminiClient
-from .messages import GeminiError, TokenUsage
-from .request_builder import RequestBuilder, SampleError, SampleSource
-from .results import SampleResult, reply_result
+from .messages import GeminiError, GeminiReply, GeminiRequest, TokenUsage
+from .request_builder import RequestBuilder, SampleError, SampleSource, answer_requests
+from .results import Answer, SampleResult, sample_result
 from .retries import generate_with_retries
 from .sync import gather_limited, run_sync
 from .tasks import ReplyContext, get_task
@@ -157,8 +157,10 @@ class GeminiModel(fom.Model, fom.SamplesMixin):
         builder = self._builder(dataset)
         loop = asyncio.get_running_loop()
         async with GeminiClient.from_config(self.config, api_key=self._api_key) as client:
+            # each sample sends `consensus` requests at once: the cap holds for requests
+            samples_at_once = max(1, self.config.concurrency // self.config.consensus)
             labels = await gather_limited((self._predict_one(builder, client, source, loop) for source in sources),
-                                          self.config.concurrency)
+                                          samples_at_once)
         if self._fatal is not None:
             raise self._fatal
         return labels
@@ -166,27 +168,39 @@ class GeminiModel(fom.Model, fom.SamplesMixin):
     async def _predict_one(self, builder: RequestBuilder, client: GeminiClient, source: SampleSource, loop):
         try:
             built = await builder.build(source, client, lambda fn, *a: loop.run_in_executor(None, fn, *a))
-
-            async def send():
-                return await client.generate(built.request)
-
-            reply = await generate_with_retries(send, max_attempts=self.config.max_attempts)
         except SampleError as e:
             return self._failed(source, str(e))
         except GeminiError as e:
-            if e.fatal:
-                self._fatal = e
-            return self._failed(source, e.message)
-        self.usage = self.usage + reply.usage
+            return self._failed(source, self._note_fatal(e))
+        requests = answer_requests(built.request, self.config.consensus)
+        answers = await asyncio.gather(*(self._answer(client, request) for request in requests))
         image = built.image
         context = ReplyContext(self.config, (image.display_width, image.display_height), self._provenance)
-        result = reply_result(source.sample_id, reply, self.task, context)
+        result = sample_result(source.sample_id, answers, self.task, context)
         if result.status == STATUS_FAILED:
             return self._failed(source, result.reason)
         self.results[source.sample_id] = result
         if result.reason:
             logger.info("sample %s (%s): %s", source.sample_id, result.status, result.reason)
         return result.label
+
+    async def _answer(self, client: GeminiClient, request: GeminiRequest) -> Answer:
+        """One request's reply (retried), or why it failed."""
+        async def send() -> GeminiReply:
+            return await client.generate(request)
+
+        try:
+            reply = await generate_with_retries(send, max_attempts=self.config.max_attempts)
+        except GeminiError as e:
+            return self._note_fatal(e)
+        self.usage = self.usage + reply.usage
+        return reply
+
+    def _note_fatal(self, error: GeminiError) -> str:
+        """Remembers an error no later request can avoid (raised after the batch); returns its message."""
+        if error.fatal:
+            self._fatal = error
+        return error.message
 
     def _failed(self, source: SampleSource, reason: str) -> None:
         self.failures[source.sample_id] = reason

@@ -141,7 +141,7 @@ class GeminiClient:
             self._key = resolve_api_key(api_key)
             self._client = genai.Client(api_key=self._key, http_options=http_options)
         self._profile = model_profile(model)
-        self._config_cache: Optional[tuple] = None
+        self._config_cache: dict[tuple, tuple] = {}
 
     @classmethod
     def from_config(cls, config: AnnotateConfig, api_key: Optional[str] = None) -> "GeminiClient":
@@ -208,12 +208,14 @@ class GeminiClient:
         request, and every request of a run asks the same thing (the same
         schema object, which is never modified).
         """
-        key = (request.thinking_level, request.media_resolution)
-        cached = self._config_cache
-        if cached is not None and cached[0] is request.response_schema and cached[1] == key:
-            return cached[2]
+        key = (id(request.response_schema), request.thinking_level, request.media_resolution, request.seed)
+        cached = self._config_cache.get(key)
+        if cached is not None and cached[0] is request.response_schema:
+            return cached[1]
+        if len(self._config_cache) >= 64:  # a run asks a few variants (its seeds); never grows past that
+            self._config_cache.clear()
         built = self._build_generation_config(request)
-        self._config_cache = (request.response_schema, key, built)
+        self._config_cache[key] = (request.response_schema, built)
         return built
 
     def _build_generation_config(self, request: GeminiRequest):
@@ -227,6 +229,8 @@ class GeminiClient:
             config["thinking_config"] = types.ThinkingConfig(**thinking)
         if request.media_resolution:
             config["media_resolution"] = f"MEDIA_RESOLUTION_{request.media_resolution.upper()}"
+        if request.seed is not None:
+            config["seed"] = request.seed
         return types.GenerateContentConfig(**config) if config else None
 
     # Interactions
@@ -251,6 +255,8 @@ class GeminiClient:
                 "schema": request.response_schema,
             }
         generation_config: dict[str, Any] = dict(self._thinking_config(request))
+        if request.seed is not None:
+            generation_config["seed"] = request.seed
         if generation_config:
             kwargs["generation_config"] = generation_config
         interaction = await self._client.aio.interactions.create(**kwargs)

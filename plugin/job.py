@@ -15,7 +15,7 @@ import abc
 import os
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, NoReturn, Optional, Union
+from typing import Callable, Iterator, NoReturn, Optional, Sequence, Union
 
 import fiftyone as fo
 import fiftyone.core.media as fom
@@ -23,9 +23,9 @@ import fiftyone.core.media as fom
 from .config import AnnotateConfig
 from .gemini import GeminiClient
 from .media import PreparedImage
-from .messages import GeminiError, GeminiReply, TokenUsage
+from .messages import GeminiError, TokenUsage
 from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleError, SampleSource
-from .results import SampleResult, failed_result, reply_result
+from .results import Answer, SampleResult, failed_result, sample_result
 from .run_records import RunSummary, record_run, save_run_summary
 from .selection import count_selection, iter_pending
 from .tasks import ReplyContext, TaskSpec, get_task
@@ -173,7 +173,8 @@ class AnnotationJob(abc.ABC):
         except GeminiError as e:
             self._check_stop(e)
             return failed_result(source.sample_id, f"upload failed: {e.message}")
-        self.summary.estimated_input_tokens += built.estimated_input_tokens
+        # every answer a consensus asks for costs the same input again
+        self.summary.estimated_input_tokens += built.estimated_input_tokens * self.config.consensus
         return built
 
     def _check_stop(self, error: GeminiError) -> None:
@@ -190,11 +191,11 @@ class AnnotationJob(abc.ABC):
         summary.output_tokens += usage.output_tokens
         summary.thought_tokens += usage.thought_tokens
 
-    def _result(self, work: SampleSource, reply: GeminiReply, image: PreparedImage) -> SampleResult:
-        """The sample's result from its reply (:func:`~gemini_annotate.results.reply_result`),
+    def _result(self, work: SampleSource, answers: Sequence[Answer], image: PreparedImage) -> SampleResult:
+        """The sample's result from its answers (:func:`~gemini_annotate.results.sample_result`),
         with the image's metadata when the sample had none."""
         context = ReplyContext(self.config, (image.display_width, image.display_height), self._provenance)
-        result = reply_result(work.sample_id, reply, self.task, context)
+        result = sample_result(work.sample_id, answers, self.task, context)
         if work.values.get("metadata.width") is None and image.data:
             # computed from the image as shown, EXIF applied (not for images sent by URI)
             result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})

@@ -49,6 +49,8 @@ class GeminiRequest:
     thinking_level: Optional[str] = None
     media_resolution: Optional[str] = None
     """``low``, ``medium`` or ``high``: the per-image token budget; ``None`` for the model's default."""
+    seed: Optional[int] = None
+    """The sampling seed: requests that differ only by it are independent answers (consensus)."""
 
 
 @dataclass(frozen=True)

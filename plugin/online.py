@@ -23,10 +23,10 @@ from .config import AnnotateConfig
 from .gemini import GeminiClient
 from .job import MEDIA_THREADS, AnnotationJob, ProgressCallback, StopRun
 from .limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
-from .messages import GeminiError, GeminiReply
+from .messages import GeminiError, GeminiReply, GeminiRequest
 from .output_fields import check_output_fields
-from .request_builder import BuiltRequest, SampleSource
-from .results import SampleResult, failed_result
+from .request_builder import BuiltRequest, SampleSource, answer_requests
+from .results import Answer, SampleResult
 from .retries import generate_with_retries
 from .run_records import RunSummary
 
@@ -166,7 +166,17 @@ class OnlineAnnotationJob(AnnotationJob):
                 first_place.abandon()  # nothing to send (failed, stopped, cancelled): the next one goes
         if isinstance(built, SampleResult):
             return built
+        requests = answer_requests(built.request, self.config.consensus)
+        answers = await asyncio.gather(*(
+            self._answer(client, built, request, first_place if i == 0 else self.limiter.slot())
+            for i, request in enumerate(requests)))
+        if any(answer is None for answer in answers):
+            return None  # the job stopped before every answer came
+        return self._result(work, answers, built.image)
 
+    async def _answer(self, client: GeminiClient, built: BuiltRequest, request: GeminiRequest,
+                      first_place) -> Optional[Answer]:
+        """One request's reply (retried), why it failed, or ``None`` when the job stopped first."""
         attempts = 0
 
         async def send() -> GeminiReply:
@@ -174,7 +184,7 @@ class OnlineAnnotationJob(AnnotationJob):
             attempts += 1
             # a retry queues again, behind the requests that were waiting
             place = first_place if attempts == 1 else self.limiter.slot()
-            return await self._send(client, built, place, retry=attempts > 1)
+            return await self._send(client, request, built.estimated_input_tokens, place, retry=attempts > 1)
 
         try:
             reply = await generate_with_retries(send, max_attempts=self.config.max_attempts)
@@ -184,15 +194,17 @@ class OnlineAnnotationJob(AnnotationJob):
         except LimiterClosed:
             return None
         except GeminiError as e:
-            return failed_result(work.sample_id, e.message)
-
+            return e.message
+        finally:
+            if attempts == 0:
+                first_place.abandon()  # never sent (stopped or cancelled): its place goes to the next
         self._successes += 1
         self._count_tokens(reply.usage)
-        return self._result(work, reply, built.image)
+        return reply
 
-    async def _send(self, client: GeminiClient, built: BuiltRequest, place, *, retry: bool) -> GeminiReply:
+    async def _send(self, client: GeminiClient, request: GeminiRequest, estimate: int, place, *,
+                    retry: bool) -> GeminiReply:
         """Sends one attempt of a request through its limiter place, within the budget."""
-        estimate = built.estimated_input_tokens
         try:
             self.budget.spend_request(estimate)
         except BudgetExhausted:
@@ -205,7 +217,7 @@ class OnlineAnnotationJob(AnnotationJob):
                 self.summary.requests += 1
                 self.summary.retries += retry
                 try:
-                    reply = await client.generate(built.request)
+                    reply = await client.generate(request)
                 except GeminiError as e:
                     if e.status == 429 and not e.fatal:
                         slot.throttled()

@@ -28,7 +28,7 @@ import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionOptions
 
 from . import review, runs
-from .config import DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
+from .config import CONSENSUS_TASKS, DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
 from .estimate import preview_run
 from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
 from .output_fields import output_field_problem
@@ -107,7 +107,8 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
                if name in AnnotateConfig.model_fields and value not in (None, "")}
     task = TASKS.get(options.get("task", "detect"))
     for name, shown in (("multi_label", task is not None and task.multi_label_type is not None),
-                        ("confidence", task is not None and task.spatial)):
+                        ("confidence", task is not None and task.spatial),
+                        ("consensus", task is not None and task.name in CONSENSUS_TASKS)):
         if not shown:  # the form hides the input for this task, and may still hold its old value
             options.pop(name, None)
     if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
@@ -207,6 +208,11 @@ class AnnotateWithGemini(GeminiOperator):
                         description="Gemini's own 0–1 estimate, not calibrated: it ranks the labels, so the "
                                     "evaluation can report mAP",
                         view=types.CheckboxView())
+        if task in CONSENSUS_TASKS:
+            inputs.int("consensus", default=1, label="Answers per image",
+                       description="Above 1: ask that many times and fuse the answers; each label's confidence "
+                                   "then comes from how many answers agree on it (N requests per image)",
+                       view=types.FieldView())
         if task == "vqa":  # the question travels as the prompt (see prompts.vqa_question)
             inputs.str("prompt", required=True, label="Question",
                        description="May name sample fields as {field}", view=types.TextFieldView(multiline=True))
@@ -515,8 +521,11 @@ class PromoteReviewedLabels(GeminiOperator):
         if field is None:
             return types.Property(inputs, view=types.View(label="Promote reviewed labels"))
         inputs.str("gt_field", default="ground_truth", required=True, label="Ground-truth field")
+        inputs.bool("include_auto_accepted", default=False, label="Also promote auto-accepted labels",
+                    description="Labels accepted by confidence, which no person checked", view=types.CheckboxView())
         counts = review.review_counts(target, field)
-        promoted = sum(counts.statuses.get(s, 0) for s in review.KEPT_STATUSES)
+        statuses = review.KEPT_STATUSES + ((review.AUTO_ACCEPTED,) if ctx.params.get("include_auto_accepted") else ())
+        promoted = sum(counts.statuses.get(s, 0) for s in statuses)
         gt_field = ctx.params.get("gt_field") or "ground_truth"
         note = (f" next to the labels already in {gt_field!r}" if ctx.dataset.has_field(gt_field) else "")
         inputs.view("preview", types.Notice(
@@ -528,15 +537,18 @@ class PromoteReviewedLabels(GeminiOperator):
     def execute(self, ctx):
         field = _chosen_field(ctx)
         gt_field = ctx.params.get("gt_field") or "ground_truth"
-        promoted = review.promote(ctx.target_view(), field, gt_field)
+        promoted = review.promote(ctx.target_view(), field, gt_field,
+                                  include_auto_accepted=bool(ctx.params.get("include_auto_accepted")))
         ctx.trigger("reload_dataset")
         return {"message": f"{promoted} label(s) promoted from {field!r} into {gt_field!r}"}
 
     def resolve_output(self, ctx):
         return _message_output("Promoted")
 
-    def __call__(self, samples, label_field: str, gt_field: str = "ground_truth"):
-        return self._run_from_python(samples, {"label_field": label_field, "gt_field": gt_field}).result
+    def __call__(self, samples, label_field: str, gt_field: str = "ground_truth", *,
+                 include_auto_accepted: bool = False):
+        params = {"label_field": label_field, "gt_field": gt_field, "include_auto_accepted": include_auto_accepted}
+        return self._run_from_python(samples, params).result
 
 
 def evaluation_markdown(report: review.EvaluationReport) -> str:
@@ -671,8 +683,162 @@ class GeminiRuns(GeminiOperator):
         return _message_output("Gemini run")
 
 
+class AutoAcceptGeminiLabels(GeminiOperator):
+    """Accepts the unreviewed labels Gemini is surest of, at a precision the reviews so far show."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="auto_accept_gemini_labels",
+            label="Auto-accept the labels Gemini is surest of",
+            description="Accept unreviewed labels above a confidence threshold that reviewed samples show to "
+                        "meet a target precision",
+            icon="verified",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target = ctx.target_view()
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is None:
+            return types.Property(inputs, view=types.View(label="Auto-accept"))
+        inputs.float("target_precision", default=0.95, min=0.5, max=0.999, required=True, label="Target precision",
+                     description="The share of auto-accepted labels that must be right")
+        inputs.float("confidence_level", default=0.95, min=0.5, max=0.999, required=True, label="Confidence level",
+                     description="How sure the reviews must make that precision (one-sided Clopper–Pearson bound)")
+        inputs.bool("per_class", default=True, label="A threshold per class where a class has enough reviews",
+                    view=types.CheckboxView())
+        try:
+            report = review.auto_accept(target, field, **self._options(ctx), dry_run=True)
+            inputs.view("preview", types.Notice(label=f"{report.auto_accepted} of {report.labels} label(s) "
+                                                      "would be auto-accepted", description=report.describe()))
+        except review.ReviewError as e:
+            inputs.view("refused", types.Warning(label="The reviews cannot support this target yet",
+                                                 description=str(e)))
+        return types.Property(inputs, view=types.View(label="Auto-accept"))
+
+    @staticmethod
+    def _options(ctx) -> dict:
+        return {"target_precision": float(ctx.params.get("target_precision") or 0.95),
+                "confidence_level": float(ctx.params.get("confidence_level") or 0.95),
+                "per_class": ctx.params.get("per_class", True) is not False}
+
+    def execute(self, ctx):
+        field = _chosen_field(ctx)
+        report = review.auto_accept(ctx.target_view(), field, **self._options(ctx))
+        ctx.trigger("reload_dataset")
+        return {"message": f"```\n{report.describe()}\n```", **report.to_dict()}
+
+    def resolve_output(self, ctx):
+        return _message_output("Auto-accepted")
+
+    def __call__(self, samples, label_field: str, target_precision: float = 0.95, confidence_level: float = 0.95,
+                 *, per_class: bool = True):
+        params = {"label_field": label_field, "target_precision": target_precision,
+                  "confidence_level": confidence_level, "per_class": per_class}
+        return self._run_from_python(samples, params).result
+
+
+AUDIT_ACTIONS = {"draw": "Draw labels to check", "report": "Report the audit"}
+
+
+class AuditAutoAcceptedLabels(GeminiOperator):
+    """Draws auto-accepted labels for people to check, or reports what they found."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="audit_auto_accepted_labels",
+            label="Audit auto-accepted labels",
+            description="Tag a stratified random sample of auto-accepted labels to check, or measure their "
+                        "precision once checked",
+            icon="rule",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target = ctx.target_view()
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is None:
+            return types.Property(inputs, view=types.View(label="Audit"))
+        actions = types.RadioGroup(orientation="horizontal")
+        for value, label in AUDIT_ACTIONS.items():
+            actions.add_choice(value, label=label)
+        inputs.enum("action", actions.values(), default="draw", required=True, label="Action", view=actions)
+        if (ctx.params.get("action") or "draw") == "draw":
+            inputs.int("count", default=50, min=1, required=True, label="Labels to draw")
+            inputs.int("seed", default=0, label="Random seed", description="The same seed draws the same labels")
+            left = review.review_counts(target, field).statuses.get(review.AUTO_ACCEPTED, 0)
+            inputs.view("preview", types.Notice(
+                label=f"{left} auto-accepted label(s) in {field!r}; the drawn ones get the label tag "
+                      f"{review.AUDIT_TAG!r} and are shown to check"))
+        return types.Property(inputs, view=types.View(label="Audit auto-accepted labels"))
+
+    def execute(self, ctx):
+        field = _chosen_field(ctx)
+        if ctx.params.get("action") == "report":
+            report = review.audit_report(ctx.target_view(), field)
+            return {"message": f"```\n{report.describe()}\n```", **report.to_dict()}
+        draw = review.audit(ctx.target_view(), field, int(ctx.params.get("count") or 50),
+                            seed=int(ctx.params.get("seed") or 0))
+        ctx.trigger("reload_dataset")  # the drawn labels gained a tag
+        ctx.ops.set_view(view=draw.view)
+        return {"message": draw.describe(), "drawn": draw.drawn, "per_class": draw.per_class}
+
+    def resolve_output(self, ctx):
+        return _message_output("Audit")
+
+    def __call__(self, samples, label_field: str, action: str = "draw", *, count: int = 50, seed: int = 0):
+        params = {"label_field": label_field, "action": action, "count": count, "seed": seed}
+        return self._run_from_python(samples, params).result
+
+
+QUEUE_IDS_RETURNED = 100
+"""Sample ids the review-queue operator returns (the App shows the whole queue as its view)."""
+
+
+class ShowReviewQueue(GeminiOperator):
+    """Shows the unreviewed samples, the most expected mistakes first."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="show_review_queue",
+            label="Review the least sure samples first",
+            description="Sort the unreviewed samples by expected mistakes: the sum of 1 - confidence over their "
+                        "unreviewed labels",
+            icon="sort",
+            dynamic=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        target = ctx.target_view()
+        field = _pre_annotation_field_input(inputs, ctx)
+        if field is not None:
+            pending = len(target) - review.review_counts(target, field).reviewed_samples
+            inputs.view("preview", types.Notice(
+                label=f"{pending} unreviewed sample(s), the most expected mistakes first",
+                description=f"labels without a confidence count as {review.UNKNOWN_CONFIDENCE}"))
+        return types.Property(inputs, view=types.View(label="Review queue"))
+
+    def execute(self, ctx):
+        queue = review.review_queue(ctx.target_view(), _chosen_field(ctx))
+        ctx.ops.set_view(view=queue)
+        return {"message": f"{len(queue)} unreviewed sample(s), least sure first", "samples": len(queue),
+                "first_ids": queue.limit(QUEUE_IDS_RETURNED).values("id")}
+
+    def resolve_output(self, ctx):
+        return _message_output("Review queue")
+
+    def __call__(self, samples, label_field: str):
+        return self._run_from_python(samples, {"label_field": label_field}).result
+
+
 OPERATORS = (AnnotateWithGemini, ReviewGeminiLabels, MarkSamplesReviewed, PromoteReviewedLabels,
-             EvaluateGeminiLabels, GeminiRuns)
+             EvaluateGeminiLabels, GeminiRuns, AutoAcceptGeminiLabels, AuditAutoAcceptedLabels, ShowReviewQueue)
 
 
 def register_operators(plugin) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from .config import AnnotateConfig
@@ -73,6 +73,14 @@ class BuiltRequest:
     request: GeminiRequest
     image: PreparedImage
     estimated_input_tokens: int
+
+
+def answer_requests(request: GeminiRequest, consensus: int) -> list[GeminiRequest]:
+    """The requests that ask for a sample's answer(s): the request itself, or for a consensus
+    of N, N copies differing only by their sampling seed (1..N: independent, reproducible)."""
+    if consensus <= 1:
+        return [request]
+    return [replace(request, seed=seed) for seed in range(1, consensus + 1)]
 
 
 def is_uri(path: str) -> bool:
