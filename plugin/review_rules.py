@@ -67,8 +67,9 @@ def _close(x: Any, y: Any) -> bool:
 def is_kept_on_replace(label: fol.Label) -> bool:
     """Whether a label survives ``if_labeled="replace_unreviewed"``.
 
-    Kept: labels a person made (no ``gemini_run``) and pre-annotations a
-    person accepted, edited or otherwise reviewed.
+    Kept: labels a person made (no ``gemini_run``), pre-annotations a person
+    accepted, edited or otherwise reviewed, and ``auto_accepted`` ones (accepted
+    for a precision the reviews showed: a rerun must not undo that).
     """
     if not label_attribute(label, RUN_ATTRIBUTE):
         return True

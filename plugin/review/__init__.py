@@ -39,6 +39,7 @@ from ..review_rules import review_status, same_geometry
 from ..vocabulary import (
     ACCEPTED,
     ADDED,
+    AUTO_ACCEPTED,
     EDITED,
     KEPT_STATUSES,
     REJECTED,
@@ -47,8 +48,12 @@ from ..vocabulary import (
     proposed_field,
     reviewed_field,
 )
+from .audit import AUDIT_TAG, AuditClass, AuditDraw, AuditReport, audit, audit_report
+from .auto_accept import AUTO_ACCEPT_TARGET_ATTRIBUTE, AutoAcceptReport, auto_accept
 from .evaluation import CLASSIFICATION_NOTE, MAP_NOTE, RANKED_NOTE, EvaluationReport, evaluate
+from .outcomes import KEPT_IOU, edit_kept_proposal, label_confidence, reviewed_outcomes
 from .promotion import CorrectionCounts, apply_corrections, keep_proposals, promote
+from .queue import UNKNOWN_CONFIDENCE, expected_mistakes, review_queue
 from .status import (
     ReviewCounts,
     ReviewError,
@@ -63,6 +68,10 @@ from .status import (
 )
 
 __all__ = [
+    "AUDIT_TAG", "AUTO_ACCEPTED", "AUTO_ACCEPT_TARGET_ATTRIBUTE", "KEPT_IOU", "UNKNOWN_CONFIDENCE",
+    "AuditClass", "AuditDraw", "AuditReport", "AutoAcceptReport",
+    "audit", "audit_report", "auto_accept", "edit_kept_proposal", "expected_mistakes", "label_confidence",
+    "review_queue", "reviewed_outcomes",
     "ACCEPTED", "ADDED", "EDITED", "KEPT_STATUSES", "REJECTED", "REVIEW_STATUSES", "UNREVIEWED",
     "CLASSIFICATION_NOTE", "MAP_NOTE", "RANKED_NOTE",
     "CorrectionCounts", "EvaluationReport", "ReviewCounts", "ReviewError",

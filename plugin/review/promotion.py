@@ -16,6 +16,7 @@ from ..review_rules import is_pre_annotation, next_status, review_status, same_g
 from ..vocabulary import (
     ACCEPTED,
     ADDED,
+    AUTO_ACCEPTED,
     EDITED,
     KEPT_STATUSES,
     REJECTED,
@@ -31,6 +32,8 @@ def promote(
     samples: fo.core.collections.SampleCollection,
     label_field: str,
     gt_field: str = "ground_truth",
+    *,
+    include_auto_accepted: bool = False,
 ) -> int:
     """Copies reviewed labels (accepted, edited, added) into a ground-truth field.
 
@@ -38,6 +41,10 @@ def promote(
     promoting again replaces the earlier copies, so it is safe to repeat. Labels
     already in ``gt_field`` that did not come from this field are kept.
     Nothing is ever promoted without this explicit call.
+
+    Args:
+        include_auto_accepted: also promote ``auto_accepted`` labels, which no
+            person checked (see :func:`~gemini_annotate.review.auto_accept`).
 
     Returns:
         the number of labels promoted.
@@ -56,9 +63,10 @@ def promote(
     sample_ids = view.values("id")
     sources = view.values(label_field)
     targets = view.values(gt_field) if dataset.has_field(gt_field) else [None] * len(sample_ids)
+    promoted_statuses = KEPT_STATUSES + (AUTO_ACCEPTED,) if include_auto_accepted else KEPT_STATUSES
     promoted, updates = 0, {}
     for sample_id, source, target in zip(sample_ids, sources, targets):
-        kept = [label for label in labels_in(source) if review_status(label) in KEPT_STATUSES]
+        kept = [label for label in labels_in(source) if review_status(label) in promoted_statuses]
         source_ids = {label.id for label in labels_in(source)}
         others = [label for label in labels_in(target)
                   if not (label.has_field(SOURCE_ATTRIBUTE) and label[SOURCE_ATTRIBUTE] in source_ids)]
