@@ -21,7 +21,21 @@ from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, Oracle
 from .estimate import compare_with_estimate, estimate_run
 from .messages import GeminiError
 from .pipeline import AnnotationStopped, run_annotation
-from .review import ACCEPTED, REJECTED, evaluate, mark_reviewed, only_classes, promote, review_counts, set_review_status
+from .review import (
+    ACCEPTED,
+    REJECTED,
+    audit,
+    audit_report,
+    auto_accept,
+    evaluate,
+    expected_mistakes,
+    mark_reviewed,
+    only_classes,
+    promote,
+    review_counts,
+    review_queue,
+    set_review_status,
+)
 from .runs import delete_run, list_runs, run_info
 from .shards import queue_annotation_shards
 from .uploads import delete_uploaded_files, remembered_uploads
@@ -221,7 +235,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    promoted = promote(_samples(args), args.label_field, args.to)
+    promoted = promote(_samples(args), args.label_field, args.to, include_auto_accepted=args.include_auto_accepted)
     print(f"{promoted} reviewed label(s) promoted from {args.label_field!r} into {args.to!r}")
     return EXIT_OK
 
@@ -231,6 +245,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       iou=args.iou)
     print(report.describe())
     print(report.note)
+    return EXIT_OK
+
+
+def cmd_auto_accept(args: argparse.Namespace) -> int:
+    report = auto_accept(_samples(args), args.label_field, args.target_precision, args.confidence_level,
+                         per_class=args.per_class, min_reviews=args.min_reviews, dry_run=args.dry_run)
+    print(report.describe())
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    draw = audit(_samples(args), args.label_field, args.count, seed=args.seed, tag=args.tag)
+    print(draw.describe())
+    print(f"in the App: filter the labels by the tag {args.tag!r}; then "
+          f"`gemini-annotate audit-report {args.dataset} --label-field {args.label_field}`")
+    return EXIT_OK
+
+
+def cmd_audit_report(args: argparse.Namespace) -> int:
+    report = audit_report(_samples(args), args.label_field, target_precision=args.target_precision,
+                          confidence_level=args.confidence_level, tag=args.tag)
+    print(report.describe())
+    return EXIT_OK
+
+
+def cmd_review_queue(args: argparse.Namespace) -> int:
+    queue = review_queue(_samples(args), args.label_field)
+    first = queue.limit(args.count)
+    if args.tag:
+        first.tag_samples(args.tag)
+        print(f"the first {len(first)} of {len(queue)} unreviewed sample(s) tagged {args.tag!r}, least sure first")
+        return EXIT_OK
+    ids, mistakes, paths = first.values(["id", expected_mistakes(first, args.label_field), "filepath"])
+    for sample_id, expected, path in zip(ids, mistakes, paths):
+        print(f"{sample_id}  {expected:6.2f} expected mistake(s)  {path}")
+    print(f"{len(queue)} unreviewed sample(s); the {len(ids)} least sure shown")
     return EXIT_OK
 
 

@@ -11,6 +11,8 @@ from fiftyone import ViewField as F
 
 import gemini_annotate
 from gemini_annotate import review
+from gemini_annotate.cli import main
+from gemini_annotate.cli_commands import EXIT_ERROR, EXIT_OK
 from gemini_annotate.emulator import OracleNoise
 from gemini_annotate.precision import BELOW, CONFIRMED, CONSISTENT, UNDER, precision_interval
 from gemini_annotate.review_rules import is_kept_on_replace
@@ -23,6 +25,7 @@ from gemini_annotate.vocabulary import (
     REVIEW_STATUSES,
     UNREVIEWED,
 )
+from test_operators import _form, operator
 
 LABELS_PER_SAMPLE = 10
 
@@ -297,3 +300,46 @@ def test_reviewing_some_samples_then_auto_accepting_the_rest_accepts_only_true_o
     assert set(rest.filter_labels("gemini", F("review") == UNREVIEWED).distinct("gemini.detections.confidence")) \
         <= {OracleNoise().false_positive_confidence}  # the hallucinations wait for a person
 
+
+def test_the_trust_commands_auto_accept_audit_report_and_queue(auto_accepted, make_dataset, capsys):
+    name = auto_accepted.name
+    sparse = _dataset(make_dataset, _kept(40), [("cat", 0.99, UNREVIEWED)])
+
+    assert main(["auto-accept", sparse.name, "--label-field", "gemini"]) == EXIT_ERROR
+    assert "at least 19 more reviewed label(s)" in capsys.readouterr().err
+    assert main(["auto-accept", name, "--target-precision", "0.9", "--confidence-level", "0.9", "--dry-run"]) == EXIT_OK
+    assert "would auto-accept 0 of 164 label(s)" in capsys.readouterr().out
+    assert main(["audit", name, "-n", "5", "--seed", "1"]) == EXIT_OK
+    assert "5 of 40 auto-accepted label(s) drawn for audit" in capsys.readouterr().out
+    assert main(["audit-report", name]) == EXIT_OK
+    assert "not audited yet" in capsys.readouterr().out  # nobody checked them yet
+    assert main(["review-queue", name, "-n", "2"]) == EXIT_OK
+    shown = capsys.readouterr().out.splitlines()
+    assert "2.80 expected mistake(s)" in shown[0] and "0.00 expected mistake(s)" in shown[1]
+    assert main(["review-queue", name, "--tag", "next"]) == EXIT_OK
+    assert len(auto_accepted.match_tags("next")) == 5
+
+
+def test_the_trust_operators_auto_accept_audit_and_queue(coco_dataset, emulator, oracle_for, review_as_a_person,
+                                                         make_dataset, installed_plugin):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset, label_field="gemini", confidence=True)
+    review_as_a_person(coco_dataset.sort_by(F("ground_truth.detections").length(), reverse=True).limit(2))
+    rest = coco_dataset.match(F("gemini_reviewed") != True)  # noqa: E712
+    params = {"label_field": "gemini", "target_precision": 0.9}
+    preview = _form(coco_dataset, "auto_accept_gemini_labels", params)["preview"]["view"]
+    labels = rest.count("gemini.detections")
+    assert preview["label"] == f"{labels} of {coco_dataset.count('gemini.detections')} label(s) would be auto-accepted"
+
+    result = operator("auto_accept_gemini_labels")(coco_dataset, "gemini", target_precision=0.9)
+    drawn = operator("audit_auto_accepted_labels")(coco_dataset, "gemini", count=3, seed=0)
+    review.set_review_status(coco_dataset.select_labels(tags="audit"), "gemini", ACCEPTED)
+    audited = operator("audit_auto_accepted_labels")(coco_dataset, "gemini", action="report")
+    queue = operator("show_review_queue")(coco_dataset, "gemini")
+
+    assert result["auto_accepted"] == labels and result["global_threshold"] == 0.9
+    assert sum(drawn["per_class"].values()) == 3
+    assert (audited["overall"]["audited"], audited["overall"]["correct"]) == (3, 3)
+    assert queue["samples"] == len(rest) and set(queue["first_ids"]) == set(rest.values("id"))
+    refused = _form(coco_dataset, "auto_accept_gemini_labels", {"target_precision": 0.999})
+    assert "cannot" in refused["refused"]["view"]["description"]
