@@ -3,7 +3,8 @@
 A job is recorded with FiftyOne's own run machinery (``list_runs``,
 ``get_run_info``, ``load_run_results``), its configuration stored without any
 secret. Each shard of a job records its summary separately in an execution
-store; :func:`load_run_summary` adds them up.
+store; :func:`load_run_summary` adds them up. The same store keeps a run's
+calibration, fitted from reviews (:mod:`gemini_annotate.review.calibration`).
 """
 
 from __future__ import annotations
@@ -206,6 +207,21 @@ def load_run_summary(samples: fo.core.collections.SampleCollection, run_key: str
     results = samples.load_run_results(run_key, cache=False)
     stored = getattr(results, "summary", None) if results is not None else None
     return RunSummary.from_dict(stored) if stored else None
+
+
+def _calibration_entry(run_key: str) -> str:
+    return f"{run_key}/calibration"
+
+
+def save_calibration_entry(dataset: fo.Dataset, run_key: str, entry: dict) -> None:
+    """Stores a run's calibration (plain JSON-like data) in the execution store, under
+    ``"<run_key>/calibration"``; saving again replaces it."""
+    _summary_store(dataset).set(_calibration_entry(run_key), entry)
+
+
+def load_calibration_entry(dataset: fo.Dataset, run_key: str) -> Optional[dict]:
+    """The calibration stored for a run by :func:`save_calibration_entry`, if any."""
+    return _summary_store(dataset).get(_calibration_entry(run_key))
 
 
 def list_annotation_runs(samples: fo.core.collections.SampleCollection) -> list[str]:

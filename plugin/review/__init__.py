@@ -29,11 +29,14 @@ operators, the Python API and the ``gemini-annotate`` command. This package's
 namespace is the review API; its modules hold one concern each:
 :mod:`~gemini_annotate.review.status` (statuses in the dataset),
 :mod:`~gemini_annotate.review.promotion` (corrections and promotion),
-:mod:`~gemini_annotate.review.evaluation` (scores); the rules they apply to
-single labels are :mod:`gemini_annotate.review_rules`. Listing and deleting
-runs is :mod:`gemini_annotate.runs`.
+:mod:`~gemini_annotate.review.evaluation` (scores),
+:mod:`~gemini_annotate.review.calibration` (confidences fitted to what people
+kept); the rules they apply to single labels are
+:mod:`gemini_annotate.review_rules`. Listing and deleting runs is
+:mod:`gemini_annotate.runs`.
 """
 
+from ..calibration import Calibration
 from ..labels import field_value, labels_in
 from ..review_rules import review_status, same_geometry
 from ..vocabulary import (
@@ -50,6 +53,7 @@ from ..vocabulary import (
 )
 from .audit import AUDIT_TAG, AuditClass, AuditDraw, AuditReport, audit, audit_report
 from .auto_accept import AUTO_ACCEPT_TARGET_ATTRIBUTE, AutoAcceptReport, auto_accept
+from .calibration import apply_calibration, calibrate, calibrate_labels, load_calibration, save_calibration
 from .evaluation import CLASSIFICATION_NOTE, MAP_NOTE, RANKED_NOTE, EvaluationReport, evaluate
 from .outcomes import KEPT_IOU, edit_kept_proposal, label_confidence, reviewed_outcomes
 from .promotion import CorrectionCounts, apply_corrections, keep_proposals, promote
@@ -68,6 +72,7 @@ from .status import (
 )
 
 __all__ = [
+    "Calibration", "apply_calibration", "calibrate", "calibrate_labels", "load_calibration", "save_calibration",
     "AUDIT_TAG", "AUTO_ACCEPTED", "AUTO_ACCEPT_TARGET_ATTRIBUTE", "KEPT_IOU", "UNKNOWN_CONFIDENCE",
     "AuditClass", "AuditDraw", "AuditReport", "AutoAcceptReport",
     "audit", "audit_report", "auto_accept", "edit_kept_proposal", "expected_mistakes", "label_confidence",
