@@ -46,6 +46,10 @@ SELF_CONFIDENCE_ATTRIBUTE = "self_confidence"
 AGREEMENT_ATTRIBUTE = "agreement"
 """On a fused label: how well the answers that proposed it agree on where it is (0–1)."""
 
+AUTO_ACCEPT_TARGET_ATTRIBUTE = "auto_accept_target"
+"""On a label auto-accepted: the precision it was accepted for; it stays when a person
+later checks the label (an audit finds the auto-accepted labels by it)."""
+
 RAW_CONFIDENCE_ATTRIBUTE = "raw_confidence"
 """On a calibrated label: its confidence before calibration."""
 

@@ -343,3 +343,16 @@ def test_the_trust_operators_auto_accept_audit_and_queue(coco_dataset, emulator,
     assert queue["samples"] == len(rest) and set(queue["first_ids"]) == set(rest.values("id"))
     refused = _form(coco_dataset, "auto_accept_gemini_labels", {"target_precision": 0.999})
     assert "cannot" in refused["refused"]["view"]["description"]
+
+
+def test_marking_a_sample_reviewed_accepts_its_auto_accepted_labels_too(coco_dataset, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset.limit(1), task="detect", label_field="gemini", confidence=True)
+    sample = coco_dataset.first()
+    ids = [d.id for d in sample.gemini.detections]
+    review.set_review_status(coco_dataset.limit(1), "gemini", review.AUTO_ACCEPTED, ids[:2])
+
+    accepted = review.mark_reviewed(coco_dataset.limit(1), "gemini")
+
+    assert accepted == len(ids)
+    assert set(coco_dataset.limit(1).values("gemini.detections.review", unwind=True)) == {review.ACCEPTED}

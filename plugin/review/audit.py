@@ -28,8 +28,7 @@ from ..audit_sampling import DEFAULT_BANDS, AuditCandidate, stratified_draw
 from ..labels import labels_in
 from ..precision import FLAGGED_VERDICTS, audit_verdict, precision_interval
 from ..review_rules import label_attribute, review_status
-from ..vocabulary import AUTO_ACCEPTED, REVIEW_ATTRIBUTE, proposed_field
-from .auto_accept import AUTO_ACCEPT_TARGET_ATTRIBUTE
+from ..vocabulary import AUTO_ACCEPT_TARGET_ATTRIBUTE, AUTO_ACCEPTED, REVIEW_ATTRIBUTE, proposed_field
 from .outcomes import label_confidence, was_kept
 from .status import ReviewError, label_path
 

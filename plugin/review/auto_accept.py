@@ -18,13 +18,9 @@ import fiftyone as fo
 from ..labels import labels_in
 from ..precision import NONE, OVERALL, OWN, Outcome, ThresholdPlan, choose_thresholds, precision_lower_bound, shortfall
 from ..review_rules import is_pre_annotation, review_status
-from ..vocabulary import AUTO_ACCEPTED, REVIEW_ATTRIBUTE, UNREVIEWED
+from ..vocabulary import AUTO_ACCEPT_TARGET_ATTRIBUTE, AUTO_ACCEPTED, REVIEW_ATTRIBUTE, UNREVIEWED
 from .outcomes import label_confidence, reviewed_outcomes
 from .status import ReviewError, field_classes, label_path
-
-AUTO_ACCEPT_TARGET_ATTRIBUTE = "auto_accept_target"
-"""On a label auto-accepted by :func:`auto_accept`: the precision it was accepted for. It stays
-when a person later accepts, edits or rejects the label, so an audit can still find it."""
 
 
 @dataclass

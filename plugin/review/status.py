@@ -19,6 +19,7 @@ from ..run_records import list_annotation_runs
 from ..vocabulary import (
     ACCEPTED,
     ADDED,
+    AUTO_ACCEPTED,
     REVIEW_ATTRIBUTE,
     REVIEW_STATUSES,
     RUN_ATTRIBUTE,
@@ -125,12 +126,14 @@ def only_unreviewed(
 
 
 def mark_reviewed(samples: fo.core.collections.SampleCollection, label_field: str) -> int:
-    """Marks samples as reviewed as a whole, accepting their labels still unreviewed.
+    """Marks samples as reviewed as a whole, accepting their labels still unreviewed or
+    auto-accepted (a person has now looked at those too).
 
     Returns:
         the number of labels this accepted.
     """
-    ids = only_unreviewed(samples, label_field).values(f"{label_path(samples, label_field)}.id", unwind=True)
+    waiting = samples.filter_labels(label_field, F(REVIEW_ATTRIBUTE).is_in([UNREVIEWED, AUTO_ACCEPTED]))
+    ids = waiting.values(f"{label_path(samples, label_field)}.id", unwind=True)
     accepted = set_review_status(samples, label_field, ACCEPTED, ids) if ids else 0
     sample_ids = samples.values("id")
     samples._dataset.set_values(reviewed_field(label_field), dict.fromkeys(sample_ids, True), key_field="id")
