@@ -9,6 +9,11 @@ labeling job offline::
     with EmulatorServer(Oracle(index)) as emulator:
         gemini_annotate.annotate(dataset, base_url=emulator.url, api_key="emulator")
 
+To be wrong the way real models are, give the oracle noise: a named profile,
+``Oracle(index, noise=noise_profile("lite", seed=1))`` (``perfect``, ``pro``,
+``flash``, ``lite``: :mod:`.noise` says what each does, with its numbers), or
+an :class:`OracleNoise` of your own. Each answer draws its mistakes afresh.
+
 The emulator imports nothing from the rest of the package: its geometry,
 image turning, class-name matching and token counts are its own
 (:mod:`.geometry`, :mod:`.orientation`, :mod:`.class_names`, :mod:`.tokens`),
@@ -16,7 +21,8 @@ so tests that read its answers back grade the client's code against an
 independent one, not against itself.
 """
 
-from .oracle import KnownImage, KnownObject, LabelIndex, OracleNoise
+from .noise import CONFUSABLE_CLASSES, NOISE_PROFILES, OracleNoise, confusion_groups, noise_profile
+from .oracle import KnownImage, KnownObject, LabelIndex
 from .scenarios import (
     Canned,
     DailyQuotaExhausted,
@@ -32,7 +38,7 @@ from .server import EmulatorServer, RequestRecord
 from .wire import EmulatorRequest
 
 __all__ = [
-    "Canned", "DailyQuotaExhausted", "EmulatorFault", "EmulatorReply", "EmulatorRequest",
-    "EmulatorServer", "Faults", "KnownImage", "KnownObject", "LabelIndex", "Oracle",
-    "OracleNoise", "Refuse", "RequestRecord", "Scenario", "Styled",
+    "CONFUSABLE_CLASSES", "NOISE_PROFILES", "Canned", "DailyQuotaExhausted", "EmulatorFault", "EmulatorReply",
+    "EmulatorRequest", "EmulatorServer", "Faults", "KnownImage", "KnownObject", "LabelIndex", "Oracle",
+    "OracleNoise", "Refuse", "RequestRecord", "Scenario", "Styled", "confusion_groups", "noise_profile",
 ]

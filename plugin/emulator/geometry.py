@@ -75,6 +75,21 @@ def box_corners(bounding_box: Sequence[float]) -> list[Point]:
     return [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
 
 
+def outline_in_box(outline: Sequence[Point], box: Sequence[float], new_box: Sequence[float]) -> list[Point]:
+    """An outline carried from one relative ``[x, y, w, h]`` box to another, stretched as its box is.
+
+    This is what a moved box does to an instance mask (stretched over its box),
+    done to a polygon.
+
+    >>> outline_in_box([(0.25, 0.25), (0.75, 0.5)], (0.25, 0.25, 0.5, 0.25), (0.5, 0.5, 0.25, 0.5))
+    [(0.5, 0.5), (0.75, 1.0)]
+    """
+    x, y, w, h = box
+    nx, ny, nw, nh = new_box
+    sx, sy = (nw / w if w else 1.0), (nh / h if h else 1.0)
+    return [(nx + (px - x) * sx, ny + (py - y) * sy) for px, py in outline]
+
+
 def outline_area(outline: Sequence[Point]) -> float:
     """The area a closed outline encloses, in the units of its points squared."""
     if len(outline) < 3:

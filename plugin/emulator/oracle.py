@@ -6,7 +6,10 @@ viewer shows them) and answers with that image's known labels, written in the
 shape the request's schema asks for: boxes, polygon masks over the image
 (Gemini 3), PNG masks inside the box (Gemini 2.5), or points. Converting such a
 reply back must give the known labels again, up to the 0–1000 quantisation:
-that is what makes round trips measurable exactly.
+that is what makes round trips measurable exactly. Given noise (:mod:`.noise`:
+named profiles from ``perfect`` to ``lite``), it is wrong instead the way real
+models are: it misses small objects, boxes them loosely, hallucinates and mixes
+up look-alike classes, afresh in every answer.
 
 Like the real model, the emulator sees raw pixels: EXIF orientation in the file
 it receives is ignored, so an image sent without being turned upright is not
@@ -25,7 +28,6 @@ import io
 import json
 import re
 import threading
-import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional, Sequence
 
@@ -38,11 +40,24 @@ from .geometry import (
     box_corners,
     instance_mask_on_frame,
     outline_area,
+    outline_in_box,
     outline_of_mask,
     png_mask_over_box,
     point_1000,
     polygon_1000,
     polygon_on_frame,
+)
+from .noise import (
+    OracleNoise,
+    answer_rng,
+    confused_label,
+    hallucinated_box,
+    hallucinated_label,
+    jittered_box,
+    jittered_point,
+    miss_chance,
+    object_side,
+    self_confidence,
 )
 from .orientation import shown_size, shown_upright
 
@@ -91,31 +106,6 @@ class KnownImage:
     fingerprint: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
 
-@dataclass(frozen=True)
-class OracleNoise:
-    """Imperfections added to oracle answers, to make a dry run look like a real model.
-
-    Deterministic per image and ``seed``: the same image always gets the same answer.
-
-    Attributes:
-        miss_rate: chance an object is left out.
-        jitter: standard deviation of each box edge's shift, as a fraction of the
-            box's side.
-        false_positive_rate: expected spurious boxes per known object.
-        relabel_rate: chance an object gets another known class.
-        false_positive_confidence: the confidence given to spurious boxes, when
-            confidences are asked for (a decent model is less sure of them).
-        seed: the random seed.
-    """
-
-    miss_rate: float = 0.0
-    jitter: float = 0.0
-    false_positive_rate: float = 0.0
-    relabel_rate: float = 0.0
-    false_positive_confidence: float = 0.3
-    seed: int = 0
-
-
 def fingerprint(img: Image.Image) -> np.ndarray:
     """A unit-norm, zero-mean 32×32 greyscale thumbnail of an image."""
     img.draft("L", (FINGERPRINT_SIDE * 4, FINGERPRINT_SIDE * 4))
@@ -132,10 +122,25 @@ class LabelIndex:
     def __init__(self) -> None:
         self._images: list[KnownImage] = []
         self._matrix: Optional[np.ndarray] = None
+        self._classes: Optional[tuple[str, ...]] = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._images)
+
+    @property
+    def images(self) -> tuple[KnownImage, ...]:
+        """The known images, in the order they were added."""
+        with self._lock:
+            return tuple(self._images)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes of all known objects, sorted: what a noisy oracle may hallucinate."""
+        with self._lock:
+            if self._classes is None:
+                self._classes = tuple(sorted({o.label for k in self._images for o in k.objects}))
+            return self._classes
 
     def add(self, key: str, image: Image.Image, objects: Iterable[KnownObject] = (),
             *, caption: Optional[str] = None, classification: Optional[str] = None,
@@ -156,6 +161,7 @@ class LabelIndex:
         with self._lock:
             self._images.append(known)
             self._matrix = None
+            self._classes = None
         return known
 
     def add_file(self, key: str, path: str, objects: Iterable[KnownObject] = (), **known: Any) -> KnownImage:
@@ -350,24 +356,35 @@ def answer_form(schema: Optional[dict], prompt: str) -> AnswerForm:
 
 
 def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int],
-                  noise: Optional[OracleNoise] = None, prompt: str = "") -> str:
+                  noise: Optional[OracleNoise] = None, prompt: str = "", *, draw: int = 0,
+                  dataset_classes: Sequence[str] = ()) -> str:
     """The reply text a perfect (or, with ``noise``, a plausible) model would give.
 
     Args:
         known: the recognised image.
         form: the answer shape asked for.
         sent_size: ``(width, height)`` of the image as received.
-        noise: imperfections to add, if any.
+        noise: imperfections to add, if any (see :mod:`.noise`).
         prompt: the request's text (the question, for ``vqa``).
+        draw: which answer about this image this is (0 for the first): each
+            draws its noise afresh.
+        dataset_classes: the classes a noisy answer may name when the request
+            lists none.
     """
+    rng = answer_rng(noise, known.key, draw) if noise is not None else None
     if form.kind == "caption":
         return json.dumps({form.text_key: known.caption or ""})
     if form.kind == "classify":
-        return json.dumps({form.text_key: known.classification or (form.classes or [""])[0]})
+        label = known.classification or (form.classes or [""])[0]
+        if noise is not None:
+            label = confused_label(label, noise, form.classes or (), rng)
+        return json.dumps({form.text_key: label})
     if form.kind == "classify_multi":
         applying = known.classifications or tuple(dict.fromkeys(o.label for o in known.objects))
         allowed = {c.casefold(): c for c in form.classes or ()}
         chosen = [allowed[c.casefold()] for c in applying if c.casefold() in allowed]
+        if noise is not None:
+            chosen = noisy_class_set(chosen, noise, form.classes or (), rng)
         return json.dumps({form.text_key: list(dict.fromkeys(chosen))})
     if form.kind == "vqa":
         return json.dumps({form.text_key: answer_question(known, prompt)})
@@ -378,7 +395,7 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
         objects = [replace(o, label=allowed[o.label.casefold()]) for o in objects
                    if o.label.casefold() in allowed]
     if noise is not None:
-        objects = _add_noise(objects, noise, known.key, form.classes)
+        objects = noisy_objects(objects, noise, rng, form.classes or dataset_classes)
 
     items = []
     for obj in objects:
@@ -439,34 +456,60 @@ def answer_question(known: KnownImage, prompt: str) -> str:
     return known.caption or "I cannot tell from the image."
 
 
-def _add_noise(objects: list[KnownObject], noise: OracleNoise, key: str,
-               classes: Optional[tuple[str, ...]]) -> list[KnownObject]:
-    rng = np.random.default_rng([noise.seed, zlib.crc32(key.encode())])
-    labels = sorted({o.label for o in objects} | set(classes or ()))
-    out = []
+def noisy_objects(objects: Sequence[KnownObject], noise: OracleNoise, rng: np.random.Generator,
+                  vocabulary: Sequence[str] = ()) -> list[KnownObject]:
+    """The objects a model with this noise reports, for an image whose known objects are ``objects``.
+
+    Each object may be missed, moved, confused and given a drawn confidence, and
+    hallucinations are added (:mod:`.noise` says how). ``vocabulary`` is the
+    classes the model may name (the request's, else the dataset's; by default
+    the image's).
+    """
+    image_classes = sorted({o.label for o in objects})
+    vocabulary = tuple(vocabulary) or tuple(image_classes)
+    reported = []
     for obj in objects:
-        if rng.random() < noise.miss_rate:
+        if rng.random() < miss_chance(noise, object_side(obj.bounding_box), len(objects)):
             continue
-        x, y, w, h = obj.bounding_box
-        if noise.jitter:
-            dx0, dx1 = rng.normal(0, noise.jitter * w, 2)
-            dy0, dy1 = rng.normal(0, noise.jitter * h, 2)
-            x0, x1 = np.clip([x + dx0, x + w + dx1], 0, 1)
-            y0, y1 = np.clip([y + dy0, y + h + dy1], 0, 1)
-            if x1 > x0 and y1 > y0:
-                obj = replace(obj, bounding_box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)),
-                              mask=None, polygon=None)
-        if labels and rng.random() < noise.relabel_rate:
-            obj = replace(obj, label=str(rng.choice(labels)))
-        out.append(obj)
-    extra = rng.poisson(noise.false_positive_rate * max(len(objects), 1)) if noise.false_positive_rate else 0
-    for _ in range(int(extra)):
-        w, h = rng.uniform(0.05, 0.3, 2)
-        x, y = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
-        out.append(KnownObject(str(rng.choice(labels)) if labels else "object",
-                               (float(x), float(y), float(w), float(h)),
-                               confidence=noise.false_positive_confidence))
-    return out
+        obj = _jittered(obj, noise, rng)
+        obj = replace(obj, label=confused_label(obj.label, noise, vocabulary, rng))
+        if noise.confidence_spread:
+            centre = KNOWN_CONFIDENCE if obj.confidence is None else obj.confidence
+            obj = replace(obj, confidence=self_confidence(centre, noise.confidence_spread, rng))
+        reported.append(obj)
+    sizes = [(o.bounding_box[2], o.bounding_box[3]) for o in objects if object_side(o.bounding_box)]
+    for _ in range(int(rng.poisson(noise.false_positive_rate * max(len(objects), 1)))):
+        box = hallucinated_box(sizes, rng)
+        reported.append(KnownObject(
+            hallucinated_label(image_classes, vocabulary, rng), box,
+            confidence=self_confidence(noise.false_positive_confidence, noise.confidence_spread, rng)))
+    return reported
+
+
+def noisy_class_set(classes: Sequence[str], noise: OracleNoise, vocabulary: Sequence[str],
+                    rng: np.random.Generator) -> list[str]:
+    """The classes a noisy model says apply: each may be missed or confused, and others added."""
+    kept = [confused_label(c, noise, vocabulary, rng) for c in classes if rng.random() >= noise.miss_rate]
+    extra = int(rng.poisson(noise.false_positive_rate * max(len(classes), 1))) if vocabulary else 0
+    kept += [str(vocabulary[int(rng.integers(len(vocabulary)))]) for _ in range(extra)]
+    return list(dict.fromkeys(kept))
+
+
+def _jittered(obj: KnownObject, noise: OracleNoise, rng: np.random.Generator) -> KnownObject:
+    """The object where a model would place it: box edges moved, its outline or mask carried
+    with the box, its point moved (an object known only by a point counts as ``small_side``)."""
+    if not (noise.jitter or noise.edge_jitter):
+        return obj
+    _, _, w, h = obj.bounding_box
+    sized = object_side(obj.bounding_box) is not None
+    point = obj.point
+    if point is not None:
+        point = jittered_point(point, (w, h) if sized else (noise.small_side,) * 2, noise, rng)
+    if not sized:
+        return replace(obj, point=point, bounding_box=(*point, 0.0, 0.0) if point else obj.bounding_box)
+    box = jittered_box(obj.bounding_box, noise, rng)
+    polygon = tuple(outline_in_box(obj.polygon, obj.bounding_box, box)) if obj.polygon else None
+    return replace(obj, bounding_box=box, polygon=polygon, point=point)
 
 
 def _full_mask(obj: KnownObject, width: int, height: int) -> np.ndarray:

@@ -16,7 +16,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence, Union
 
-from .oracle import LabelIndex, OracleNoise, answer_form, oracle_answer
+from .noise import OracleNoise
+from .oracle import LabelIndex, answer_form, oracle_answer
 from .wire import EmulatorRequest, api_key_invalid, quota_failure, retry_info
 
 
@@ -86,9 +87,17 @@ class Canned(Scenario):
 class Oracle(Scenario):
     """Answers from the labels known for the image received (see :mod:`.oracle`).
 
+    With ``noise``, every answer draws its mistakes afresh: the ``k``-th request
+    about an image is answered from a generator seeded by ``(seed, image, k)``,
+    so asking again gets other misses and other hallucinations, and a run is
+    reproducible when each image's requests come in the same order (concurrent
+    requests for the same image may swap answers). See :mod:`.noise`.
+
     Args:
         index: the known images and labels.
-        noise: imperfections to add (misses, jitter, false positives), if any.
+        noise: imperfections to add (misses, jitter, hallucinations,
+            confusions, drawn confidences), if any: an :class:`OracleNoise`,
+            e.g. one of :data:`~.noise.NOISE_PROFILES`.
         unknown: the text answered for an image the index does not hold.
     """
 
@@ -98,6 +107,7 @@ class Oracle(Scenario):
         self.noise = noise
         self.unknown = unknown
         self.unmatched = 0
+        self._draws: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def respond(self, request: EmulatorRequest) -> Response:
@@ -107,7 +117,12 @@ class Oracle(Scenario):
                 self.unmatched += 1
             return EmulatorReply(self.unknown)
         form = answer_form(request.schema, request.prompt)
-        return EmulatorReply(oracle_answer(match.known, form, match.sent_size, self.noise, request.prompt))
+        with self._lock:
+            draw = self._draws.get(match.known.key, 0)
+            self._draws[match.known.key] = draw + 1
+        text = oracle_answer(match.known, form, match.sent_size, self.noise, request.prompt, draw=draw,
+                             dataset_classes=self.index.classes if self.noise is not None else ())
+        return EmulatorReply(text)
 
 
 class Styled(Scenario):
