@@ -31,12 +31,12 @@ namespace is the review API; its modules hold one concern each:
 :mod:`~gemini_annotate.review.promotion` (corrections and promotion),
 :mod:`~gemini_annotate.review.evaluation` (scores),
 :mod:`~gemini_annotate.review.calibration` (confidences fitted to what people
-kept); the rules they apply to single labels are
-:mod:`gemini_annotate.review_rules`. Listing and deleting runs is
-:mod:`gemini_annotate.runs`.
+kept), :mod:`~gemini_annotate.review.reliability` (the reliability diagram);
+the rules they apply to single labels are :mod:`gemini_annotate.review_rules`.
+Listing and deleting runs is :mod:`gemini_annotate.runs`.
 """
 
-from ..calibration import Calibration
+from ..calibration import Calibration, ReliabilityBin
 from ..labels import field_value, labels_in
 from ..review_rules import review_status, same_geometry
 from ..vocabulary import (
@@ -58,6 +58,7 @@ from .evaluation import CLASSIFICATION_NOTE, MAP_NOTE, RANKED_NOTE, EvaluationRe
 from .outcomes import KEPT_IOU, edit_kept_proposal, label_confidence, reviewed_outcomes
 from .promotion import CorrectionCounts, apply_corrections, keep_proposals, promote
 from .queue import UNKNOWN_CONFIDENCE, expected_mistakes, review_queue
+from .reliability import reliability_figure, save_reliability_png
 from .status import (
     ReviewCounts,
     ReviewError,
@@ -72,7 +73,8 @@ from .status import (
 )
 
 __all__ = [
-    "Calibration", "apply_calibration", "calibrate", "calibrate_labels", "load_calibration", "save_calibration",
+    "Calibration", "ReliabilityBin", "apply_calibration", "calibrate", "calibrate_labels", "load_calibration",
+    "reliability_figure", "save_calibration", "save_reliability_png",
     "AUDIT_TAG", "AUTO_ACCEPTED", "AUTO_ACCEPT_TARGET_ATTRIBUTE", "KEPT_IOU", "UNKNOWN_CONFIDENCE",
     "AuditClass", "AuditDraw", "AuditReport", "AutoAcceptReport",
     "audit", "audit_report", "auto_accept", "edit_kept_proposal", "expected_mistakes", "label_confidence",

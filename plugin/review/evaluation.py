@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import fiftyone as fo
 import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
+from ..calibration import ReliabilityBin, expected_calibration_error, reliability_bins
 from ..vocabulary import KEPT_STATUSES, REVIEW_ATTRIBUTE, RUN_ATTRIBUTE, proposed_field, reviewed_field
+from .calibration import ConfidenceOutcome, confidence_outcomes, load_calibration
 from .promotion import keep_proposals
 from .status import ReviewCounts, ReviewError, label_path, review_counts
 
@@ -57,6 +59,17 @@ class EvaluationReport:
         review: the review counts of the evaluated samples.
         note: how to read the numbers (for detections: what the mAP ranks by,
             or why there is none).
+        reliability: the reliability table of the reviewed proposals'
+            confidences (see :func:`~gemini_annotate.calibration.reliability_bins`):
+            per confidence bin, the mean confidence, the share people kept, the
+            count. Confidences are calibrated when the run that made a label
+            has a stored calibration (see ``calibrated_runs``), raw otherwise.
+            Empty when no reviewed proposal has a confidence.
+        ece: the expected calibration error of ``reliability`` (bin-count-weighted
+            mean of ``|mean confidence - share kept|``); ``None`` without confidences.
+        raw_reliability, raw_ece: the same for the confidences as the runs gave
+            them (equal to ``reliability``, ``ece`` when nothing was calibrated).
+        calibrated_runs: the runs whose stored calibration ``reliability`` applies.
     """
 
     eval_key: str
@@ -74,6 +87,11 @@ class EvaluationReport:
     review: ReviewCounts
     note: str = MAP_NOTE
     mAP: Optional[float] = None
+    reliability: list[ReliabilityBin] = field(default_factory=list)
+    ece: Optional[float] = None
+    raw_reliability: list[ReliabilityBin] = field(default_factory=list)
+    raw_ece: Optional[float] = None
+    calibrated_runs: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """A plain-text report: overall scores, a per-class table, the review tally."""
@@ -91,11 +109,28 @@ class EvaluationReport:
             lines.append(f"{name:<24}{row['precision']:>10.3f}{row['recall']:>10.3f}"
                          f"{row['f1-score']:>10.3f}{int(row['support']):>9}{ap}")
         lines.append(self.review.describe())
+        if self.ece is not None:
+            lines.extend(self._describe_reliability())
         return "\n".join(lines)
 
+    def _describe_reliability(self) -> list[str]:
+        if self.calibrated_runs:
+            which = (f"calibrated with the calibration of {', '.join(map(repr, self.calibrated_runs))}: "
+                     f"ECE {self.ece:.3f} (raw {self.raw_ece:.3f})")
+        else:
+            which = f"raw (no stored calibration): ECE {self.ece:.3f}"
+        lines = [f"confidence vs kept by reviewers, {which}",
+                 f"{'confidence':<14}{'mean':>8}{'kept':>8}{'count':>8}"]
+        for b in self.reliability:
+            lines.append(f"{f'{b.lower:.1f}–{b.upper:.1f}':<14}{b.mean_predicted:>8.3f}{b.observed:>8.3f}{b.count:>8}")
+        return lines
+
     def to_dict(self) -> dict:
-        data = {k: v for k, v in self.__dict__.items() if k != "review"}
+        """Plain values (JSON-ready): the reliability tables as lists of dicts."""
+        data = {k: v for k, v in self.__dict__.items() if k not in ("review", "reliability", "raw_reliability")}
         data["review"] = dict(self.review.__dict__)
+        data["reliability"] = [b.to_dict() for b in self.reliability]
+        data["raw_reliability"] = [b.to_dict() for b in self.raw_reliability]
         return data
 
 
@@ -119,6 +154,14 @@ def evaluate(
     single-label classification goes through ``evaluate_classifications``.
     The FiftyOne evaluation is stored under ``eval_key`` for the App's
     evaluation panel.
+
+    When the proposals carry confidences, the report also says how well they
+    predict what people kept (whatever ``gt_field``: this is about review
+    decisions, see :mod:`gemini_annotate.review.calibration`): a reliability
+    table and its ECE, on calibrated confidences for labels whose run has a
+    stored calibration (:func:`~gemini_annotate.review.calibration.calibrate`),
+    with the raw table and ECE beside. The mAP still ranks by the stored
+    confidences.
 
     Raises:
         ReviewError: no sample of ``samples`` is marked reviewed, or the field
@@ -170,14 +213,30 @@ def evaluate(
             if ap >= 0:  # -1: no reviewed object of the class, nothing to rank against
                 row["ap"] = ap
         mean_ap = float(results.mAP())
+    reliability = _reliability(reviewed, confidence_outcomes(reviewed, label_field))
     return EvaluationReport(
         eval_key=eval_key, label_field=label_field, gt_field=gt_field, samples=len(reviewed), iou=iou_used,
         precision=float(metrics["precision"]), recall=float(metrics["recall"]),
         f1=float(metrics["fscore"]), per_class=per_class,
         true_positives=counts[0], false_positives=counts[1], false_negatives=counts[2],
         review=review_counts(reviewed, label_field), note=note,
-        mAP=mean_ap if mean_ap is not None and mean_ap >= 0 else None,
+        mAP=mean_ap if mean_ap is not None and mean_ap >= 0 else None, **reliability,
     )
+
+
+def _reliability(samples: fo.core.collections.SampleCollection, outcomes: list[ConfidenceOutcome]) -> dict:
+    """The report's reliability fields: raw, and calibrated by each run's stored calibration."""
+    if not outcomes:
+        return {}
+    calibrations = {key: load_calibration(samples, key) for key in sorted({o.run_key for o in outcomes})}
+    calibrated = [calibrations[o.run_key].apply(o.label_class, o.confidence)
+                  if calibrations[o.run_key] is not None else o.confidence for o in outcomes]
+    kept = [o.kept for o in outcomes]
+    raw = reliability_bins([o.confidence for o in outcomes], kept)
+    table = reliability_bins(calibrated, kept)
+    return dict(reliability=table, ece=expected_calibration_error(table), raw_reliability=raw,
+                raw_ece=expected_calibration_error(raw),
+                calibrated_runs=[key for key, c in calibrations.items() if c is not None])
 
 
 def all_ranked(samples: fo.core.collections.SampleCollection, label_field: str) -> bool:
