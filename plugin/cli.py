@@ -185,7 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-key")
     p.add_argument("--iou", type=float, default=0.5, help="IoU an object match needs (not used for classifications)")
     p.add_argument("--view-tag")
+    p.add_argument("--reliability-png", metavar="PATH",
+                   help="also draw the reliability diagram (confidence vs what reviewers kept) to a PNG")
     p.set_defaults(handler="cmd_evaluate")
+
+    p = sub.add_parser("calibrate", help="fit a run's confidences to what reviewers kept; later runs use the fit")
+    p.add_argument("dataset")
+    p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)
+    p.add_argument("--run-key", help="the run whose confidences to fit (default: the field's latest)")
+    p.add_argument("--apply", action="store_true",
+                   help="also rewrite the field's confidences to the calibrated ones (originals kept)")
+    p.add_argument("--view-tag")
+    p.set_defaults(handler="cmd_calibrate")
 
     p = sub.add_parser("auto-accept", help="accept the labels Gemini is surest of, at a precision the reviews show")
     p.add_argument("dataset")

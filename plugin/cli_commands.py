@@ -24,9 +24,11 @@ from .pipeline import AnnotationStopped, run_annotation
 from .review import (
     ACCEPTED,
     REJECTED,
+    apply_calibration,
     audit,
     audit_report,
     auto_accept,
+    calibrate,
     evaluate,
     expected_mistakes,
     mark_reviewed,
@@ -34,6 +36,7 @@ from .review import (
     promote,
     review_counts,
     review_queue,
+    save_reliability_png,
     set_review_status,
 )
 from .runs import delete_run, list_runs, run_info
@@ -245,6 +248,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       iou=args.iou)
     print(report.describe())
     print(report.note)
+    if args.reliability_png:
+        print(f"reliability diagram: {save_reliability_png(report, args.reliability_png)}")
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    samples = _samples(args)
+    calibration = calibrate(samples, args.label_field, run_key=args.run_key)
+    print(calibration.describe())
+    print(f"stored with run {calibration.run_key!r}: its later runs write calibrated confidences, and "
+          f"`gemini-annotate evaluate` reports them")
+    if args.apply:
+        changed = apply_calibration(samples, args.label_field, calibration)
+        print(f"{changed} label(s) now carry calibrated confidences (the originals in raw_confidence)")
     return EXIT_OK
 
 

@@ -22,10 +22,13 @@ import fiftyone.core.media as fom
 
 from .config import AnnotateConfig
 from .gemini import GeminiClient
+from .labels import labels_in
 from .media import PreparedImage
 from .messages import GeminiError, TokenUsage
 from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleError, SampleSource
 from .results import Answer, SampleResult, failed_result, sample_result
+from .review.calibration import calibrate_labels, load_calibration
+from .review_colors import color_by_review_status
 from .run_records import RunSummary, record_run, save_run_summary
 from .selection import count_selection, iter_pending
 from .tasks import ReplyContext, TaskSpec, get_task
@@ -125,6 +128,8 @@ class AnnotationJob(abc.ABC):
         self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
         self._recorded = False
         self._last_progress = 0.0
+        # a run whose reviews were calibrated writes calibrated confidences from then on
+        self._calibration = load_calibration(samples, config.resolved_run_key)
 
     @abc.abstractmethod
     async def run(self) -> RunSummary:
@@ -140,9 +145,12 @@ class AnnotationJob(abc.ABC):
         return GeminiClient.from_config(self.config, api_key=self._api_key)
 
     def _record(self) -> None:
-        """Records the run on the dataset (once, just before its first write)."""
+        """Records the run on the dataset (once, just before its first write), and has the App
+        draw its labels by review status unless the dataset says otherwise."""
         if not self._recorded:
             record_run(self.samples, self.config)
+            labelled = [name for name, kind in self.task.output_fields(self.config).items() if kind is not str]
+            color_by_review_status(self.dataset, labelled)
             self._recorded = True
 
     def _count_selection(self) -> None:
@@ -196,6 +204,9 @@ class AnnotationJob(abc.ABC):
         with the image's metadata when the sample had none."""
         context = ReplyContext(self.config, (image.display_width, image.display_height), self._provenance)
         result = sample_result(work.sample_id, answers, self.task, context)
+        if self._calibration is not None:
+            for value in (result.label, *result.fields.values()):
+                calibrate_labels(labels_in(value), self._calibration)
         if work.values.get("metadata.width") is None and image.data:
             # computed from the image as shown, EXIF applied (not for images sent by URI)
             result = replace(result, fields={**result.fields, "metadata": image_metadata(image)})

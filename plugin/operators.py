@@ -18,6 +18,7 @@ the App (delegation included), once the plugin is installed
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from typing import Any, Optional
@@ -571,7 +572,20 @@ def evaluation_markdown(report: review.EvaluationReport) -> str:
         f"Reviewers accepted {s.get('accepted', 0)} label(s) as Gemini drew them, edited "
         f"{s.get('edited', 0)}, rejected {s.get('rejected', 0)} and drew {s.get('added', 0)} themselves.\n\n"
         f"*{report.note}*"
+        + _reliability_markdown(report)
     )
+
+
+def _reliability_markdown(report: review.EvaluationReport) -> str:
+    """The reliability table and ECE of the proposals' confidences, when they had any."""
+    if report.ece is None:
+        return ""
+    calibrated = (f"calibrated (raw ECE {report.raw_ece:.3f})" if report.calibrated_runs
+                  else "as Gemini gave them (no calibration stored yet: run calibrate)")
+    rows = "\n".join(f"| {b.lower:.1f}–{b.upper:.1f} | {b.mean_predicted:.3f} | {b.observed:.3f} | {b.count} |"
+                     for b in report.reliability)
+    return (f"\n\n**Confidence vs what reviewers kept**, {calibrated}: ECE **{report.ece:.3f}**\n\n"
+            f"| confidence | mean | kept | labels |\n|---|---|---|---|\n{rows}")
 
 
 class EvaluateGeminiLabels(GeminiOperator):
@@ -620,11 +634,18 @@ class EvaluateGeminiLabels(GeminiOperator):
             eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),
         )
         ctx.trigger("reload_dataset")
-        return {"report": evaluation_markdown(report), **report.to_dict()}
+        results = {"report": evaluation_markdown(report), **report.to_dict()}
+        if report.ece is not None:
+            results["reliability_figure"] = json.loads(review.reliability_figure(report).to_json())
+        return results
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("report", label="Gemini vs reviewed labels", view=types.MarkdownView())
+        figure = (ctx.results or {}).get("reliability_figure")
+        if figure:
+            outputs.plot("reliability_figure", label="Reliability diagram",
+                         data=figure["data"], layout=figure["layout"])
         return types.Property(outputs)
 
     def __call__(self, samples, label_field: str, *, gt_field: Optional[str] = None,

@@ -157,6 +157,12 @@ def clear_shard_summaries(dataset: fo.Dataset, run_key: str) -> None:
         store.delete(key)
 
 
+def forget_run(dataset: fo.Dataset, run_key: str) -> None:
+    """Forgets everything stored beside a run's record: its shard summaries and its calibration."""
+    clear_shard_summaries(dataset, run_key)
+    _summary_store(dataset).delete(_calibration_entry(run_key))
+
+
 def save_run_summary(dataset: fo.Dataset, summary: RunSummary, batch_job: Optional[dict] = None) -> RunSummary:
     """Stores a job's summary as its shard's, and the run's total as the run's results.
 

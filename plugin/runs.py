@@ -8,7 +8,7 @@ from typing import Any, Optional
 import fiftyone as fo
 
 from .review.status import ReviewCounts, ReviewError, review_counts
-from .run_records import RunSummary, clear_shard_summaries, list_annotation_runs, load_run_summary
+from .run_records import RunSummary, forget_run, list_annotation_runs, load_run_summary
 from .vocabulary import written_fields
 
 
@@ -79,7 +79,7 @@ def delete_run(samples: fo.core.collections.SampleCollection, run_key: str, *, d
     info = run_info(samples, run_key)
     dataset = samples._dataset
     dataset.delete_run(run_key)
-    clear_shard_summaries(dataset, run_key)
+    forget_run(dataset, run_key)
     if not delete_labels:
         return []
     still_used = {dataset.get_run_info(k).config.label_field for k in list_annotation_runs(dataset)}

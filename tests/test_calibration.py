@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import fiftyone as fo
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 from PIL import Image
 
 import gemini_annotate
-from gemini_annotate import review
+from gemini_annotate import review, runs
 from gemini_annotate.calibration import (
     Calibration,
     ReliabilityBin,
@@ -22,6 +24,7 @@ from gemini_annotate.calibration import (
 )
 from gemini_annotate.emulator import OracleNoise
 from gemini_annotate.review.calibration import confidence_outcomes
+from gemini_annotate.run_records import load_calibration_entry
 
 
 def _bernoulli(confidences, seed=0):
@@ -279,3 +282,45 @@ def test_a_report_without_confidences_has_no_diagram(coco_dataset, emulator, ora
         review.reliability_figure(report)
     with pytest.raises(review.ReviewError, match="nothing to draw"):
         review.save_reliability_png(report, str(tmp_path / "none.png"))
+
+
+def test_later_runs_of_a_calibrated_run_write_calibrated_confidences(reviewed_noisy_run, tmp_path):
+    dataset, run_key = reviewed_noisy_run
+    calibration = review.calibrate(dataset, "gemini")
+    newcomer = fo.Sample(filepath=dataset.first().filepath)
+    dataset.add_sample(newcomer)
+
+    gemini_annotate.annotate(dataset, label_field="gemini", confidence=True)  # tops the run up: one new sample
+
+    added = dataset[newcomer.id].gemini.detections
+    assert added and all(d.raw_confidence is not None for d in added)
+    assert [d.confidence for d in added] == [pytest.approx(calibration.apply(d.label, d.raw_confidence))
+                                            for d in added]
+
+
+def test_the_command_line_calibrates_and_draws_the_reliability_diagram(reviewed_noisy_run, tmp_path):
+    dataset, run_key = reviewed_noisy_run
+    dataset.persistent = True  # seen by the command's own process; deleted with the fixture's clone
+    png = tmp_path / "reliability.png"
+
+    calibrated = subprocess.run([sys.executable, "-m", "gemini_annotate.cli", "calibrate", dataset.name],
+                                capture_output=True, text=True, timeout=300)
+    evaluated = subprocess.run([sys.executable, "-m", "gemini_annotate.cli", "evaluate", dataset.name,
+                                "--reliability-png", str(png)], capture_output=True, text=True, timeout=300)
+
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert f"stored with run {run_key!r}" in calibrated.stdout
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "ECE" in evaluated.stdout and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert review.load_calibration(dataset, run_key) is not None
+
+
+def test_deleting_a_run_forgets_its_calibration(reviewed_noisy_run):
+    dataset, run_key = reviewed_noisy_run
+    review.calibrate(dataset, "gemini")
+
+    assert load_calibration_entry(dataset, run_key) is not None
+
+    runs.delete_run(dataset, run_key)
+
+    assert load_calibration_entry(dataset, run_key) is None
