@@ -356,3 +356,18 @@ def test_marking_a_sample_reviewed_accepts_its_auto_accepted_labels_too(coco_dat
 
     assert accepted == len(ids)
     assert set(coco_dataset.limit(1).values("gemini.detections.review", unwind=True)) == {review.ACCEPTED}
+
+
+def test_auto_accept_reads_thresholds_and_labels_on_one_scale_after_a_calibration(coco_dataset, emulator,
+                                                                                  oracle_for, review_as_a_person):
+    emulator(oracle_for(coco_dataset, noise=OracleNoise(false_positive_rate=0.5, seed=5)))
+    gemini_annotate.annotate(coco_dataset, task="detect", label_field="gemini", confidence=True)
+    reviewed = coco_dataset.limit(4)
+    review_as_a_person(reviewed, "gemini")
+    plain = review.auto_accept(coco_dataset, "gemini", 0.9, 0.9, per_class=False, dry_run=True)
+
+    review.apply_calibration(coco_dataset, "gemini", review.calibrate(reviewed, "gemini"))
+    calibrated = review.auto_accept(coco_dataset, "gemini", 0.9, 0.9, per_class=False, dry_run=True)
+
+    # the same labels qualify: a calibration changes the numbers, not which labels the reviews vouch for
+    assert calibrated.auto_accepted == plain.auto_accepted and calibrated.thresholds == plain.thresholds

@@ -21,7 +21,7 @@ from fiftyone import ViewField as F
 from ..labels import labels_in
 from ..precision import Outcome
 from ..review_rules import SAME_POINT_DISTANCE, is_pre_annotation, label_attribute, review_status
-from ..vocabulary import ACCEPTED, EDITED, REJECTED, proposed_field, reviewed_field
+from ..vocabulary import ACCEPTED, EDITED, RAW_CONFIDENCE_ATTRIBUTE, REJECTED, proposed_field, reviewed_field
 from .status import label_path
 
 KEPT_IOU = 0.5
@@ -29,8 +29,16 @@ KEPT_IOU = 0.5
 
 
 def label_confidence(label: fol.Label) -> Optional[float]:
-    """A label's ``confidence``; a keypoint's (one per point) is their mean. ``None`` without one."""
-    value = label_attribute(label, "confidence")
+    """The confidence the run gave a label: ``raw_confidence`` once a calibration rewrote
+    ``confidence``, else ``confidence``; a keypoint's (one per point) is their mean. ``None``
+    without one.
+
+    Auto-accept's thresholds come from reviewed proposals (whose copies in
+    ``<field>_proposed`` keep the run's own values) and are applied to labels a
+    calibration may have rewritten since: both sides are read on the run's own
+    scale, which a calibration maps monotonically, so per class nothing is lost.
+    """
+    value = label_attribute(label, RAW_CONFIDENCE_ATTRIBUTE, label_attribute(label, "confidence"))
     if isinstance(value, (list, tuple)):
         known = [v for v in value if v is not None]
         return float(np.mean(known)) if known else None
