@@ -245,7 +245,7 @@ class StageCpu:
         from gemini_annotate.writer import LabelWriter
 
         patched = [(builder_module, "prepare_image", "prepare"), (builder_module, "prepare_image_bytes", "prepare"),
-                   (job_module, "reply_result", "interpret"), (LabelWriter, "write", "write")]
+                   (job_module, "sample_result", "interpret"), (LabelWriter, "write", "write")]
         originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
         for owner, name, stage in patched:
             setattr(owner, name, self.timed(stage, getattr(owner, name)))
