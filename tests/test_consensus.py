@@ -124,3 +124,14 @@ def test_the_estimate_and_the_budget_count_every_answer(coco_dataset, emulator, 
 def test_consensus_is_refused_for_free_text(task, options):
     with pytest.raises(ValueError, match="consensus fuses labels"):
         gemini_annotate.AnnotateConfig(task=task, consensus=3, **options)
+
+
+def test_classes_are_fused_by_majority(described_dataset, emulator, described_oracle):
+    emulator(described_oracle(described_dataset))
+
+    summary = gemini_annotate.annotate(described_dataset, task="classify", classes=["indoor", "outdoor"],
+                                       label_field="scene", consensus=3)
+
+    assert summary.requests == 3 * len(described_dataset) and summary.failed == 0
+    assert described_dataset.values("scene.label") == described_dataset.values("truth_scene.label")
+    assert set(described_dataset.values("scene.votes")) == {3}
