@@ -281,3 +281,14 @@ def test_lite_loses_small_objects_most(profile_scores):
 def test_an_unknown_profile_name_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="perfect, pro, flash, lite"):
         noise_profile("ultra")
+
+
+def test_the_same_image_gets_the_same_noisy_answers_wherever_it_lives(coco_index, tmp_path):
+    """Answers are drawn by the image's file name, not its path: a checkout elsewhere (CI's) sees
+    the same noisy answers as this one."""
+    known = coco_index.images[0]
+    moved = KnownImage(key=str(tmp_path / "elsewhere" / known.key.split("/")[-1]), width=known.width,
+                       height=known.height, objects=known.objects, fingerprint=known.fingerprint)
+    noise = noise_profile("lite", seed=3)
+
+    assert _answer(coco_index, moved, noise, draw=2) == _answer(coco_index, known, noise, draw=2)

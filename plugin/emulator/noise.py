@@ -47,7 +47,7 @@ the same way; for a multi-label one each class may also be missed
 (``miss_rate``) and hallucinated ones added.
 
 Fresh draws, reproducible runs. The ``k``-th answer about an image (from 0)
-is drawn from a generator seeded by ``(seed, image, k)``: asking
+is drawn from a generator seeded by ``(seed, image file name, k)``: asking
 again gets a new answer (other misses, other hallucinations), and a run is
 reproducible for a given seed when each image's requests arrive in the same
 order. Concurrency reorders requests, but only requests for the same image

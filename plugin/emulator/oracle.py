@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -371,7 +372,9 @@ def oracle_answer(known: KnownImage, form: AnswerForm, sent_size: tuple[int, int
         dataset_classes: the classes a noisy answer may name when the request
             lists none.
     """
-    rng = answer_rng(noise, known.key, draw) if noise is not None else None
+    # drawn by the file's name, not its path: the same image gets the same answers wherever
+    # the dataset (or a checkout of the tests) lives
+    rng = answer_rng(noise, os.path.basename(known.key), draw) if noise is not None else None
     if form.kind == "caption":
         return json.dumps({form.text_key: known.caption or ""})
     if form.kind == "classify":
