@@ -30,7 +30,6 @@ from typing import Iterable, Optional
 
 import fiftyone as fo
 import fiftyone.core.labels as fol
-import numpy as np
 from fiftyone import ViewField as F
 
 from ..calibration import DEFAULT_MIN_PER_CLASS, Calibration, fit_calibration
@@ -51,34 +50,20 @@ class ConfidenceOutcome:
     kept: bool
 
 
-def raw_confidence(label: fol.Label) -> Optional[float]:
-    """The confidence the run gave a label once calibrated (``raw_confidence``), else ``None``.
-
-    A keypoint's (one per point) is the mean of its points' confidences.
-    """
-    value = label_attribute(label, RAW_CONFIDENCE_ATTRIBUTE)
-    if isinstance(value, (list, tuple)):
-        known = [v for v in value if v is not None]
-        value = float(np.mean(known)) if known else None
-    return None if value is None else float(value)
-
-
 def confidence_outcomes(samples: fo.core.collections.SampleCollection, label_field: str) -> list[ConfidenceOutcome]:
     """The outcome of every proposal with a confidence on the reviewed samples of ``samples``.
 
-    What counts as kept is :mod:`gemini_annotate.review.outcomes`' (the same
-    outcomes auto-acceptance learns from); the confidence is the one the run
-    gave, before any calibration.
+    What counts as kept, and the confidence read (the one the run gave, before
+    any calibration), are :mod:`gemini_annotate.review.outcomes`' (the same
+    outcomes auto-acceptance learns from).
     """
     flag = reviewed_field(label_field)
     if not samples._dataset.has_field(flag):
         return []
     found = []
     for label, outcome in label_outcomes(samples.match(F(flag) == True), label_field):  # noqa: E712
-        raw = raw_confidence(label)
-        confidence = raw if raw is not None else outcome.confidence
-        if confidence is not None:
-            found.append(ConfidenceOutcome(label[RUN_ATTRIBUTE], outcome.label, confidence, outcome.correct))
+        if outcome.confidence is not None:
+            found.append(ConfidenceOutcome(label[RUN_ATTRIBUTE], outcome.label, outcome.confidence, outcome.correct))
     return found
 
 
