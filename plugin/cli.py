@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--miss-rate", type=float, default=0.0)
     p.add_argument("--jitter", type=float, default=0.0)
     p.add_argument("--false-positive-rate", type=float, default=0.0)
-    p.add_argument("--noise-profile", help="model-like noise instead: perfect, pro, flash or lite (README)")
+    p.add_argument("--noise-profile", help="model-like noise instead: perfect, pro, flash or lite (README); "
+                                           "by-model: each request's model name picks lite, flash or pro")
     p.add_argument("--rate-limit", type=float, default=0.0, help="share of 429 answers")
     p.add_argument("--server-error", type=float, default=0.0, help="share of 500/503 answers")
     p.add_argument("--slow", type=float, default=0.0, help="share of very slow answers")

@@ -17,7 +17,7 @@ from .annotation_tool import load_corrections, send_for_review
 from .config import AnnotateConfig
 from .demo import DATASET_NAME as DEMO_DATASET_NAME
 from .demo import describe, run_demo
-from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, noise_profile
+from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, noise_profile, tiered_oracle
 from .estimate import compare_with_estimate, estimate_run
 from .messages import GeminiError
 from .pipeline import AnnotationStopped, run_annotation
@@ -182,9 +182,13 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         dataset = _load(args.oracle_dataset)
         index = LabelIndex.from_samples(dataset, args.oracle_field, caption_field=args.oracle_caption_field,
                                         classification_field=args.oracle_classification_field)
-        noise = (noise_profile(args.noise_profile) if args.noise_profile else
-                 OracleNoise(miss_rate=args.miss_rate, jitter=args.jitter, false_positive_rate=args.false_positive_rate))
-        scenario = Oracle(index, noise=noise)
+        if args.noise_profile == "by-model":
+            scenario = tiered_oracle(index)
+        else:
+            noise = (noise_profile(args.noise_profile) if args.noise_profile else
+                     OracleNoise(miss_rate=args.miss_rate, jitter=args.jitter,
+                                 false_positive_rate=args.false_positive_rate))
+            scenario = Oracle(index, noise=noise)
     else:
         scenario = Canned(args.canned)
     if any((args.rate_limit, args.server_error, args.slow, args.truncate)):

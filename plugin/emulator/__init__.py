@@ -13,6 +13,8 @@ To be wrong the way real models are, give the oracle noise: a named profile,
 ``Oracle(index, noise=noise_profile("lite", seed=1))`` (``perfect``, ``pro``,
 ``flash``, ``lite``: :mod:`.noise` says what each does, with its numbers), or
 an :class:`OracleNoise` of your own. Each answer draws its mistakes afresh.
+``tiered_oracle(index)`` answers each request with the noise of the model it
+names (lite, flash or pro: :mod:`.tiers`), to compare models or cascade offline.
 
 The emulator imports nothing from the rest of the package: its geometry,
 image turning, class-name matching and token counts are its own
@@ -35,10 +37,12 @@ from .scenarios import (
     Styled,
 )
 from .server import EmulatorServer, RequestRecord
+from .tiers import MODEL_TIERS, ByModel, ModelTier, model_tier, tiered_oracle
 from .wire import EmulatorRequest
 
 __all__ = [
-    "CONFUSABLE_CLASSES", "NOISE_PROFILES", "Canned", "DailyQuotaExhausted", "EmulatorFault", "EmulatorReply",
-    "EmulatorRequest", "EmulatorServer", "Faults", "KnownImage", "KnownObject", "LabelIndex", "Oracle",
-    "OracleNoise", "Refuse", "RequestRecord", "Scenario", "Styled", "confusion_groups", "noise_profile",
+    "CONFUSABLE_CLASSES", "MODEL_TIERS", "NOISE_PROFILES", "ByModel", "Canned", "DailyQuotaExhausted",
+    "EmulatorFault", "EmulatorReply", "EmulatorRequest", "EmulatorServer", "Faults", "KnownImage", "KnownObject",
+    "LabelIndex", "ModelTier", "Oracle", "OracleNoise", "Refuse", "RequestRecord", "Scenario", "Styled",
+    "confusion_groups", "model_tier", "noise_profile", "tiered_oracle",
 ]
