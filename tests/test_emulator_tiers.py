@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 import gemini_annotate
+import pytest
 from gemini_annotate.emulator import LabelIndex, model_tier, tiered_oracle
 
 TIER_OF = [
