@@ -36,6 +36,8 @@ _EXPORTS = {
     "compare_with_estimate": ".estimate",
     "PRICES": ".costs",
     "delete_uploaded_files": ".uploads",
+    "compare": ".compare",
+    "CompareReport": ".compare",
 }
 
 __all__ = sorted(_EXPORTS)

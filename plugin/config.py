@@ -8,8 +8,9 @@ stored with a run.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal, Optional
+from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -47,7 +48,14 @@ class AnnotateConfig(BaseModel):
     Attributes:
         task: the task name, one of :data:`TASK_NAMES`.
         classes: class names to look for; labels are matched and normalised to
-            them. ``None`` lets the model name what it sees.
+            them. ``None`` lets the model name what it sees. Given as
+            ``{"name": "description"}`` (a mapping, or its JSON text), the names
+            are the classes and the descriptions go to ``class_descriptions``.
+        class_descriptions: what each class means, ``{"name": "description"}``:
+            the prompt says it; the labels stay the names.
+        hints: sentences the prompt adds as reviewers' notes, e.g. negative
+            hints drafted from rejected labels
+            (:func:`gemini_annotate.review.hints.draft_negative_hints`).
         prompt: a prompt replacing the task's default one.
         label_field: the sample field that receives the pre-annotations.
         model: the Gemini model name.
@@ -128,6 +136,8 @@ class AnnotateConfig(BaseModel):
 
     task: str = "detect"
     classes: Optional[tuple[str, ...]] = None
+    class_descriptions: Optional[dict[str, str]] = None
+    hints: tuple[str, ...] = ()
     prompt: Optional[str] = None
     label_field: str = DEFAULT_LABEL_FIELD
     model: str = DEFAULT_MODEL
@@ -163,6 +173,38 @@ class AnnotateConfig(BaseModel):
     location: Optional[str] = None
     shard: int = Field(0, ge=0)
     num_shards: int = Field(1, ge=1, le=4096)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_with_descriptions(cls, data: Any) -> Any:
+        # {"name": "description"} (or its JSON, from the CLI): names are the classes
+        if not isinstance(data, dict):
+            return data
+        classes = data.get("classes")
+        if isinstance(classes, str) and classes.strip().startswith("{"):
+            try:
+                classes = json.loads(classes)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"classes look like JSON but do not parse: {e}") from e
+        if isinstance(classes, Mapping):
+            described = {str(k).strip(): str(v).strip() for k, v in classes.items() if v and str(v).strip()}
+            data = {**data, "classes": list(classes), "class_descriptions": {**described,
+                                                                              **(data.get("class_descriptions") or {})}}
+        return data
+
+    @field_validator("class_descriptions", mode="before")
+    @classmethod
+    def _no_empty_descriptions(cls, value):
+        return dict(value) if value else None
+
+    @field_validator("hints", mode="before")
+    @classmethod
+    def _hint_list(cls, value):
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        return tuple(str(v).strip() for v in value if str(v).strip())
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -217,6 +259,14 @@ class AnnotateConfig(BaseModel):
         if self.confidence and self.task not in SPATIAL_TASKS:
             raise ValueError(f"confidence is asked per object: it applies to {', '.join(SPATIAL_TASKS)}, "
                              f"not {self.task}")
+        return self
+
+    @model_validator(mode="after")
+    def _descriptions_name_classes(self):
+        unknown = sorted(set(self.class_descriptions or ()) - set(self.classes or ()))
+        if unknown:
+            raise ValueError(f"class_descriptions describe {', '.join(map(repr, unknown))}, which "
+                             "are not among the classes")
         return self
 
     @model_validator(mode="after")
@@ -282,6 +332,7 @@ class AnnotateConfig(BaseModel):
         """
         record = self.model_dump(exclude={"shard"})
         record["classes"] = list(self.classes) if self.classes else None
+        record["hints"] = list(self.hints)
         record["base_url"] = _without_userinfo(self.base_url)
         return record
 

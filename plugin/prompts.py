@@ -3,8 +3,9 @@
 The prompt of a request is assembled here and nowhere else
 (:func:`request_prompt`): the task's own prompt (Google's wording from its
 image-understanding guide, narrowed to the run's classes) or the user's, the
-request for confidences when asked, and what the prompt says about reference
-images. A prompt (or a VQA question) may hold ``{field}`` placeholders, filled
+request for confidences when asked, what each class means
+(``class_descriptions``), reviewers' notes (``hints``), and what the prompt
+says about reference images. A prompt (or a VQA question) may hold ``{field}`` placeholders, filled
 per sample with that sample's value::
 
     "Describe this photo taken in {location}. Its photographer tagged it {tags}."
@@ -73,6 +74,31 @@ VQA_PROMPT = "Answer this question about the image concisely and factually.\nQue
 
 
 CONFIDENCE_SENTENCE = " Give each item a confidence from 0 to 1 that it is right."
+
+
+DESCRIPTIONS_LEAD = "\n\nWhat each class means (label with the class name only):"
+
+
+HINTS_LEAD = "\n\nNotes from the people who reviewed earlier labels:"
+
+
+def descriptions_sentence(descriptions: Mapping[str, str]) -> str:
+    """The prompt's lines saying what each class means; the labels stay the names.
+
+    >>> descriptions_sentence({"car": "a passenger car, not a van"})
+    '\\n\\nWhat each class means (label with the class name only):\\n- car: a passenger car, not a van'
+    """
+    return DESCRIPTIONS_LEAD + "".join(f"\n- {_literal(name)}: {_literal(text)}" for name, text in descriptions.items())
+
+
+def hints_sentence(hints: tuple[str, ...]) -> str:
+    """The prompt's lines carrying reviewers' notes (negative hints, ...)."""
+    return HINTS_LEAD + "".join(f"\n- {_literal(hint)}" for hint in hints)
+
+
+def _literal(text: str) -> str:
+    # the prompt is a {field} template: braces the user wrote here are text
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 
@@ -166,6 +192,10 @@ def request_prompt(config: AnnotateConfig) -> str:
     prompt = TASK_PROMPTS[config.task](config)
     if config.confidence:
         prompt += CONFIDENCE_SENTENCE
+    if config.class_descriptions:
+        prompt += descriptions_sentence(config.class_descriptions)
+    if config.hints:
+        prompt += hints_sentence(config.hints)
     if config.reference_images:
         prompt += references_sentence(len(config.reference_images))
     return prompt
