@@ -60,3 +60,6 @@ def register(plugin) -> None:
     from .operators import register_operators  # lazy: importing the package loads neither FiftyOne nor the SDK
 
     register_operators(plugin)
+    from .compare_operator import register_compare_operator  # lazy: as above, and only the App needs it
+
+    register_compare_operator(plugin)

@@ -190,6 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also draw the reliability diagram (confidence vs what reviewers kept) to a PNG")
     p.set_defaults(handler="cmd_evaluate")
 
+    p = sub.add_parser("compare", help="run candidate setups on reviewed samples: quality per cost, a recommendation")
+    p.add_argument("dataset")
+    p.add_argument("--candidate", action="append", default=[], metavar="KEY=VALUE,...",
+                   help="a candidate's options, e.g. name=lite,model=gemini-2.5-flash-lite,media_resolution=low "
+                        "(repeatable; or a JSON object)")
+    p.add_argument("--candidates", metavar="FILE", help="a JSON file: a list of candidates (objects of options)")
+    p.add_argument("--gt-field", help="the reference: a ground-truth field (default: --reference-field)")
+    p.add_argument("--reference-field", help="the reference: the labels people kept on the reviewed samples of "
+                                             f"this field (default {DEFAULT_LABEL_FIELD})")
+    p.add_argument("--tolerance", type=float, default=0.02,
+                   help="recommend the cheapest within this much quality of the best (default 0.02)")
+    p.add_argument("--task", default="detect", choices=list(TASK_NAMES))
+    p.add_argument("--classes", help="comma-separated, or JSON {\"name\": \"description\"} (default: the "
+                                     "reference's classes)")
+    p.add_argument("--prefix", default="compare_", help="each candidate writes into <prefix><name>")
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--base-url", help="send requests to this endpoint (emulator, gateway)")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--max-requests", type=int, help="each candidate stops (resumably) after this many requests")
+    p.add_argument("--prices", help="a JSON file of prices per model overriding the built-in table")
+    p.add_argument("--png", metavar="PATH", help="draw the Pareto plot of quality vs cost to a PNG")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--view-tag")
+    p.set_defaults(handler="cmd_compare")
+
     p = sub.add_parser("calibrate", help="fit a run's confidences to what reviewers kept; later runs use the fit")
     p.add_argument("dataset")
     p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD)

@@ -15,6 +15,7 @@ import fiftyone as fo
 
 from .annotation_tool import load_corrections, send_for_review
 from .config import AnnotateConfig
+from .compare import candidate_from_text, compare, load_candidates
 from .demo import DATASET_NAME as DEMO_DATASET_NAME
 from .demo import describe, run_demo
 from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, noise_profile, tiered_oracle
@@ -255,6 +256,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.reliability_png:
         print(f"reliability diagram: {save_reliability_png(report, args.reliability_png)}")
     return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    candidates = [candidate_from_text(text) for text in args.candidate]
+    if args.candidates:
+        candidates += load_candidates(args.candidates)
+    shared = {name: getattr(args, name) for name in ("task", "classes", "base_url", "concurrency", "max_requests")
+              if getattr(args, name) is not None}
+    report = compare(_samples(args), candidates, gt_field=args.gt_field, reference_field=args.reference_field,
+                     tolerance=args.tolerance, prices=args.prices, label_field_prefix=args.prefix, iou=args.iou,
+                     progress=_print_progress, **shared)
+    print(report.describe())
+    if args.png:
+        print(f"Pareto plot: {report.save_png(args.png)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report.to_dict(), f, indent=2, default=str)
+    return EXIT_OK if report.recommendation else EXIT_STOPPED
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -341,6 +341,36 @@ def _copy_value(label_type: type, value: Optional[fol.Label]) -> Optional[fol.La
 # the candidates
 
 
+def candidate_from_text(text: str) -> dict[str, Any]:
+    """A candidate from ``key=value,key=value`` (the CLI's ``--candidate``), or from a JSON object.
+
+    Values are text; the configuration converts them (``consensus=3``). A value
+    holding commas (a prompt, hints) needs the JSON form.
+
+    >>> candidate_from_text("name=lite,model=gemini-2.5-flash-lite,media_resolution=low")
+    {'name': 'lite', 'model': 'gemini-2.5-flash-lite', 'media_resolution': 'low'}
+    """
+    text = text.strip()
+    if text.startswith("{"):
+        return dict(json.loads(text))
+    candidate = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"a candidate is key=value pairs separated by commas; {part!r} is not one")
+        candidate[key.strip()] = value.strip()
+    return candidate
+
+
+def load_candidates(path: str) -> list[dict[str, Any]]:
+    """The candidates of a JSON file: a list of objects of options (each with an optional ``name``)."""
+    with open(path) as f:
+        candidates = json.load(f)
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise ValueError(f"{path}: a candidates file holds a JSON list of objects of options")
+    return candidates
+
+
 def _named(candidates: Sequence[CandidateSpec]) -> list[tuple[str, CandidateSpec]]:
     """Each candidate with a unique name: its own ``name``, else one made from its options."""
     named, seen = [], {}
