@@ -2,9 +2,10 @@
 
 Synthetic images of shapes whose ground truth is known to the pixel (the
 fidelity harness's: 4–7 shapes of 10–260 px each, many of them small), answered
-by the emulator's tiered oracle (``plugin/emulator/tiers.py``): a ``...-lite``
+by the emulator's model tiers (``plugin/emulator/tiers.py``): a ``...-lite``
 model gets the ``lite`` noise profile, ``...-pro...`` the ``pro`` one, anything
-else ``flash``. A flash run pre-annotates the images and a careful person
+else ``flash``; their confusions are the look-alike shapes (rectangle and rotated
+rectangle, triangle and star), as in ``benchmarks/trust.py``. A flash run pre-annotates the images and a careful person
 (simulated from the ground truth: keep what matches a true object, reject the
 rest, draw what was missed) reviews some of them. ``gemini_annotate.compare`` then
 runs each candidate on the reviewed samples and scores it against the labels
@@ -33,6 +34,7 @@ kaleido, which is not installed) and writes the raw figures to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -49,7 +51,8 @@ os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 import gemini_annotate  # noqa: E402
-from gemini_annotate.emulator import EmulatorServer, LabelIndex, tiered_oracle  # noqa: E402
+from gemini_annotate.emulator import MODEL_TIERS, ByModel, EmulatorServer, LabelIndex, Oracle  # noqa: E402
+from gemini_annotate.emulator.noise import noise_profile  # noqa: E402
 from gemini_annotate.pareto import recommend  # noqa: E402
 from gemini_annotate.review.hints import draft_negative_hints  # noqa: E402
 
@@ -71,6 +74,17 @@ SWEEP = (0.0, 0.05, 0.1, 0.15, 0.2)
 """Other tolerances at which both recommendations are shown (for information; only ``--tolerance`` is checked)."""
 TRUST = _load("trust")
 HARNESS = TRUST.HARNESS
+
+
+def shape_tiers(index: LabelIndex, *, seed: int, latency: float) -> ByModel:
+    """The emulator's tiers (as :func:`~gemini_annotate.emulator.tiered_oracle` builds them), with the
+    look-alike shapes as the classes their noise confuses (its default confusions are COCO's)."""
+    return ByModel(
+        {name: Oracle(index, noise=dataclasses.replace(noise_profile(tier.noise, seed=seed),
+                                                       confusions=TRUST.SHAPE_CONFUSIONS))
+         for name, tier in MODEL_TIERS.items()},
+        delays={name: latency * tier.relative_latency for name, tier in MODEL_TIERS.items()},
+    )
 
 
 def truth_scores(dataset, report) -> dict[str, float]:
@@ -114,12 +128,12 @@ def main() -> int:
         try:
             index = LabelIndex.from_samples(dataset, "ground_truth")
             options = dict(classes=list(HARNESS.SHAPES), api_key=API_KEY, concurrency=16)
-            with EmulatorServer(tiered_oracle(index, seed=args.seed, latency=0.05)) as server:
+            with EmulatorServer(shape_tiers(index, seed=args.seed, latency=0.05)) as server:
                 gemini_annotate.annotate(dataset, label_field="gemini", model=FLASH, base_url=server.url, **options)
                 reviewed = dataset.take(args.reviewed, seed=0)
                 reviewed.tag_samples("reference")
                 TRUST.review_like_a_person(reviewed, "gemini")
-                hints = [h.text for h in draft_negative_hints(dataset, "gemini", min_count=2)]
+                hints = [h.text for h in draft_negative_hints(dataset, "gemini", min_share=0.1)]
                 candidates = [
                     {"name": "lite", "model": LITE},
                     {"name": "flash", "model": FLASH},
@@ -165,7 +179,8 @@ def publish(args, report, truth: dict[str, float], hints: list[str], objects: in
     with open(os.path.join(RESULTS, "compare.json"), "w") as f:
         json.dump({"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
                    "measured_under_load": True, "arguments": vars(args), "elapsed_seconds": elapsed,
-                   "hints": hints, "truth_scores": truth, "expected": expected, "sweep": sweep, "report": report.to_dict()},
+                   "hints": hints, "truth_scores": truth, "expected": expected, "sweep": sweep,
+                   "report": report.to_dict()},
                   f, indent=2, default=str)
     ok = chosen is not None and chosen == expected
     print("OK: the recommendation is the cheapest within tolerance by the ground truth" if ok else

@@ -42,12 +42,27 @@ from .config import DEFAULT_LABEL_FIELD, AnnotateConfig
 from .costs import PRICES_AS_OF, cost, load_prices, price_for
 from .job import AnnotationStopped, ProgressCallback
 from .labels import field_value, labels_in
-from .pareto import Projection, Recommendation, SetupPoint, pareto_front, project_cost, quality_metric, recommend
+from .pareto import (
+    Projection,
+    Recommendation,
+    SetupPoint,
+    pareto_front,
+    project_cost,
+    quality_metric,
+    recommend,
+)
 from .pipeline import run_annotation
 from .review.evaluation import all_ranked
 from .review.status import ReviewError, label_path
-from .vocabulary import KEPT_STATUSES, REVIEW_ATTRIBUTE, RUN_ATTRIBUTE, STATUS_FAILED, STATUS_OK, STATUS_PARTIAL
-from .vocabulary import reviewed_field
+from .vocabulary import (
+    KEPT_STATUSES,
+    REVIEW_ATTRIBUTE,
+    RUN_ATTRIBUTE,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_PARTIAL,
+    reviewed_field,
+)
 
 DEFAULT_TOLERANCE = 0.02
 """How much quality below the best the recommendation accepts for a lower cost (absolute: 0.02 F1 or mAP)."""
