@@ -181,3 +181,20 @@ def test_no_hints_without_reviews(make_dataset):
     dataset.add_sample(fo.Sample(filepath="/tmp/x.jpg", gemini=fo.Detections()))
     with pytest.raises(review.ReviewError, match="no sample is marked reviewed"):
         draft_negative_hints(dataset, "gemini")
+
+
+def test_candidates_are_named_uniquely_and_may_be_configurations(coco_dataset, emulator):
+    emulator(tiered_oracle(LabelIndex.from_samples(coco_dataset, "ground_truth")))
+    candidates = [AnnotateConfig(model=LITE), {"model": LITE}, {"model": FLASH, "media_resolution": "low"}]
+    report = compare(coco_dataset.limit(2), candidates, gt_field="ground_truth")
+    assert [c.name for c in report.candidates] == [
+        "gemini_2_5_flash_lite", "gemini_2_5_flash_lite_2", "gemini_3_flash_preview_media_resolution_low"]
+    assert all(c.status == "done" for c in report.candidates)
+    # an AnnotateConfig without classes asks for the reference's, like the others
+    assert set(coco_dataset.distinct("compare_gemini_2_5_flash_lite.detections.label")) <= set(
+        coco_dataset.distinct("ground_truth.detections.label"))
+
+
+def test_both_references_at_once_are_refused(coco_dataset):
+    with pytest.raises(CompareError, match="not both"):
+        compare(coco_dataset, TIERS, gt_field="ground_truth", reference_field="gemini")

@@ -135,3 +135,32 @@ def test_a_projection_needs_a_measured_sample():
 @pytest.mark.parametrize("maps, metric", [([0.5, 0.6], "mAP"), ([0.5, None], "F1"), ([], "F1")])
 def test_quality_is_map_only_when_every_setup_is_ranked(maps, metric):
     assert quality_metric(maps) == metric
+
+
+def _form(dataset, params):
+    """The compare form as the App gets it: property name → its JSON."""
+    import asyncio
+
+    from fiftyone.operators.executor import ExecutionResult, resolve_type
+    from fiftyone.operators.registry import OperatorRegistry
+
+    request = {"dataset_name": dataset.name, "view": dataset.view()._serialize(), "params": params}
+    resolved = asyncio.run(resolve_type(OperatorRegistry(), f"{PLUGIN_NAME}/compare_setups", request))
+    assert not isinstance(resolved, ExecutionResult), resolved.error
+    return resolved.to_json()["type"]["properties"]
+
+
+def test_the_form_offers_reviewed_fields_and_ground_truth_as_references(coco_dataset, emulator, review_as_a_person,
+                                                                        installed_plugin):
+    emulator(tiered_oracle(LabelIndex.from_samples(coco_dataset, "ground_truth")))
+    _reviewed(coco_dataset, review_as_a_person)
+    form = _form(coco_dataset, {})
+    choices = [c["value"] for c in form["reference"]["view"]["choices"]]
+    assert choices[0] == "reviewed:gemini" and "gt:ground_truth" in choices
+    assert "3 reviewed sample(s)" in form["reference_note"]["view"]["label"]
+    assert "model" in form["candidates"]["type"]["element_type"]["properties"]
+
+
+def test_the_form_says_when_there_is_nothing_to_compare_against(make_dataset, installed_plugin):
+    form = _form(make_dataset(), {})
+    assert "no_reference" in form and "candidates" not in form
