@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         """The options describing a job, shared by annotate and estimate."""
         p.add_argument("dataset", help="the FiftyOne dataset's name")
         p.add_argument("--task", default="detect", choices=list(TASK_NAMES))
-        p.add_argument("--classes", help="comma-separated class names")
+        p.add_argument("--classes", help='comma-separated class names, or JSON {"name": "description"}')
         p.add_argument("--multi-label", action="store_true", default=None,
                        help="classify: every class that applies (fo.Classifications)")
         p.add_argument("--confidence", action="store_true", default=None,
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ask N times per image and fuse the answers: confidence from their agreement "
                             "(N requests per image)")
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
+        p.add_argument("--hint", dest="hints", action="append",
+                       help="a note the prompt adds, e.g. a negative hint from reviews (repeatable)")
         p.add_argument("--question", help="vqa: the question; {field} names a sample field")
         p.add_argument("--view-tag", help="only samples with this tag")
         p.add_argument("--label-field", default=DEFAULT_LABEL_FIELD, help="the field receiving the labels")

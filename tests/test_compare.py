@@ -198,3 +198,34 @@ def test_candidates_are_named_uniquely_and_may_be_configurations(coco_dataset, e
 def test_both_references_at_once_are_refused(coco_dataset):
     with pytest.raises(CompareError, match="not both"):
         compare(coco_dataset, TIERS, gt_field="ground_truth", reference_field="gemini")
+
+
+def test_braces_in_descriptions_and_hints_are_text_not_sample_fields():
+    from gemini_annotate.prompts import request_prompt, template_fields
+
+    config = AnnotateConfig(classes={"car": "not a {van}"}, hints=["never {truck}"])
+    prompt = request_prompt(config)
+    assert template_fields(prompt) == ()
+    assert "not a {{van}}" in prompt and "never {{truck}}" in prompt  # filled per sample into single braces
+
+
+def test_quality_is_map_when_every_candidate_ranks_its_labels(coco_dataset, emulator):
+    emulator(tiered_oracle(LabelIndex.from_samples(coco_dataset, "ground_truth")))
+    ranked = [{"name": n, "model": m, "confidence": True} for n, m in (("lite", LITE), ("pro", PRO))]
+    report = compare(coco_dataset.limit(3), ranked, gt_field="ground_truth")
+    assert report.metric == "mAP"
+    assert all(c.quality == c.mAP and 0 < c.mAP <= 1 for c in report.candidates)
+    mixed = compare(coco_dataset.limit(3), [ranked[0], {"name": "unranked", "model": LITE}], gt_field="ground_truth")
+    assert mixed.metric == "F1" and all(c.quality == c.f1 for c in mixed.candidates)
+
+
+def test_the_annotate_command_takes_described_classes_and_hints(coco_dataset, emulator):
+    from gemini_annotate.cli import main
+
+    scenario = RecordingPrompts(tiered_oracle(LabelIndex.from_samples(coco_dataset, "ground_truth")))
+    emulator(scenario)
+    code = main(["annotate", coco_dataset.name, "--classes", '{"person": "a human", "cup": ""}',
+                 "--hint", "Do not label a vase as cup.", "--quiet"])
+    assert code == 0
+    assert "- person: a human" in scenario.prompts[-1] and "- Do not label a vase as cup." in scenario.prompts[-1]
+    assert "following classes in the image: person, cup." in scenario.prompts[-1]
