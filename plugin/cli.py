@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ask N times per image and fuse the answers: confidence from their agreement "
                             "(N requests per image)")
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
+        p.add_argument("--class-descriptions", metavar="JSON",
+                       help='what classes mean, {"name": "description"} (or give --classes as that JSON)')
         p.add_argument("--hint", dest="hints", action="append",
                        help="a note the prompt adds, e.g. a negative hint from reviews (repeatable)")
         p.add_argument("--question", help="vqa: the question; {field} names a sample field")

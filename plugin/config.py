@@ -195,6 +195,11 @@ class AnnotateConfig(BaseModel):
     @field_validator("class_descriptions", mode="before")
     @classmethod
     def _no_empty_descriptions(cls, value):
+        if isinstance(value, str) and value.strip():
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"class_descriptions must be a JSON object: {e}") from e
         return dict(value) if value else None
 
     @field_validator("hints", mode="before")

@@ -229,3 +229,8 @@ def test_the_annotate_command_takes_described_classes_and_hints(coco_dataset, em
     assert code == 0
     assert "- person: a human" in scenario.prompts[-1] and "- Do not label a vase as cup." in scenario.prompts[-1]
     assert "following classes in the image: person, cup." in scenario.prompts[-1]
+
+
+def test_class_descriptions_may_be_given_apart_as_json():
+    config = AnnotateConfig(classes="car,van", class_descriptions='{"van": "a box-shaped vehicle"}')
+    assert config.class_descriptions == {"van": "a box-shaped vehicle"}
