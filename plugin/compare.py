@@ -253,8 +253,9 @@ def compare(
     Args:
         samples: the collection: its reference samples are run and scored; the
             others are what the projection prices.
-        candidates: :class:`AnnotateConfig` objects, or mappings of options
-            laid over ``options`` (``model``, ``prompt``, ``thinking_level``,
+        candidates: :class:`AnnotateConfig` objects (taken as they are, but for
+            their field; without classes they get the reference's), or
+            mappings of options laid over ``options`` (``model``, ``prompt``, ``thinking_level``,
             ``media_resolution``, ``max_image_side``, ``mask_form``,
             ``consensus``, ``hints``, ``classes`` with descriptions, ...), each
             with an optional ``name`` (else one is made from its options).
@@ -281,6 +282,8 @@ def compare(
     """
     if not candidates:
         raise CompareError("compare needs at least one candidate")
+    if tolerance < 0:
+        raise CompareError(f"tolerance is the quality given up for a lower cost: at least 0, got {tolerance}")
     reference = _resolve_reference(samples, gt_field, reference_field, label_field_prefix)
     view = samples.select(reference.sample_ids)
     shared = {"classes": reference.classes or None, **options}
