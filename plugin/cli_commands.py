@@ -14,8 +14,8 @@ import sys
 import fiftyone as fo
 
 from .annotation_tool import load_corrections, send_for_review
-from .config import AnnotateConfig
 from .compare import candidate_from_text, compare, load_candidates
+from .config import AnnotateConfig
 from .demo import DATASET_NAME as DEMO_DATASET_NAME
 from .demo import describe, run_demo
 from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, noise_profile, tiered_oracle
