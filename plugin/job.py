@@ -29,6 +29,7 @@ from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleEr
 from .results import Answer, SampleResult, failed_result, sample_result
 from .review.calibration import calibrate_labels, load_calibration
 from .review_colors import color_by_review_status
+from .run_attempts import finish_shard, join_attempt, resumes_by_stamp
 from .run_records import RunSummary, record_run, save_run_summary
 from .selection import count_selection, iter_pending
 from .tasks import ReplyContext, TaskSpec, get_task
@@ -122,7 +123,9 @@ class AnnotationJob(abc.ABC):
         self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
                         if config.image_transport == "file_api" else None)
         self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
-        self.writer = LabelWriter(self.dataset, config, on_first_write=self._record)
+        # an overwrite resumes by what this attempt of the run wrote (gemini_annotate.run_attempts)
+        self.attempt = join_attempt(self.dataset, config.resolved_run_key) if resumes_by_stamp(config) else None
+        self.writer = LabelWriter(self.dataset, config, attempt=self.attempt, on_first_write=self._record)
         self._api_key = api_key
         self._progress = progress
         self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
@@ -155,7 +158,7 @@ class AnnotationJob(abc.ABC):
 
     def _count_selection(self) -> None:
         """Counts the samples of the job, and those skipped as done (by ``if_labeled``)."""
-        selected, pending = count_selection(self.samples, self.config)
+        selected, pending = count_selection(self.samples, self.config, self.attempt)
         self.summary.selected, self.summary.skipped = selected, selected - pending
 
     def _pending_pages(self) -> Iterator[list[Union[SampleSource, SampleResult]]]:
@@ -163,7 +166,7 @@ class AnnotationJob(abc.ABC):
         needs, or the failed result of a sample that is not an image."""
         # metadata.width tells which samples lack metadata (computed from the image sent)
         fields = list(dict.fromkeys([*self.builder.fields, "metadata.width"]))
-        for page in iter_pending(self.samples, self.config, fields, PAGE_SIZE):
+        for page in iter_pending(self.samples, self.config, fields, PAGE_SIZE, self.attempt):
             yield [_not_an_image(sample_id, path) or SampleSource(sample_id, path, values)
                    for sample_id, path, values in page]
 
@@ -255,8 +258,11 @@ class AnnotationJob(abc.ABC):
         summary = self.summary
         summary.elapsed_seconds = round(summary.elapsed_seconds + time.monotonic() - started, 3)
         if self._recorded or batch_job is not None:
-            self.writer.declare_attributes()
+            self.writer.declare_attributes()  # what the labels written carry; no scan of the dataset
             save_run_summary(self.dataset, summary, batch_job=batch_job)
+        if self.attempt is not None and not summary.stopped and message is None:
+            # this shard went through its selection: once every shard has, a new run starts over
+            finish_shard(self.dataset, summary.run_key, self.attempt, self.config.shard, self.config.num_shards)
         self._report_progress(force=True, message=message)
         if summary.stopped:
             raise AnnotationStopped(summary.stopped, summary)
