@@ -31,7 +31,7 @@ from .review.calibration import calibrate_labels, load_calibration
 from .review_colors import color_by_review_status
 from .run_attempts import finish_shard, join_attempt, resumes_by_stamp
 from .run_records import RunSummary, record_run, save_run_summary
-from .selection import count_selection, iter_pending
+from .selection import count_selection, index_selection, iter_pending
 from .tasks import ReplyContext, TaskSpec, get_task
 from .uploads import UploadCache, upload_endpoint
 from .vocabulary import STATUS_FAILED, STATUS_PARTIAL, Provenance
@@ -158,6 +158,7 @@ class AnnotationJob(abc.ABC):
 
     def _count_selection(self) -> None:
         """Counts the samples of the job, and those skipped as done (by ``if_labeled``)."""
+        index_selection(self.samples, self.config)
         selected, pending = count_selection(self.samples, self.config, self.attempt)
         self.summary.selected, self.summary.skipped = selected, selected - pending
 
@@ -259,6 +260,7 @@ class AnnotationJob(abc.ABC):
         summary.elapsed_seconds = round(summary.elapsed_seconds + time.monotonic() - started, 3)
         if self._recorded or batch_job is not None:
             self.writer.declare_attributes()  # what the labels written carry; no scan of the dataset
+            index_selection(self.samples, self.config)  # once, after a first run, for the next
             save_run_summary(self.dataset, summary, batch_job=batch_job)
         if self.attempt is not None and not summary.stopped and message is None:
             # this shard went through its selection: once every shard has, a new run starts over

@@ -56,6 +56,18 @@ def _pending_match(config: AnnotateConfig, attempt: Optional[str] = None) -> dic
     return {}
 
 
+def index_selection(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> None:
+    """Indexes the status field, which the selection of ``skip`` and ``retry_failed`` jobs filters on.
+
+    With the index, finding the 10 samples a top-up still has to send reads
+    those 10, not the whole dataset. Creating it is a no-op once it exists;
+    a dataset without the field yet (no run wrote it) gets it after its first run.
+    """
+    dataset = samples._dataset
+    if dataset.has_field(config.status_field):
+        dataset.create_index(config.status_field)
+
+
 def _shard_stages(config: AnnotateConfig) -> list[dict]:
     return [{"$match": _shard_match(config.shard, config.num_shards)}] if config.num_shards > 1 else []
 

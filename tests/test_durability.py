@@ -1,0 +1,191 @@
+"""Durability and cost that follows the work: flush by age, resume of overwrite runs, budgets
+shared by shards, no whole-dataset scan at the end of a run, streaming estimates.
+
+Everything runs against the emulator through the real SDK and a real database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import fiftyone as fo
+import pytest
+from test_scale import THREE_BOXES, write_images
+
+import gemini_annotate
+from gemini_annotate.budget_store import SharedBudget, budget_for, reset_shared_budget
+from gemini_annotate.emulator import Canned
+from gemini_annotate.limits import Budget, BudgetExhausted
+from gemini_annotate.results import SampleResult
+from gemini_annotate.run_records import clear_shard_summaries
+from gemini_annotate.vocabulary import attempt_field
+from gemini_annotate.writer import BATCH_SIZE, MAX_AGE, LabelWriter
+
+
+@pytest.fixture
+def image_dataset(make_dataset, tmp_path):
+    """A dataset of ``count`` distinct small images, and the digest of each sample's image."""
+
+    def build(count: int):
+        digests = write_images(tmp_path / "images", count)
+        dataset = make_dataset()
+        dataset.add_samples([fo.Sample(filepath=p) for p in digests])
+        return dataset, {sid: digests[path] for sid, path in zip(*dataset.values(["id", "filepath"]))}
+
+    return build
+
+
+# flush by age
+
+
+def test_writes_stay_at_most_one_per_100_samples_from_50_answers_per_second():
+    for rate in (50, 80, 200, 1000):
+        assert min(BATCH_SIZE, MAX_AGE * rate) >= 100, rate
+    assert MAX_AGE <= 2.0
+
+
+@pytest.mark.parametrize("results, wait, due", [
+    (1, 0.0, False),           # young and few: keep buffering
+    (1, 0.35, True),           # the oldest result reached the age
+    (4, 0.0, True),            # the count
+    (0, 0.35, False),          # nothing to write
+])
+def test_a_flush_is_due_by_age_of_the_oldest_result_or_by_count(make_dataset, results, wait, due):
+    writer = LabelWriter(make_dataset(), gemini_annotate.AnnotateConfig(), batch_size=4, max_age=0.3)
+    for i in range(results):
+        writer.add(SampleResult(sample_id=f"{i:024x}", status="ok", label=None))
+    time.sleep(wait)
+    assert writer.due() is due
+
+
+def test_slow_replies_are_written_every_max_age_not_only_at_the_end(image_dataset, emulator, monkeypatch):
+    dataset, _ = image_dataset(12)
+    emulator(Canned(THREE_BOXES), latency=0.4)  # about 2.5 answers/s: the count is never reached
+    writes: list[tuple[float, int]] = []
+    original = LabelWriter.write
+
+    def timed_write(self, batch):
+        if batch:
+            writes.append((time.monotonic(), len(batch)))
+        return original(self, batch)
+
+    monkeypatch.setattr(LabelWriter, "write", timed_write)
+    gemini_annotate.annotate(dataset, label_field="gemini", concurrency=1)
+
+    assert sum(n for _, n in writes) == 12
+    assert len(writes) >= 2  # written while the run went on
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(writes, writes[1:])]
+    assert all(gap <= MAX_AGE + 1.0 for gap in gaps[:-1]), gaps
+
+
+# resume of overwrite and replace_unreviewed runs
+
+
+@pytest.mark.parametrize("policy", ["overwrite", "replace_unreviewed"])
+def test_a_stopped_overwrite_resumes_without_resending_what_it_wrote_and_a_finished_one_starts_over(
+        image_dataset, emulator, policy):
+    dataset, digests = image_dataset(30)
+    server = emulator(Canned(THREE_BOXES), latency=0.01)
+    gemini_annotate.annotate(dataset, label_field="gemini", concurrency=4)
+    first_labels = dict(zip(*dataset.values(["id", "gemini.detections.id"])))
+
+    with pytest.raises(gemini_annotate.AnnotationStopped, match="request budget"):
+        gemini_annotate.annotate(dataset, label_field="gemini", if_labeled=policy, concurrency=2, max_requests=10)
+    stamped = set(dataset.exists(attempt_field("gemini")).values("id"))
+    assert len(stamped) == 10
+
+    resumed = gemini_annotate.annotate(dataset, label_field="gemini", if_labeled=policy, concurrency=4)
+
+    assert (resumed.done, resumed.skipped) == (20, 10)
+    assert server.requests_per_image() == {d: 2 for d in digests.values()}  # the first run, then this one
+    ids, labels = dataset.values(["id", "gemini.detections.id"])
+    assert all(len(new) == 3 and new != first_labels[sid] for sid, new in zip(ids, labels))
+
+    again = gemini_annotate.annotate(dataset, label_field="gemini", if_labeled=policy, concurrency=4)
+
+    assert (again.done, again.skipped) == (30, 0)
+    assert server.requests_per_image() == {d: 3 for d in digests.values()}
+
+
+def test_a_skip_run_stamps_nothing(image_dataset, emulator):
+    dataset, _ = image_dataset(5)
+    emulator(Canned(THREE_BOXES))
+    gemini_annotate.annotate(dataset, label_field="gemini")
+    assert not dataset.has_field(attempt_field("gemini"))
+
+
+# budgets shared by the shards of a run
+
+
+@pytest.mark.parametrize("caps, spend, error", [
+    (dict(max_requests=2), [(0, 0), (0, 0)], "request budget (2 requests)"),
+    (dict(max_tokens=1000), [(400, 300), (400, 450)], "token budget (1,000 tokens)"),
+    (dict(max_tokens=1000), [(600, None)], "token budget"),
+])
+def test_a_shared_budget_counts_what_every_shard_spends(make_dataset, caps, spend, error):
+    dataset = make_dataset()
+    reset_shared_budget(dataset, "run")
+    shards = [SharedBudget(dataset, "run", **caps), SharedBudget(dataset, "run", **caps)]
+    for i, (estimate, reported) in enumerate(spend):
+        shard = shards[i % 2]  # the spending alternates between the shards
+        shard.spend_request(estimate)
+        if reported is not None:
+            shard.settle(estimate, reported)
+    for shard in shards:
+        with pytest.raises(BudgetExhausted, match=error.replace("(", r"\(").replace(")", r"\)")):
+            shard.spend_request(500)
+
+
+def test_only_a_sharded_run_with_a_cap_shares_its_budget(make_dataset):
+    dataset = make_dataset()
+    cases = [(dict(), Budget), (dict(max_requests=5), Budget), (dict(num_shards=2), Budget),
+             (dict(num_shards=2, max_requests=5), SharedBudget), (dict(num_shards=2, max_tokens=9), SharedBudget)]
+    for options, kind in cases:
+        assert type(budget_for(dataset, gemini_annotate.AnnotateConfig(**options))) is kind, options
+
+
+def test_two_shards_running_at_once_send_the_run_budget_in_all(image_dataset, emulator):
+    dataset, _ = image_dataset(40)
+    server = emulator(Canned(THREE_BOXES), latency=0.05)
+    clear_shard_summaries(dataset, "gemini")  # as the run is split
+    stopped: list[str] = []
+
+    def shard(number: int) -> None:
+        try:
+            gemini_annotate.annotate(dataset, label_field="gemini", concurrency=3, max_requests=12,
+                                     shard=number, num_shards=2)
+        except gemini_annotate.AnnotationStopped as e:
+            stopped.append(str(e))
+
+    threads = [threading.Thread(target=shard, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+    assert server.count() == 12
+    assert len(stopped) == 2 and all("request budget (12 requests)" in s for s in stopped)
+    assert dataset.count_values("gemini_status").get("ok") == 12
+
+    clear_shard_summaries(dataset, "gemini")  # split afresh: a budget of its own
+    gemini_annotate.annotate(dataset, label_field="gemini", concurrency=3, max_requests=100, shard=0, num_shards=2)
+    assert server.count() > 12
+
+
+# no whole-dataset scan at the end of a run
+
+
+def test_a_run_declares_its_label_attributes_without_scanning_the_dataset(coco_dataset, emulator, monkeypatch):
+    emulator(Canned(THREE_BOXES))
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("add_dynamic_sample_fields scans the whole dataset")
+
+    monkeypatch.setattr(fo.Dataset, "add_dynamic_sample_fields", no_scan)
+    gemini_annotate.annotate(coco_dataset, label_field="gemini", confidence=True)
+
+    schema = fo.load_dataset(coco_dataset.name).get_field_schema(flat=True)
+    for attribute in ("review", "gemini_model", "gemini_run"):
+        assert isinstance(schema[f"gemini.detections.{attribute}"], fo.StringField), attribute
+    assert "gemini_status" in coco_dataset.list_indexes()
