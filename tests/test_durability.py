@@ -6,6 +6,7 @@ Everything runs against the emulator through the real SDK and a real database.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -16,6 +17,7 @@ from test_scale import THREE_BOXES, write_images
 import gemini_annotate
 from gemini_annotate.budget_store import SharedBudget, budget_for, reset_shared_budget
 from gemini_annotate.emulator import Canned
+from gemini_annotate.estimate import estimate_run
 from gemini_annotate.limits import Budget, BudgetExhausted
 from gemini_annotate.results import SampleResult
 from gemini_annotate.run_records import clear_shard_summaries
@@ -94,6 +96,8 @@ def test_a_stopped_overwrite_resumes_without_resending_what_it_wrote_and_a_finis
         gemini_annotate.annotate(dataset, label_field="gemini", if_labeled=policy, concurrency=2, max_requests=10)
     stamped = set(dataset.exists(attempt_field("gemini")).values("id"))
     assert len(stamped) == 10
+    left = estimate_run(dataset, gemini_annotate.AnnotateConfig(label_field="gemini", if_labeled=policy))
+    assert (left.to_send, left.skipped) == (20, 10)
 
     resumed = gemini_annotate.annotate(dataset, label_field="gemini", if_labeled=policy, concurrency=4)
 
@@ -189,3 +193,51 @@ def test_a_run_declares_its_label_attributes_without_scanning_the_dataset(coco_d
     for attribute in ("review", "gemini_model", "gemini_run"):
         assert isinstance(schema[f"gemini.detections.{attribute}"], fo.StringField), attribute
     assert "gemini_status" in coco_dataset.list_indexes()
+
+
+# estimates that stream
+
+
+def test_an_estimate_over_a_large_view_counts_in_the_database_and_reads_a_bounded_sample(make_dataset, monkeypatch):
+    import random
+    from datetime import datetime, timezone
+
+    from bson import ObjectId
+
+    from gemini_annotate import estimate
+    from gemini_annotate.config import AnnotateConfig
+
+    dataset = make_dataset()
+    dataset.add_sample(fo.Sample(filepath="/nowhere/first.jpg", metadata=fo.ImageMetadata(width=640, height=480)))
+    sizes = [(640, 480), (1920, 1080), (300, 4000), None]  # None: no metadata
+    now = datetime.now(timezone.utc)
+    documents = []
+    for i in range(20_000):
+        size = sizes[i % len(sizes)]
+        metadata = None if size is None else {"_cls": "ImageMetadata", "width": size[0], "height": size[1]}
+        documents.append({"_id": ObjectId(), "filepath": f"/nowhere/{i}.jpg", "tags": [], "_media_type": "image",
+                          "_rand": random.random(), "_dataset_id": dataset._doc.id, "metadata": metadata,
+                          "created_at": now, "last_modified_at": now})
+    dataset._sample_collection.insert_many(documents)
+    headers_read: list[str] = []
+    monkeypatch.setattr(estimate, "header_size", lambda path: headers_read.append(path) or (800, 600))
+    largest = []
+    original_values = fo.core.collections.SampleCollection.values
+
+    def measured_values(self, *args, **kwargs):
+        result = original_values(self, *args, **kwargs)
+        largest.append(len(result[0]) if isinstance(result, tuple) else len(result))
+        return result
+
+    monkeypatch.setattr(fo.core.collections.SampleCollection, "values", measured_values)
+    config = AnnotateConfig(label_field="gemini")
+    preview = estimate.preview_run(dataset.view(), config, header_budget=64)
+
+    counts = {(640, 480): 5001, (1920, 1080): 5000, (300, 4000): 5000}
+    known = sum(estimate.image_tokens_as_sent(w, h, config) * n for (w, h), n in counts.items())
+    known += estimate.image_tokens_as_sent(800, 600, config) * 64
+    expected = known + math.ceil(known / 15_065 * (5000 - 64))  # the rest extrapolated from the mean
+    assert (preview.samples, preview.to_send, preview.skipped, preview.sized) == (20_001, 20_001, 0, 15_065)
+    assert preview.image_tokens == expected
+    assert len(headers_read) == 64 and max(largest, default=0) <= 64
+    assert "sizes of 4936 image(s) extrapolated" in preview.describe()
