@@ -241,3 +241,29 @@ def test_an_estimate_over_a_large_view_counts_in_the_database_and_reads_a_bounde
     assert preview.image_tokens == expected
     assert len(headers_read) == 64 and max(largest, default=0) <= 64
     assert "sizes of 4936 image(s) extrapolated" in preview.describe()
+
+
+# a bounded upload cache
+
+
+def test_the_upload_cache_keeps_a_bounded_number_of_uris_and_none_of_its_lookups(make_dataset, emulator, tmp_path):
+    import asyncio
+
+    from gemini_annotate.gemini import GeminiClient
+    from gemini_annotate.uploads import UploadCache
+
+    server = emulator(Canned(THREE_BOXES))
+    images = [open(path, "rb").read() for path in write_images(tmp_path / "uploads", 8)]
+    cache = UploadCache(make_dataset(), server.url, memo_size=3)
+
+    async def upload_all() -> list[str]:
+        async with GeminiClient(model="gemini-3-flash-preview", base_url=server.url) as client:
+            uris = await asyncio.gather(*(cache.uri_for(client, data, "image/jpeg") for data in images + images[:2]))
+            again = await cache.uri_for(client, images[-1], "image/jpeg")  # still in memory: no lookup
+            return [*uris, again]
+
+    uris = asyncio.run(upload_all())
+
+    assert cache.uploaded == server.files.uploads == 8  # concurrent requests for one image share its upload
+    assert uris[8:10] == uris[:2] and uris[-1] == uris[7]
+    assert len(cache._known) == 3 and not cache._in_flight
