@@ -11,8 +11,12 @@ reserves its estimated input tokens until its reply reports the real count.
 
 The counts start at zero when a run is split afresh
 (:func:`gemini_annotate.run_records.clear_shard_summaries` calls
-:func:`reset_shared_budget`). A run in one process keeps the in-memory budget:
-there is nothing to share, and it costs no database round trip per request.
+:func:`reset_shared_budget`), and when a shard starts after every shard of the
+run has ended (each calls :meth:`SharedBudget.end`), so running a run again
+after its budget stopped it goes on with a new budget, as a run in one process
+does; a shard that was killed never ends, and its run's budget holds on. A run
+in one process keeps the in-memory budget: there is nothing to share, and it
+costs no database round trip per request.
 """
 
 from __future__ import annotations
@@ -46,11 +50,16 @@ class SharedBudget(Budget):
         max_tokens: tokens allowed to the whole run, or ``None``.
     """
 
-    def __init__(self, dataset: fo.Dataset, run_key: str, max_requests=None, max_tokens=None):
+    def __init__(self, dataset: fo.Dataset, run_key: str, max_requests=None, max_tokens=None, *,
+                 shard: int = 0, num_shards: int = 1):
         super().__init__(max_requests, max_tokens)
         self._id = _budget_id(dataset, run_key)
-        _collection().update_one({"_id": self._id},
-                                 {"$setOnInsert": {"requests": 0, "tokens": 0, "reserved": 0}}, upsert=True)
+        self._shard = _shard_name(shard, num_shards)
+        fresh = {"requests": 0, "tokens": 0, "reserved": 0, "ended": []}
+        every_shard = [_shard_name(s, num_shards) for s in range(num_shards)]
+        # once every shard has ended, the next start is a new run of the key: its counts start over
+        _collection().update_one({"_id": self._id, "ended": {"$all": every_shard}}, {"$set": fresh})
+        _collection().update_one({"_id": self._id}, {"$setOnInsert": fresh}, upsert=True)
 
     def spend_request(self, estimated_tokens: int = 0) -> None:
         """Accounts for one request about to be sent, in the run's shared counts.
@@ -81,11 +90,20 @@ class SharedBudget(Budget):
                                  {"$inc": {"reserved": -estimated_tokens, "tokens": reported_tokens}})
         self.tokens += reported_tokens
 
+    def end(self) -> None:
+        """Notes that this shard's job ended (finished or stopped), not killed."""
+        _collection().update_one({"_id": self._id}, {"$addToSet": {"ended": self._shard}})
+
+
+def _shard_name(shard: int, num_shards: int) -> str:
+    return f"{shard}/{num_shards}"
+
 
 def budget_for(dataset: fo.Dataset, config: AnnotateConfig) -> Budget:
     """The budget of a job: shared in the database by a sharded run with a cap, in memory otherwise."""
     if config.num_shards > 1 and (config.max_requests is not None or config.max_tokens is not None):
-        return SharedBudget(dataset, config.resolved_run_key, config.max_requests, config.max_tokens)
+        return SharedBudget(dataset, config.resolved_run_key, config.max_requests, config.max_tokens,
+                            shard=config.shard, num_shards=config.num_shards)
     return Budget(config.max_requests, config.max_tokens)
 
 

@@ -20,6 +20,8 @@ from typing import Callable, Iterator, NoReturn, Optional, Sequence, Union
 import fiftyone as fo
 import fiftyone.core.media as fom
 
+from .budget_store import SharedBudget
+from .limits import Budget
 from .config import AnnotateConfig
 from .gemini import GeminiClient
 from .labels import labels_in
@@ -105,6 +107,9 @@ class AnnotationJob(abc.ABC):
     API job. Both go through the same methods below, so a sample gets the same
     request and the same labels either way.
     """
+
+    budget: Optional[Budget] = None
+    """The caps on what the job sends, for a job that sends requests one by one."""
 
     def __init__(
         self,
@@ -262,6 +267,8 @@ class AnnotationJob(abc.ABC):
             self.writer.declare_attributes()  # what the labels written carry; no scan of the dataset
             index_selection(self.samples, self.config)  # once, after a first run, for the next
             save_run_summary(self.dataset, summary, batch_job=batch_job)
+        if isinstance(self.budget, SharedBudget):
+            self.budget.end()  # not killed: once every shard has ended, a new run has a new budget
         if self.attempt is not None and not summary.stopped and message is None:
             # this shard went through its selection: once every shard has, a new run starts over
             finish_shard(self.dataset, summary.run_key, self.attempt, self.config.shard, self.config.num_shards)

@@ -7,7 +7,8 @@ Everything runs against the emulator through the real SDK and a real database.
 from __future__ import annotations
 
 import math
-import threading
+import subprocess
+import sys
 import time
 
 import fiftyone as fo
@@ -149,32 +150,55 @@ def test_only_a_sharded_run_with_a_cap_shares_its_budget(make_dataset):
         assert type(budget_for(dataset, gemini_annotate.AnnotateConfig(**options))) is kind, options
 
 
-def test_two_shards_running_at_once_send_the_run_budget_in_all(image_dataset, emulator):
+def test_two_shard_processes_running_at_once_send_the_run_budget_in_all(image_dataset, emulator):
     dataset, _ = image_dataset(40)
+    dataset.persistent = True  # the shard processes open it by name; make_dataset deletes it
     server = emulator(Canned(THREE_BOXES), latency=0.05)
     clear_shard_summaries(dataset, "gemini")  # as the run is split
-    stopped: list[str] = []
 
-    def shard(number: int) -> None:
-        try:
-            gemini_annotate.annotate(dataset, label_field="gemini", concurrency=3, max_requests=12,
-                                     shard=number, num_shards=2)
-        except gemini_annotate.AnnotationStopped as e:
-            stopped.append(str(e))
+    def shard(number: int, max_requests: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gemini_annotate.cli", "annotate", dataset.name, "--label-field", "gemini",
+             "--concurrency", "3", "--max-requests", str(max_requests), "--shard", str(number),
+             "--num-shards", "2", "--base-url", server.url, "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    threads = [threading.Thread(target=shard, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    processes = [shard(0, 12), shard(1, 12)]
+    outputs = [process.communicate(timeout=120)[0] for process in processes]
 
-    assert server.count() == 12
-    assert len(stopped) == 2 and all("request budget (12 requests)" in s for s in stopped)
+    assert server.count() == 12, outputs
+    assert all(p.returncode == 2 and "request budget (12 requests)" in out for p, out in zip(processes, outputs))
+    dataset.reload()
     assert dataset.count_values("gemini_status").get("ok") == 12
 
-    clear_shard_summaries(dataset, "gemini")  # split afresh: a budget of its own
-    gemini_annotate.annotate(dataset, label_field="gemini", concurrency=3, max_requests=100, shard=0, num_shards=2)
-    assert server.count() > 12
+    # both shards ended: running the run again goes on with a budget of its own, as a lone run does
+    again = shard(0, 100)
+    again.communicate(timeout=120)
+    assert again.returncode == 0 and server.count() > 12
+
+
+def test_a_shared_budget_starts_over_only_once_every_shard_has_ended(make_dataset):
+    dataset = make_dataset()
+    clear_shard_summaries(dataset, "run")
+
+    def shard(number: int) -> SharedBudget:
+        return SharedBudget(dataset, "run", max_requests=3, shard=number, num_shards=2)
+
+    first = shard(0)
+    first.spend_request()
+    first.spend_request()
+    first.end()
+    second = shard(1)  # shard 1 starts after shard 0 ended: the same run, the same budget
+    second.spend_request()
+    with pytest.raises(BudgetExhausted):
+        second.spend_request()
+    second.end()
+
+    again = shard(0)  # every shard ended: a new run of the key
+    for _ in range(3):
+        again.spend_request()
+    with pytest.raises(BudgetExhausted):
+        again.spend_request()
 
 
 # no whole-dataset scan at the end of a run
