@@ -143,7 +143,6 @@ def scenario(policy: str, count: int, concurrency: int, latency: float, images: 
 
         resumed_since = time.time()
         resume = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        resent = answered(server, resumed_since)
         with server._lock:
             resent_counts: dict[str, int] = {}
             for r in server.records:

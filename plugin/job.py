@@ -21,10 +21,10 @@ import fiftyone as fo
 import fiftyone.core.media as fom
 
 from .budget_store import SharedBudget
-from .limits import Budget
 from .config import AnnotateConfig
 from .gemini import GeminiClient
 from .labels import labels_in
+from .limits import Budget
 from .media import PreparedImage
 from .messages import GeminiError, TokenUsage
 from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleError, SampleSource
