@@ -3,10 +3,12 @@
 :func:`preview_run` counts samples, requests and estimated tokens;
 :func:`estimate_run` prices them (:mod:`gemini_annotate.costs`);
 :func:`compare_with_estimate` sets a finished run's reported usage beside its
-estimate. The preview is cheap enough to recompute on every change of the App's form: image sizes come
-from the samples' metadata; for samples without metadata at most
-``header_budget`` image headers are read (no pixels decoded) and the rest are
-estimated from the average of the known ones.
+estimate. The preview is cheap enough to recompute on every change of the App's form, and
+its memory does not grow with the view: the samples to send are counted, and
+their image sizes (from the samples' metadata) counted by size, in the
+database; for samples without metadata at most ``header_budget`` image headers
+are read (no pixels decoded) and the rest are extrapolated from the average of
+the known ones, which the description says.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping, Optional, Union
 
 import fiftyone as fo
+from fiftyone import ViewField as F
 
 from .config import AnnotateConfig
 from .costs import PRICES_AS_OF, cost, estimate_text_tokens, load_prices, price_for, typical_output_tokens
@@ -23,6 +26,7 @@ from .media import ImageError, estimate_image_tokens, read_image_size
 from .prompts import request_prompt
 from .request_builder import is_uri
 from .review.status import review_counts
+from .run_attempts import resumes_by_stamp, unfinished_attempt
 from .run_records import RunSummary
 from .selection import pending_samples
 from .vocabulary import UNREVIEWED
@@ -99,36 +103,58 @@ def preview_run(
     Returns:
         a :class:`RunPreview`
     """
-    todo = pending_samples(samples, config)
-    total = len(samples)
-    paths, widths, heights = todo.values(["filepath", "metadata.width", "metadata.height"])
-    known = []
-    unknown_paths = []
-    for path, width, height in zip(paths, widths, heights):
-        if width and height:
-            known.append((width, height))
-        else:
-            unknown_paths.append(path)
-    for path in unknown_paths[:header_budget]:
+    todo = pending_samples(samples, config, _resumed_attempt(samples, config))
+    total = samples.count()
+    sizes = _size_counts(todo)
+    to_send = sum(sizes.values())
+    known = {size: n for size, n in sizes.items() if size is not None}
+    # samples without metadata: a bounded number of headers read, the rest extrapolated
+    for path in todo.match(~(F("metadata.width") > 0) | ~(F("metadata.height") > 0)).limit(
+            header_budget).values("filepath"):
         size = header_size(path)
         if size is not None:
-            known.append(size)
-    tokens = [image_tokens_as_sent(w, h, config) for w, h in known]
-    per_unknown = (sum(tokens) / len(tokens)) if tokens else FALLBACK_TOKENS_PER_IMAGE
-    image_tokens = sum(tokens) + math.ceil(per_unknown * (len(paths) - len(known)))
-    image_tokens += _reference_tokens(config) * len(paths)
+            known[size] = known.get(size, 0) + 1
+    sized = sum(known.values())
+    tokens = sum(image_tokens_as_sent(w, h, config) * n for (w, h), n in known.items())
+    per_unknown = (tokens / sized) if sized else FALLBACK_TOKENS_PER_IMAGE
+    image_tokens = tokens + math.ceil(per_unknown * (to_send - sized))
+    image_tokens += _reference_tokens(config) * to_send
     prompt = request_prompt(config)
     answers = config.consensus  # each answer of a consensus sends the image and prompt again
     return RunPreview(
         samples=total,
-        to_send=len(paths),
-        requests=len(paths) * answers,
-        skipped=total - len(paths),
+        to_send=to_send,
+        requests=to_send * answers,
+        skipped=total - to_send,
         image_tokens=int(image_tokens) * answers,
-        prompt_tokens=estimate_text_tokens(prompt) * len(paths) * answers,
-        sized=len(known),
+        prompt_tokens=estimate_text_tokens(prompt) * to_send * answers,
+        sized=sized,
         reviewed_labels=_reviewed_labels(todo, config),
     )
+
+
+_SIZE_KEY = 1_000_000
+"""Width and height in one number (``width * _SIZE_KEY + height``), to count them in one aggregation."""
+
+
+def _size_counts(todo: fo.core.collections.SampleCollection) -> dict[Optional[tuple[int, int]], int]:
+    """``{(width, height): samples}`` from the samples' metadata, counted by the database
+    (memory: one entry per distinct size); samples without a size are counted under ``None``."""
+    key = F("metadata.width") * _SIZE_KEY + F("metadata.height")
+    counts: dict[Optional[tuple[int, int]], int] = {}
+    for value, n in todo.count_values(key).items():
+        size = divmod(int(value), _SIZE_KEY) if value is not None else None
+        if size is not None and not (size[0] > 0 and size[1] > 0):
+            size = None
+        counts[size] = counts.get(size, 0) + n
+    return counts
+
+
+def _resumed_attempt(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> Optional[str]:
+    """The unfinished attempt a run of ``config`` would resume, whose samples it would not send again."""
+    if not resumes_by_stamp(config) or not samples._dataset.has_run(config.resolved_run_key):
+        return None
+    return unfinished_attempt(samples._dataset, config.resolved_run_key)
 
 
 def _reference_tokens(config: AnnotateConfig) -> int:

@@ -20,17 +20,20 @@ from typing import Callable, Iterator, NoReturn, Optional, Sequence, Union
 import fiftyone as fo
 import fiftyone.core.media as fom
 
+from .budget_store import SharedBudget
 from .config import AnnotateConfig
 from .gemini import GeminiClient
 from .labels import labels_in
+from .limits import Budget
 from .media import PreparedImage
 from .messages import GeminiError, TokenUsage
 from .request_builder import BuiltRequest, RequestBuilder, RunBlocking, SampleError, SampleSource
 from .results import Answer, SampleResult, failed_result, sample_result
 from .review.calibration import calibrate_labels, load_calibration
 from .review_colors import color_by_review_status
+from .run_attempts import finish_shard, join_attempt, resumes_by_stamp
 from .run_records import RunSummary, record_run, save_run_summary
-from .selection import count_selection, iter_pending
+from .selection import count_selection, index_selection, iter_pending
 from .tasks import ReplyContext, TaskSpec, get_task
 from .uploads import UploadCache, upload_endpoint
 from .vocabulary import STATUS_FAILED, STATUS_PARTIAL, Provenance
@@ -105,6 +108,9 @@ class AnnotationJob(abc.ABC):
     request and the same labels either way.
     """
 
+    budget: Optional[Budget] = None
+    """The caps on what the job sends, for a job that sends requests one by one."""
+
     def __init__(
         self,
         samples: fo.core.collections.SampleCollection,
@@ -122,7 +128,9 @@ class AnnotationJob(abc.ABC):
         self.uploads = (UploadCache(self.dataset, upload_endpoint(config.base_url))
                         if config.image_transport == "file_api" else None)
         self.builder = RequestBuilder(config, self.task, uploads=self.uploads)
-        self.writer = LabelWriter(self.dataset, config, on_first_write=self._record)
+        # an overwrite resumes by what this attempt of the run wrote (gemini_annotate.run_attempts)
+        self.attempt = join_attempt(self.dataset, config.resolved_run_key) if resumes_by_stamp(config) else None
+        self.writer = LabelWriter(self.dataset, config, attempt=self.attempt, on_first_write=self._record)
         self._api_key = api_key
         self._progress = progress
         self._provenance = Provenance(model=config.model, run_key=config.resolved_run_key)
@@ -155,7 +163,8 @@ class AnnotationJob(abc.ABC):
 
     def _count_selection(self) -> None:
         """Counts the samples of the job, and those skipped as done (by ``if_labeled``)."""
-        selected, pending = count_selection(self.samples, self.config)
+        index_selection(self.samples, self.config)
+        selected, pending = count_selection(self.samples, self.config, self.attempt)
         self.summary.selected, self.summary.skipped = selected, selected - pending
 
     def _pending_pages(self) -> Iterator[list[Union[SampleSource, SampleResult]]]:
@@ -163,7 +172,7 @@ class AnnotationJob(abc.ABC):
         needs, or the failed result of a sample that is not an image."""
         # metadata.width tells which samples lack metadata (computed from the image sent)
         fields = list(dict.fromkeys([*self.builder.fields, "metadata.width"]))
-        for page in iter_pending(self.samples, self.config, fields, PAGE_SIZE):
+        for page in iter_pending(self.samples, self.config, fields, PAGE_SIZE, self.attempt):
             yield [_not_an_image(sample_id, path) or SampleSource(sample_id, path, values)
                    for sample_id, path, values in page]
 
@@ -255,8 +264,14 @@ class AnnotationJob(abc.ABC):
         summary = self.summary
         summary.elapsed_seconds = round(summary.elapsed_seconds + time.monotonic() - started, 3)
         if self._recorded or batch_job is not None:
-            self.writer.declare_attributes()
+            self.writer.declare_attributes()  # what the labels written carry; no scan of the dataset
+            index_selection(self.samples, self.config)  # once, after a first run, for the next
             save_run_summary(self.dataset, summary, batch_job=batch_job)
+        if isinstance(self.budget, SharedBudget):
+            self.budget.end()  # not killed: once every shard has ended, a new run has a new budget
+        if self.attempt is not None and not summary.stopped and message is None:
+            # this shard went through its selection: once every shard has, a new run starts over
+            finish_shard(self.dataset, summary.run_key, self.attempt, self.config.shard, self.config.num_shards)
         self._report_progress(force=True, message=message)
         if summary.stopped:
             raise AnnotationStopped(summary.stopped, summary)

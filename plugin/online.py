@@ -19,10 +19,11 @@ from typing import Any, Callable, NoReturn, Optional
 
 import fiftyone as fo
 
+from .budget_store import budget_for
 from .config import AnnotateConfig
 from .gemini import GeminiClient
 from .job import MEDIA_THREADS, AnnotationJob, ProgressCallback, StopRun
-from .limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
+from .limits import AdaptiveConcurrency, BudgetExhausted, LimiterClosed
 from .messages import GeminiError, GeminiReply, GeminiRequest
 from .output_fields import check_output_fields
 from .request_builder import BuiltRequest, SampleSource, answer_requests
@@ -37,7 +38,7 @@ is about the request (prompt, schema, options), not about one image."""
 PREFETCH = 4
 """Samples prepared ahead of a free request slot, so no slot waits for an image."""
 
-FLUSH_CHECK_INTERVAL = 1.0
+FLUSH_CHECK_INTERVAL = 0.25
 """Seconds between checks for a batch that is due by age (while replies are slow)."""
 
 
@@ -54,7 +55,7 @@ class OnlineAnnotationJob(AnnotationJob):
     ):
         super().__init__(samples, config, api_key=api_key, progress=progress)
         self.limiter = AdaptiveConcurrency(config.concurrency)
-        self.budget = Budget(config.max_requests, config.max_tokens)
+        self.budget = budget_for(self.dataset, config)
         self._workers = config.concurrency + PREFETCH
         self._refusals = 0
         self._successes = 0

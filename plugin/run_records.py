@@ -15,7 +15,9 @@ from typing import Optional
 import fiftyone as fo
 from fiftyone.operators.store import ExecutionStore
 
+from .budget_store import reset_shared_budget
 from .config import AnnotateConfig
+from .run_attempts import forget_attempts
 from .vocabulary import RUN_METHOD
 
 SUMMARY_STORE = "gemini_annotate_runs"
@@ -151,15 +153,18 @@ def _shard_entries(store, run_key: str) -> dict[str, dict]:
 
 
 def clear_shard_summaries(dataset: fo.Dataset, run_key: str) -> None:
-    """Forgets the shard summaries of a run, before it is split afresh."""
+    """Forgets the shard summaries of a run, and its shared budget's counts, before it is split afresh."""
+    reset_shared_budget(dataset, run_key)
     store = _summary_store(dataset)
     for key in _shard_entries(store, run_key):
         store.delete(key)
 
 
 def forget_run(dataset: fo.Dataset, run_key: str) -> None:
-    """Forgets everything stored beside a run's record: its shard summaries and its calibration."""
+    """Forgets everything stored beside a run's record: its shard summaries, its calibration and
+    its attempt."""
     clear_shard_summaries(dataset, run_key)
+    forget_attempts(dataset, run_key)
     _summary_store(dataset).delete(_calibration_entry(run_key))
 
 

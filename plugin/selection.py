@@ -14,7 +14,7 @@ import fiftyone as fo
 from bson import ObjectId
 
 from .config import AnnotateConfig
-from .vocabulary import STATUS_FAILED
+from .vocabulary import STATUS_FAILED, attempt_field
 
 SHARD_HEX_DIGITS = 4
 """A sample's shard is the last hex digits of its id modulo the shard count. An
@@ -37,36 +37,54 @@ def _shard_match(shard: int, num_shards: int) -> dict:
     return {"$expr": {"$eq": [{"$mod": [value, num_shards]}, shard]}}
 
 
-def _pending_match(config: AnnotateConfig) -> dict:
+def _pending_match(config: AnnotateConfig, attempt: Optional[str] = None) -> dict:
     """The samples a job still has to send, as a MongoDB query.
 
     With ``if_labeled="skip"``, samples that have labels in the field or a status
     from an earlier run of it are done, which is what makes a re-run resume;
-    ``retry_failed`` selects only the samples whose last attempt failed.
+    ``retry_failed`` selects only the samples whose last attempt failed. An
+    ``overwrite`` or ``replace_unreviewed`` job of a run ``attempt``
+    (:mod:`gemini_annotate.run_attempts`) leaves out the samples the attempt
+    already wrote, which is what makes it resume.
     """
     if config.retry_failed:
         return {config.status_field: STATUS_FAILED}
     if config.if_labeled == "skip":
         return {config.status_field: None, config.label_field: None}
+    if attempt is not None:
+        return {attempt_field(config.label_field): {"$ne": attempt}}
     return {}
+
+
+def index_selection(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> None:
+    """Indexes the status field, which the selection of ``skip`` and ``retry_failed`` jobs filters on.
+
+    With the index, finding the 10 samples a top-up still has to send reads
+    those 10, not the whole dataset. Creating it is a no-op once it exists;
+    a dataset without the field yet (no run wrote it) gets it after its first run.
+    """
+    dataset = samples._dataset
+    if dataset.has_field(config.status_field):
+        dataset.create_index(config.status_field)
 
 
 def _shard_stages(config: AnnotateConfig) -> list[dict]:
     return [{"$match": _shard_match(config.shard, config.num_shards)}] if config.num_shards > 1 else []
 
 
-def pending_samples(samples: fo.core.collections.SampleCollection,
-                    config: AnnotateConfig) -> fo.core.collections.SampleCollection:
+def pending_samples(samples: fo.core.collections.SampleCollection, config: AnnotateConfig,
+                    attempt: Optional[str] = None) -> fo.core.collections.SampleCollection:
     """The view of the samples a job still has to send: its shard's, by its resume policy."""
-    pending_match = _pending_match(config)
+    pending_match = _pending_match(config, attempt)
     return samples.mongo(_shard_stages(config) + ([{"$match": pending_match}] if pending_match else []))
 
 
-def count_selection(samples: fo.core.collections.SampleCollection, config: AnnotateConfig) -> tuple[int, int]:
+def count_selection(samples: fo.core.collections.SampleCollection, config: AnnotateConfig,
+                    attempt: Optional[str] = None) -> tuple[int, int]:
     """``(samples of this shard, those still to send)`` in a collection."""
     shard = _shard_stages(config)
     selected = samples.mongo(shard).count() if shard else samples.count()
-    pending = pending_samples(samples, config).count() if _pending_match(config) else selected
+    pending = pending_samples(samples, config, attempt).count() if _pending_match(config, attempt) else selected
     return selected, pending
 
 
@@ -75,6 +93,7 @@ def iter_pending(
     config: AnnotateConfig,
     fields: Sequence[str] = (),
     page_size: int = 1000,
+    attempt: Optional[str] = None,
 ) -> Iterator[list[tuple[str, str, dict[str, Any]]]]:
     """Pages of ``(sample id, filepath, {field: value})`` still to send, in id order.
 
@@ -86,10 +105,11 @@ def iter_pending(
         config: the job (its resume policy and shard).
         fields: other field paths to read for each sample.
         page_size: samples per page.
+        attempt: the run attempt whose samples are done (``overwrite``, ``replace_unreviewed``).
     """
     after: Optional[ObjectId] = None
     base = _shard_stages(config)
-    pending_match = _pending_match(config)
+    pending_match = _pending_match(config, attempt)
     fields = list(fields)
     while True:
         match = dict(pending_match)

@@ -5,14 +5,17 @@ requests refer to it by URI. The upload is remembered in the dataset's
 FiftyOne execution store under a hash of the endpoint and the image bytes, with
 the file's expiry as its time to live, so another task or a rerun on the same
 dataset (and the same image size) sends the URI instead of the image again.
-A remembered file is checked once per run (``files.get``) before it is used,
-so a file deleted elsewhere is uploaded again rather than failing requests.
+A remembered file is checked (``files.get``) before a run first uses it, so a
+file deleted elsewhere is uploaded again rather than failing requests. Within
+a run, the URIs of the last :data:`MEMO_SIZE` images are kept in memory; the
+execution store's entries expire with their files, so neither grows without bound.
 :func:`delete_uploaded_files` removes them all on request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime
 import hashlib
 import os
@@ -31,6 +34,10 @@ REUSE_MARGIN = datetime.timedelta(hours=1)
 
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
 
+MEMO_SIZE = 4096
+"""URIs a run keeps in memory, the most recently used (an image sent again, a reference
+image in every request, needs no store lookup); older ones are looked up again."""
+
 
 def upload_endpoint(base_url: Optional[str]) -> str:
     """The endpoint files are uploaded to: uploads are only valid there."""
@@ -47,16 +54,19 @@ class UploadCache:
     Args:
         dataset: the dataset whose execution store remembers the uploads.
         endpoint: the endpoint uploads go to (see :func:`upload_endpoint`).
+        memo_size: URIs kept in memory, the most recently used.
 
     Attributes:
         uploaded: files uploaded by this cache.
         reused: images sent by the URI of an earlier upload.
     """
 
-    def __init__(self, dataset: fo.Dataset, endpoint: str):
+    def __init__(self, dataset: fo.Dataset, endpoint: str, *, memo_size: int = MEMO_SIZE):
         self._store = _store(dataset)
         self._endpoint = endpoint
+        self._memo_size = memo_size
         self._in_flight: dict[str, asyncio.Future] = {}
+        self._known: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.uploaded = 0
         self.reused = 0
 
@@ -73,15 +83,26 @@ class UploadCache:
         Concurrent requests for the same bytes share one upload.
         """
         key = self.key(data)
+        uri = self._known.get(key)
+        if uri is not None:
+            self._known.move_to_end(key)
+            return uri
         pending = self._in_flight.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._resolve(client, key, data, mime_type, display_name))
             self._in_flight[key] = pending
-        try:
-            return await asyncio.shield(pending)
-        except GeminiError:
-            self._in_flight.pop(key, None)  # a later request may try again
-            raise
+            pending.add_done_callback(lambda done, key=key: self._settle(key, done))
+        return await asyncio.shield(pending)
+
+    def _settle(self, key: str, done: asyncio.Future) -> None:
+        """Moves a finished lookup out of the in-flight ones: its URI into the memo, or
+        nothing when it failed (a later request may try again)."""
+        self._in_flight.pop(key, None)
+        if done.cancelled() or done.exception() is not None:
+            return
+        self._known[key] = done.result()
+        while len(self._known) > self._memo_size:
+            self._known.popitem(last=False)
 
     async def _resolve(self, client: GeminiClient, key: str, data: bytes, mime_type: str,
                        display_name: Optional[str]) -> str:

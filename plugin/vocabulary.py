@@ -93,6 +93,12 @@ def polylines_field(label_field: str) -> str:
     return f"{label_field}_polylines"
 
 
+def attempt_field(label_field: str) -> str:
+    """The per-sample field holding the id of the run attempt that last wrote the sample
+    (runs that resume by stamp: ``overwrite``, ``replace_unreviewed``)."""
+    return f"{label_field}_attempt"
+
+
 def reviewed_field(label_field: str) -> str:
     """The boolean sample field saying a person reviewed the whole sample."""
     return f"{label_field}_reviewed"
@@ -106,7 +112,8 @@ def proposed_field(label_field: str) -> str:
 def written_fields(label_field: str) -> list[str]:
     """Every field a run into ``label_field`` and its review may write, the label field first."""
     return [label_field, polylines_field(label_field), status_field(label_field),
-            reason_field(label_field), reviewed_field(label_field), proposed_field(label_field)]
+            reason_field(label_field), reviewed_field(label_field), proposed_field(label_field),
+            attempt_field(label_field)]
 
 
 @dataclass(frozen=True)
