@@ -36,6 +36,7 @@ from xml.sax.saxutils import quoteattr
 import fiftyone.core.labels as fol
 import numpy as np
 
+from .labels import labels_in
 from .masks import instance_mask_to_frame
 
 KINDS = ("boxes", "masks", "polygons", "points", "class", "classes", "text")
@@ -143,19 +144,12 @@ def to_results(value: Any, kind: str, name: str, frame_size: tuple[int, int]) ->
         return [dict(base, from_name=slot, id=label.id, type="choices", value={"choices": [label.label]})
                 for slot, label in zip(slot_names(name, len(value.classifications)), value.classifications)]
     results = []
-    for label in _list_of(value):
+    for label in labels_in(value):
         for region_id, region in zip(_region_ids(label.id), _regions(label, kind, frame_size)):
             control = _CONTROLS[kind][1]
             region[control] = [label.label]
             results.append(dict(base, id=region_id, type=control, value=region))
     return results
-
-
-def _list_of(value: Any) -> list[fol.Label]:
-    for attribute in ("detections", "polylines", "keypoints"):
-        if hasattr(value, attribute):
-            return list(getattr(value, attribute) or [])
-    return [value]
 
 
 def _region_ids(label_id: str) -> Iterable[str]:
