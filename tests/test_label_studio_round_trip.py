@@ -66,10 +66,10 @@ def label_studio(tmp_path_factory):
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:
-                if requests.get(f"{url}/api/version", timeout=2).ok:
+                if requests.get(f"{url}/api/version", timeout=10).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # still starting; a loaded machine answers its first requests slowly
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"Label Studio did not start:\n{(data_dir / 'server.log').read_text()[-3000:]}")
             time.sleep(1)
