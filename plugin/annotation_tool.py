@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 import fiftyone as fo
+from fiftyone import ViewField as F
 
 from . import labelstudio_convert, review
 from .labels import labels_in
@@ -80,12 +81,34 @@ def send_for_review(
     options = dict(label_field=label_field, label_type=_ANNOTATION_TYPES.get(label_type.__name__, "detections"),
                    classes=sorted(names))
     if backend == DEFAULT_BACKEND:
-        has_masks = issubclass(label_type, fo.Detections) and samples.count(f"{label_field}.detections.mask") > 0
+        has_masks = issubclass(label_type, fo.Detections) and _all_or_none(
+            samples, label_field, "detections", F("mask").exists(), "have an instance mask")
         kind = labelstudio_convert.label_kind(label_type, has_masks)
+        if kind == "masks":
+            options["label_type"] = "instances"
+        elif kind == "polygons" and _all_or_none(samples, label_field, "polylines", F("filled") == True,  # noqa: E712
+                                                 "are filled polygons"):
+            options["label_type"] = "polygons"
         slots = labelstudio_convert.class_slots(samples.values(label_field)) if kind == "classes" else 0
         return samples.annotate(anno_key, backend=GeminiLabelStudioBackendConfig, kind=kind, slots=slots,
                                 **options, **backend_options)
     return samples.annotate(anno_key, backend=backend, **options, **backend_options)
+
+
+def _all_or_none(samples: fo.core.collections.SampleCollection, label_field: str, list_field: str,
+                 condition: Any, what: str) -> bool:
+    """Whether every label of the field meets ``condition`` (``False`` when none does).
+
+    FiftyOne sends one label type per round (boxes or masks, polylines or
+    polygons) and leaves the others out of the round's view; a field mixing
+    them could not come back whole, so it is refused.
+    """
+    total = samples.count(f"{label_field}.{list_field}")
+    meeting = samples.filter_labels(label_field, condition).count(f"{label_field}.{list_field}")
+    if 0 < meeting < total:
+        raise review.ReviewError(f"{meeting} of the {total} labels in {label_field!r} {what} and the others do "
+                                 "not: a Label Studio round shows one kind; send them as separate views")
+    return total > 0 and meeting == total
 
 
 def _run_configs(samples: fo.core.collections.SampleCollection, label_field: str) -> list:

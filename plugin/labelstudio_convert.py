@@ -298,13 +298,31 @@ def _label_from_regions(regions: list[dict], kind: str, frame_size: tuple[int, i
 _GEOMETRY = ("label", "bounding_box", "mask", "points", "closed", "filled")
 
 
+PERCENT_NOISE = 1e-9
+"""Coordinates this close to the ones sent are the ones sent: percent and back is not exact in floating point."""
+
+
 def _merged(original: Optional[fol.Label], new: fol.Label) -> fol.Label:
-    """The original label (same id, attributes) with the class and geometry of ``new``; ``new`` if none."""
+    """The original label (same id, attributes) with the class and geometry of ``new``; ``new`` if none.
+
+    Coordinates a person left as they were keep their original values exactly,
+    so an untouched label comes back bit for bit.
+    """
     if original is None:
         return new
     merged = original.copy()
     merged.id = original.id
     for field in _GEOMETRY:
-        if new.has_field(field) and new[field] is not None:
+        if new.has_field(field) and new[field] is not None and not _same_numbers(new[field], original[field]):
             merged[field] = new[field]
     return merged
+
+
+def _same_numbers(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_numbers(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return abs(a - b) <= PERCENT_NOISE
+    return a == b
