@@ -173,3 +173,20 @@ def test_each_field_type_has_its_kind(label_type, has_masks, kind):
 def test_a_field_type_no_round_carries_is_refused():
     with pytest.raises(ValueError, match="Segmentation"):
         convert.label_kind(fol.Segmentation)
+
+
+def test_a_mask_repainted_inside_the_same_box_is_an_edit():
+    from gemini_annotate.review_rules import same_geometry
+
+    sent = convert.detection_from_frame_mask(np.pad(np.ones((10, 10), bool), ((5, 33), (5, 49))), "cat")
+    results = convert.to_results(fol.Detections(detections=[sent]), "masks", "gemini", SIZE)
+    painted = convert.decode_mask(results[0]["value"]["rle"], SIZE)
+    painted[8:11, 8:11] = False  # a hole inside: the box stays where it was
+    results[0]["value"]["rle"] = convert.encode_mask(painted)
+
+    (back,) = convert.from_results(results, "masks", "gemini", SIZE, [sent]).detections
+
+    assert back.id == sent.id and back.bounding_box == sent.bounding_box
+    assert not same_geometry(back, sent)
+    assert same_geometry(convert.from_results(convert.to_results(
+        fol.Detections(detections=[sent]), "masks", "gemini", SIZE), "masks", "gemini", SIZE, [sent]).detections[0], sent)
