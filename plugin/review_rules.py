@@ -47,13 +47,20 @@ def next_status(current: str, requested: str) -> str:
 
 
 def same_geometry(a: fol.Label, b: fol.Label) -> bool:
-    """Whether two labels have the same class and the same coordinates (to 1e-6)."""
+    """Whether two labels have the same class and the same coordinates (to 1e-6) and masks."""
     if type(a) is not type(b) or a.label != b.label:
         return False
     for name in _SPATIAL_FIELDS.get(type(a), ()):
         if not _close(a[name], b[name]):
             return False
-    return True
+    return _same_masks(a, b)
+
+
+def _same_masks(a: fol.Label, b: fol.Label) -> bool:
+    # an instance mask is geometry too; a label without one (a tool that edits boxes) is not compared
+    if not isinstance(a, fol.Detection) or a.mask is None or b.mask is None:
+        return True
+    return np.array_equal(np.asarray(a.mask, bool), np.asarray(b.mask, bool))
 
 
 def _close(x: Any, y: Any) -> bool:
