@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, help="attempts per request, retries included")
     p.add_argument("--max-requests", type=int, help="stop (resumably) after this many requests")
     p.add_argument("--max-tokens", type=int, help="stop (resumably) after this many tokens")
+    p.add_argument("--requests-per-minute", type=int,
+                   help="your tier's requests-per-minute quota: requests are paced to it (default: learned "
+                        "from Gemini's 429s); each of --num-shards parts gets its share")
+    p.add_argument("--tokens-per-minute", type=int,
+                   help="your tier's input-tokens-per-minute quota, paced like --requests-per-minute")
     p.add_argument("--shard", type=int, help="run only this shard of the job (0-based)")
     p.add_argument("--num-shards", type=int, help="how many shards the job is split into")
     p.add_argument("--queue-shards", type=int, metavar="N",

@@ -23,6 +23,7 @@ independent one, not against itself.
 
 from .noise import CONFUSABLE_CLASSES, NOISE_PROFILES, OracleNoise, confusion_groups, noise_profile
 from .oracle import KnownImage, KnownObject, LabelIndex
+from .quota import Quota
 from .scenarios import (
     Canned,
     DailyQuotaExhausted,
@@ -40,5 +41,5 @@ from .wire import EmulatorRequest
 __all__ = [
     "CONFUSABLE_CLASSES", "NOISE_PROFILES", "Canned", "DailyQuotaExhausted", "EmulatorFault", "EmulatorReply",
     "EmulatorRequest", "EmulatorServer", "Faults", "KnownImage", "KnownObject", "LabelIndex", "Oracle",
-    "OracleNoise", "Refuse", "RequestRecord", "Scenario", "Styled", "confusion_groups", "noise_profile",
+    "OracleNoise", "Quota", "Refuse", "RequestRecord", "Scenario", "Styled", "confusion_groups", "noise_profile",
 ]
