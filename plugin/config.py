@@ -67,7 +67,7 @@ class AnnotateConfig(BaseModel):
         max_tokens: a budget: stop cleanly (resumably) once replies report
             this many tokens (input, output and thinking).
         requests_per_minute: your tier's requests-per-minute quota for the
-            model: requests are paced to it (a token bucket, 3 % below), so
+            model: requests are paced to it (a token bucket, 2 % below), so
             Gemini never has to answer 429. ``None`` learns the quota from
             Gemini's 429s instead (see :mod:`gemini_annotate.pacing`). A run
             split into ``num_shards`` parts (shards, workers) gives each part

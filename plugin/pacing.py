@@ -7,7 +7,8 @@ flight cannot hold a *rate*, so requests leave through a :class:`Pacer`:
 - **Known quota** (``requests_per_minute`` / ``tokens_per_minute``, the user's
   tier): a token bucket per quota, filled at :data:`SAFETY_MARGIN` below the
   limit and holding at most :data:`BURST_SHARE` of a minute's quota, so no
-  minute, wherever it starts, holds more than the quota. Tokens are estimated
+  minute, wherever it starts, holds more than the quota (a sliding minute
+  holds at most ``1 - SAFETY_MARGIN + BURST_SHARE`` of it). Tokens are estimated
   before sending; each reply's reported input tokens correct the bucket, and
   their ratio to the estimates scales later estimates.
 - **Unknown quota**: the pacer learns it. A 429 whose ``QuotaFailure`` names a
@@ -46,8 +47,9 @@ from typing import Awaitable, Callable, Optional
 QUOTA_WINDOW = 60.0
 """Seconds over which Gemini counts its per-minute quotas."""
 
-SAFETY_MARGIN = 0.03
-"""A known quota is paced this share below its limit: room for clock jitter between us and Gemini."""
+SAFETY_MARGIN = 0.02
+"""A quota is paced this share below its limit: room for the jitter between our clock and Gemini's
+(with :data:`BURST_SHARE`, 0.6 s of a minute)."""
 
 BURST_SHARE = 0.01
 """The most a bucket holds, as a share of a window's quota (at least one request)."""
@@ -204,7 +206,7 @@ class Pacer:
         self.throttled_count = 0
         self.quota_throttles = 0
         self.first_sent: Optional[float] = None
-        self.last_answered: Optional[float] = None
+        self.last_answered_sent: Optional[float] = None
 
     # the send path
 
@@ -235,7 +237,7 @@ class Pacer:
         """A reply came: the request counts against the window; its reported tokens correct the estimate."""
         now = self._clock()
         self.answered_count += 1
-        self.last_answered = now
+        self.last_answered_sent = max(sent_at, self.last_answered_sent or sent_at)
         estimate = estimated_tokens * self._token_scale
         actual = estimate if not input_tokens else float(input_tokens)
         if input_tokens and estimated_tokens > 0:
@@ -281,10 +283,10 @@ class Pacer:
         return None if limit is None else limit * 60.0 / self.window
 
     def achieved_per_minute(self) -> Optional[float]:
-        """Requests admitted per minute, from the first send to the last reply."""
-        if self.first_sent is None or self.last_answered is None or self.last_answered <= self.first_sent:
+        """Requests answered per minute: those after the first, over the time from its send to the last's."""
+        if self.first_sent is None or self.last_answered_sent is None or self.last_answered_sent <= self.first_sent:
             return None
-        return self.answered_count * 60.0 / (self.last_answered - self.first_sent)
+        return (self.answered_count - 1) * 60.0 / (self.last_answered_sent - self.first_sent)
 
     def _delay(self, kind: str, amount: float, now: float) -> float:
         quota = self._quotas[kind]

@@ -57,7 +57,7 @@ class RunSummary:
     throttled: int = 0
     """Requests Gemini answered 429 (rate limited), retried or not."""
     requests_per_minute: Optional[float] = None
-    """The rate achieved: requests answered per minute, from the first send to the last reply."""
+    """The rate achieved: requests answered per minute, from the first send to the last answered one's."""
 
     @property
     def finished(self) -> int:
