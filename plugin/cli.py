@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow", type=float, default=0.0, help="share of very slow answers")
     p.add_argument("--truncate", type=float, default=0.0, help="share of truncated answers")
     p.add_argument("--retry-delay", type=float, default=1.0)
+    p.add_argument("--quota-requests-per-minute", type=int,
+                   help="a hidden quota enforced as Gemini does (429 with QuotaFailure and RetryInfo)")
+    p.add_argument("--quota-tokens-per-minute", type=int, help="a hidden input-tokens-per-minute quota")
+    p.add_argument("--quota-requests-per-day", type=int, help="a daily request quota (resets at midnight Pacific)")
     p.set_defaults(handler="cmd_emulator")
 
     p = sub.add_parser("runs", help="list, inspect or delete the gemini-annotate runs of a dataset")

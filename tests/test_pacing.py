@@ -214,3 +214,15 @@ def test_the_emulator_daily_quota_is_fatal_and_asks_to_come_back_at_pacific_midn
     assert fault.details[0]["violations"][0]["quotaId"] == REQUESTS_PER_DAY_ID
     assert error.fatal and error.reason == "QUOTA_EXHAUSTED"
     assert error.retry_after == pytest.approx(12 * 3600)
+
+
+def test_the_quota_options_reach_the_configuration_from_the_command_line():
+    from gemini_annotate.cli import build_parser
+    from gemini_annotate.cli_commands import config_from_args
+
+    args = build_parser().parse_args(["annotate", "my-dataset", "--requests-per-minute", "600",
+                                      "--tokens-per-minute", "200000", "--num-shards", "2"])
+    config = config_from_args(args)
+
+    assert (config.requests_per_minute, config.tokens_per_minute, config.num_shards) == (600, 200_000, 2)
+    assert share_of_quota(config.requests_per_minute, config.num_shards) == 300
