@@ -25,6 +25,11 @@ flight cannot hold a *rate*, so requests leave through a :class:`Pacer`:
   overshoot is the requests in flight when it answers, which ``concurrency``
   bounds.
 
+Google's client-side adaptive throttling (the SRE book's ``requests − K ×
+accepts``) rejects requests locally once the backend refuses many; for a quota
+that refills every minute, waiting for the refill wastes nothing, so the pacer
+waits instead of rejecting, and needs a single 429 rather than a ratio of them.
+
 A 429 that names no quota (capacity, overload) teaches nothing about a rate;
 the in-flight cap reacts to it (:class:`~gemini_annotate.limits.AdaptiveConcurrency`).
 The daily quota stops the run; :func:`daily_quota_reset` says when it comes back.

@@ -120,3 +120,23 @@ def test_each_shard_paces_to_its_share_of_the_quota(small_images, emulator):
     assert 3.0 <= rate <= 5.5, rate
     assert summary.requests_per_minute <= 5.5 * 60
 
+
+
+def test_the_annotate_form_takes_the_quotas(small_images, installed_plugin):
+    import asyncio
+
+    from fiftyone.operators.executor import ExecutionResult, resolve_type
+    from fiftyone.operators.registry import OperatorRegistry
+
+    from gemini_annotate.operators import PLUGIN_NAME, config_from_params
+
+    dataset = small_images(2)
+    params = {"requests_per_minute": 600, "tokens_per_minute": 250_000}
+    request = {"dataset_name": dataset.name, "view": dataset.view()._serialize(), "params": params}
+    resolved = asyncio.run(resolve_type(OperatorRegistry(), f"{PLUGIN_NAME}/annotate_with_gemini", request))
+    assert not isinstance(resolved, ExecutionResult), resolved.error
+    form = resolved.to_json()["type"]["properties"]
+
+    assert {"requests_per_minute", "tokens_per_minute"} <= set(form)
+    config = config_from_params(params, dataset)
+    assert (config.requests_per_minute, config.tokens_per_minute) == (600, 250_000)
