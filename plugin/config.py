@@ -59,7 +59,9 @@ class AnnotateConfig(BaseModel):
         max_image_side: images larger than this (pixels, longer side) are
             downscaled before sending; labels are relative, so nothing moves.
         concurrency: the most requests in flight at once; fewer while Gemini
-            answers 429 (the pipeline backs off and recovers by itself).
+            answers 429 for overload (the pipeline backs off and recovers by
+            itself). Quotas are paced, not bounded by this: see
+            ``requests_per_minute``.
         timeout: seconds allowed for one request.
         max_attempts: attempts per request, retries included.
         max_requests: a budget: stop cleanly (resumably) once this many
