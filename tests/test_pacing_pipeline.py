@@ -140,3 +140,22 @@ def test_the_annotate_form_takes_the_quotas(small_images, installed_plugin):
     assert {"requests_per_minute", "tokens_per_minute"} <= set(form)
     config = config_from_params(params, dataset)
     assert (config.requests_per_minute, config.tokens_per_minute) == (600, 250_000)
+
+
+def test_shards_side_by_side_share_one_known_quota_without_a_429(small_images, emulator, short_minute):
+    import concurrent.futures
+
+    window = short_minute(6.0)
+    dataset = small_images(40)
+    quota = Quota(Canned(REPLY), requests_per_window=30, window=window)
+    emulator(quota)
+
+    def shard(i: int):
+        return gemini_annotate.annotate(dataset, label_field="gemini", concurrency=16, requests_per_minute=300,
+                                        shard=i, num_shards=2)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        summaries = list(pool.map(shard, range(2)))
+
+    assert sum(s.done for s in summaries) == 40
+    assert quota.rejected == 0 and sum(s.throttled for s in summaries) == 0
