@@ -141,6 +141,7 @@ class _Quota:
     configured: Optional[float]  # per window, the user's (already this part's share)
     learned: Optional[float] = None  # per window, from the last quota 429
     learned_at: float = 0.0
+    learned_when: float = float("-inf")  # when the last 429 taught it
     bucket: Optional[TokenBucket] = None
 
     def limit(self, now: float, window: float) -> Optional[float]:
@@ -267,8 +268,16 @@ class Pacer:
         requests, tokens = self.admitted_within(sent_at)
         quota = self._quotas[kind]
         # what Gemini admitted of ours over the quota's window when it said "full"
-        quota.learned = max(requests if kind == "requests" else tokens,
-                            1.0 if kind == "requests" else estimated_tokens * self._token_scale)
+        admitted = max(requests if kind == "requests" else tokens,
+                       1.0 if kind == "requests" else estimated_tokens * self._token_scale)
+        if quota.learned is not None and sent_at <= quota.learned_when + self.window:
+            # within a window of the last lesson, Gemini's window still holds requests from before
+            # it, which ours may no longer count (they left before they arrived): the same
+            # episode, never a lower quota; answers that came meanwhile only bring it nearer
+            quota.learned = max(quota.learned, admitted)
+        else:
+            quota.learned = admitted
+            quota.learned_when = now
         quota.learned_at = max(now, self._hold_until)
         quota.sync(now, self.window)
 

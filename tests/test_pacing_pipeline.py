@@ -80,8 +80,9 @@ def test_an_unknown_quota_is_learned_after_one_refused_burst(small_images, emula
     summary = gemini_annotate.annotate(dataset, label_field="gemini", concurrency=8)
 
     assert summary.done == 45 and summary.failed == 0
-    # only the requests in flight when the quota first filled are refused (at most the concurrency)
-    assert 1 <= quota.rejected <= 8 + 2 and summary.throttled == quota.rejected
+    # refused: the requests in flight when the quota first filled (at most the concurrency), one as
+    # the burst leaves the window, and one now and then as the learned pace is probed upwards
+    assert 1 <= quota.rejected <= 8 + 4 and summary.throttled == quota.rejected
     assert summary.requests == 45 + summary.retries
     assert quota.usage()["requests_share"] >= 0.8
 
@@ -117,8 +118,8 @@ def test_each_shard_paces_to_its_share_of_the_quota(small_images, emulator):
     times = [t for t, _ in quota.admitted]
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 10 <= summary.requests < 40
-    assert 3.0 <= rate <= 5.5, rate
-    assert summary.requests_per_minute <= 5.5 * 60
+    assert 3.0 <= rate <= 6.5, rate  # ≈ 4.9 (2 % below 5), where the whole quota would be 9.8
+    assert summary.requests_per_minute <= 6.5 * 60
 
 
 
@@ -149,6 +150,9 @@ def test_shards_side_by_side_share_one_known_quota_without_a_429(small_images, e
     dataset = small_images(40)
     quota = Quota(Canned(REPLY), requests_per_window=30, window=window)
     emulator(quota)
+    # the run and its fields made first: in one process, two shards declaring them at once race
+    # on the shared Dataset object (real shards are separate processes)
+    gemini_annotate.annotate(dataset.limit(1), label_field="gemini")
 
     def shard(i: int):
         return gemini_annotate.annotate(dataset, label_field="gemini", concurrency=16, requests_per_minute=300,
@@ -157,5 +161,5 @@ def test_shards_side_by_side_share_one_known_quota_without_a_429(small_images, e
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         summaries = list(pool.map(shard, range(2)))
 
-    assert sum(s.done for s in summaries) == 40
+    assert sum(s.done for s in summaries) == 39
     assert quota.rejected == 0 and sum(s.throttled for s in summaries) == 0
