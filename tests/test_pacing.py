@@ -148,6 +148,23 @@ def test_a_quota_429_holds_every_request_until_the_retry_delay():
     assert asyncio.run(send_one()) == pytest.approx(sent_at + 12.5)
 
 
+def test_a_429_as_the_first_burst_leaves_the_window_does_not_lower_the_learned_quota():
+    clock = FakeClock()
+    pacer = Pacer(clock=clock, sleep=clock.sleep)
+    start = clock.now
+    for i in range(10):
+        clock.now = start + 0.1 * i
+        pacer.answered(clock.now, 0, None)
+    pacer.throttled(start + 1.0, 0, retry_after=59.0, quota_id="GenerateRequestsPerMinutePerProjectPerModel")
+    assert pacer.pace() == pytest.approx(10)
+
+    # Gemini's clock saw the first request arrive a little after it left: it is still in its window
+    clock.now = start + 60.05
+    pacer.throttled(start + 60.0, 0, retry_after=0.05, quota_id="GenerateRequestsPerMinutePerProjectPerModel")
+
+    assert pacer.pace() == pytest.approx(10)
+
+
 def test_a_token_bucket_goes_into_debt_for_a_large_request_and_the_next_one_waits():
     bucket = TokenBucket(rate=10.0, capacity=5.0, now=0.0)
     assert bucket.delay(50.0, now=0.0) == 0.0
