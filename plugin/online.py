@@ -251,7 +251,8 @@ class OnlineAnnotationJob(AnnotationJob):
     # stopping
 
     def _check_stop(self, error: GeminiError) -> None:
-        """Also stops after :data:`REFUSALS_BEFORE_STOP` refusals with no reply yet."""
+        """Also stops after :data:`REFUSALS_BEFORE_STOP` refusals with no reply yet; a used-up
+        daily quota stops with the time it resets."""
         if error.fatal and error.reason == "QUOTA_EXHAUSTED":
             server_said = error.message.split("Server said: ", 1)[-1]
             self._stop(daily_quota_message(server_said, dt.datetime.now(dt.timezone.utc)))
