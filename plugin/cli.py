@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, help="attempts per request, retries included")
     p.add_argument("--max-requests", type=int, help="stop (resumably) after this many requests")
     p.add_argument("--max-tokens", type=int, help="stop (resumably) after this many tokens")
+    p.add_argument("--requests-per-minute", type=int,
+                   help="your tier's requests-per-minute quota: requests are paced to it (default: learned "
+                        "from Gemini's 429s); each of --num-shards parts gets its share")
+    p.add_argument("--tokens-per-minute", type=int,
+                   help="your tier's input-tokens-per-minute quota, paced like --requests-per-minute")
     p.add_argument("--shard", type=int, help="run only this shard of the job (0-based)")
     p.add_argument("--num-shards", type=int, help="how many shards the job is split into")
     p.add_argument("--queue-shards", type=int, metavar="N",
@@ -144,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow", type=float, default=0.0, help="share of very slow answers")
     p.add_argument("--truncate", type=float, default=0.0, help="share of truncated answers")
     p.add_argument("--retry-delay", type=float, default=1.0)
+    p.add_argument("--quota-requests-per-minute", type=int,
+                   help="a hidden quota enforced as Gemini does (429 with QuotaFailure and RetryInfo)")
+    p.add_argument("--quota-tokens-per-minute", type=int, help="a hidden input-tokens-per-minute quota")
+    p.add_argument("--quota-requests-per-day", type=int, help="a daily request quota (resets at midnight Pacific)")
     p.set_defaults(handler="cmd_emulator")
 
     p = sub.add_parser("runs", help="list, inspect or delete the gemini-annotate runs of a dataset")

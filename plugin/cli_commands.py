@@ -18,7 +18,7 @@ from .compare import candidate_from_text, compare, load_candidates
 from .config import AnnotateConfig
 from .demo import DATASET_NAME as DEMO_DATASET_NAME
 from .demo import describe, run_demo
-from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, noise_profile, tiered_oracle
+from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, Quota, noise_profile, tiered_oracle
 from .estimate import compare_with_estimate, estimate_run
 from .messages import GeminiError
 from .pipeline import AnnotationStopped, run_annotation
@@ -195,6 +195,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     if any((args.rate_limit, args.server_error, args.slow, args.truncate)):
         scenario = Faults(scenario, rate_limit=args.rate_limit, server_error=args.server_error,
                           slow=args.slow, truncate=args.truncate, retry_delay=args.retry_delay)
+    if any((args.quota_requests_per_minute, args.quota_tokens_per_minute, args.quota_requests_per_day)):
+        scenario = Quota(scenario, requests_per_window=args.quota_requests_per_minute,
+                         tokens_per_window=args.quota_tokens_per_minute, requests_per_day=args.quota_requests_per_day)
     server = EmulatorServer(scenario, host=args.host, port=args.port, latency=args.latency,
                             batch_timing=(args.batch_pending, args.batch_running))
     print(f"Gemini emulator listening on {server.url}\n"

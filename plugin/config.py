@@ -67,13 +67,25 @@ class AnnotateConfig(BaseModel):
         max_image_side: images larger than this (pixels, longer side) are
             downscaled before sending; labels are relative, so nothing moves.
         concurrency: the most requests in flight at once; fewer while Gemini
-            answers 429 (the pipeline backs off and recovers by itself).
+            answers 429 for overload (the pipeline backs off and recovers by
+            itself). Quotas are paced, not bounded by this: see
+            ``requests_per_minute``.
         timeout: seconds allowed for one request.
         max_attempts: attempts per request, retries included.
         max_requests: a budget: stop cleanly (resumably) once this many
             requests, retries included, were sent.
         max_tokens: a budget: stop cleanly (resumably) once replies report
             this many tokens (input, output and thinking).
+        requests_per_minute: your tier's requests-per-minute quota for the
+            model: requests are paced to it (a token bucket, 2 % below), so
+            Gemini never has to answer 429. ``None`` learns the quota from
+            Gemini's 429s instead (see :mod:`gemini_annotate.pacing`). A run
+            split into ``num_shards`` parts (shards, workers) gives each part
+            ``1/num_shards`` of it; a learned quota is per process.
+        tokens_per_minute: your tier's input-tokens-per-minute quota: requests
+            are paced to it by their estimated input tokens, corrected by the
+            usage each reply reports. Split between shards like
+            ``requests_per_minute``.
         unknown_labels: what to do with a label outside ``classes``.
         if_labeled: what to do with samples whose ``label_field`` already has
             labels: ``skip`` them, ``replace_unreviewed`` labels (labels a person
@@ -149,6 +161,8 @@ class AnnotateConfig(BaseModel):
     max_attempts: int = Field(5, ge=1, le=20)
     max_requests: Optional[int] = Field(None, ge=1)
     max_tokens: Optional[int] = Field(None, ge=1)
+    requests_per_minute: Optional[int] = Field(None, ge=1)
+    tokens_per_minute: Optional[int] = Field(None, ge=1)
     unknown_labels: UnknownLabelPolicy = "drop"
     if_labeled: IfLabeledPolicy = "skip"
     retry_failed: bool = False

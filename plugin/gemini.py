@@ -566,6 +566,7 @@ def _status_error(status: Optional[int], body: Any, headers: Optional[dict], mod
         return GeminiError(
             f"Gemini returned {status} {status_name or ''}: {message}".replace("  ", " "),
             status=status, reason=status_name, retryable=True, retry_after=retry_after,
+            quota_id=_quota_id(details),
         )
     return GeminiError(
         f"Gemini refused the request ({status} {status_name or ''}): {message}".replace("  ", " "),
@@ -588,6 +589,16 @@ def _retry_delay(details: list, headers: dict) -> Optional[float]:
             return float(value)
         except ValueError:
             return None
+    return None
+
+
+def _quota_id(details: list) -> Optional[str]:
+    """The id of the first quota a ``QuotaFailure`` detail names, if any."""
+    for detail in details:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("QuotaFailure"):
+            for violation in detail.get("violations", []):
+                if isinstance(violation, dict) and violation.get("quotaId"):
+                    return str(violation["quotaId"])
     return None
 
 

@@ -155,6 +155,9 @@ class GeminiError(Exception):
         fatal: no request of this run can succeed (bad key, unknown model, no
             permission, exhausted daily quota): the run must stop.
         retry_after: seconds the server asked us to wait, if it said.
+        quota_id: the quota a 429 says was exceeded (its ``QuotaFailure``
+            detail), e.g. ``GenerateRequestsPerMinutePerProjectPerModel``;
+            ``None`` for a 429 that names no quota (capacity, overload).
     """
 
     def __init__(
@@ -166,6 +169,7 @@ class GeminiError(Exception):
         retryable: bool = False,
         fatal: bool = False,
         retry_after: Optional[float] = None,
+        quota_id: Optional[str] = None,
     ):
         super().__init__(message)
         self.message = message
@@ -174,4 +178,5 @@ class GeminiError(Exception):
         self.retryable = retryable
         self.fatal = fatal
         self.retry_after = retry_after
+        self.quota_id = quota_id
 

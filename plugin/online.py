@@ -3,8 +3,10 @@
 The stages overlap: a producer streams the samples still to send from the
 database page by page; ``concurrency`` + :data:`PREFETCH` workers prepare
 images in a thread pool and send them through an
-:class:`~gemini_annotate.limits.AdaptiveConcurrency` limiter, which holds
-requests in flight at ``concurrency`` and backs off on 429; results go to a
+:class:`~gemini_annotate.limits.AdaptiveConcurrency` limiter, which caps
+requests in flight at ``concurrency`` (and backs off on a 429 that names no
+quota), then through a :class:`~gemini_annotate.pacing.Pacer`, which holds
+them to the per-minute quotas, known or learned from 429s; results go to a
 :class:`~gemini_annotate.writer.LabelWriter` flushed by a single database
 thread. Memory holds one page of ids, the prepared images in flight and one
 batch of results, whatever the size of the view.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import time
 from typing import Any, Callable, NoReturn, Optional
 
@@ -26,6 +29,7 @@ from .job import MEDIA_THREADS, AnnotationJob, ProgressCallback, StopRun
 from .limits import AdaptiveConcurrency, BudgetExhausted, LimiterClosed
 from .messages import GeminiError, GeminiReply, GeminiRequest
 from .output_fields import check_output_fields
+from .pacing import Pacer, daily_quota_message, share_of_quota
 from .request_builder import BuiltRequest, SampleSource, answer_requests
 from .results import Answer, SampleResult
 from .retries import generate_with_retries
@@ -56,6 +60,9 @@ class OnlineAnnotationJob(AnnotationJob):
         super().__init__(samples, config, api_key=api_key, progress=progress)
         self.limiter = AdaptiveConcurrency(config.concurrency)
         self.budget = budget_for(self.dataset, config)
+        # each part of a split run paces to its share of the quotas; a learned quota is this process's
+        self.pacer = Pacer(share_of_quota(config.requests_per_minute, config.num_shards),
+                           share_of_quota(config.tokens_per_minute, config.num_shards))
         self._workers = config.concurrency + PREFETCH
         self._refusals = 0
         self._successes = 0
@@ -85,6 +92,9 @@ class OnlineAnnotationJob(AnnotationJob):
         if self.uploads is not None:
             summary.files_uploaded, summary.files_reused = self.uploads.uploaded, self.uploads.reused
         summary.lowest_concurrency = self.limiter.lowest
+        summary.throttled = self.pacer.throttled_count
+        achieved = self.pacer.achieved_per_minute()
+        summary.requests_per_minute = None if achieved is None else round(achieved, 1)
         return self._finish(started)
 
     # the stages, as concurrent tasks
@@ -214,6 +224,9 @@ class OnlineAnnotationJob(AnnotationJob):
         reported = 0
         try:
             async with place as slot:
+                sent_at = await self.pacer.wait(estimate)
+                if self.limiter.closed:
+                    raise LimiterClosed()  # the run stopped while this request waited for its turn
                 # counted once sent: a request still waiting when the run stops never is
                 self.summary.requests += 1
                 self.summary.retries += retry
@@ -221,13 +234,16 @@ class OnlineAnnotationJob(AnnotationJob):
                     reply = await client.generate(request)
                 except GeminiError as e:
                     if e.status == 429 and not e.fatal:
-                        slot.throttled()
+                        self.pacer.throttled(sent_at, estimate, e.retry_after, e.quota_id)
+                        if e.quota_id is None:
+                            slot.throttled()  # not a quota: capacity, which fewer in flight relieves
                     if not e.retryable:
                         # decided before the slot is freed, so no other request
                         # leaves once the run has to stop
                         self._check_stop(e)
                     raise
             usage = reply.usage
+            self.pacer.answered(sent_at, estimate, usage.input_tokens)
             reported = usage.total_tokens or (usage.input_tokens + usage.output_tokens + usage.thought_tokens)
             return reply
         finally:
@@ -236,7 +252,11 @@ class OnlineAnnotationJob(AnnotationJob):
     # stopping
 
     def _check_stop(self, error: GeminiError) -> None:
-        """Also stops after :data:`REFUSALS_BEFORE_STOP` refusals with no reply yet."""
+        """Also stops after :data:`REFUSALS_BEFORE_STOP` refusals with no reply yet; a used-up
+        daily quota stops with the time it resets."""
+        if error.fatal and error.reason == "QUOTA_EXHAUSTED":
+            server_said = error.message.split("Server said: ", 1)[-1]
+            self._stop(daily_quota_message(server_said, dt.datetime.now(dt.timezone.utc)))
         if not error.fatal and not error.retryable:
             self._refusals += 1
             if self._successes == 0 and self._refusals >= REFUSALS_BEFORE_STOP:

@@ -239,6 +239,11 @@ class AnnotateWithGemini(GeminiOperator):
             if params.get("if_labeled") == "new_field":
                 inputs.str("new_label_field", default=_free_field_name(ctx.dataset, label_field),
                            required=True, label="New label field")
+        inputs.int("requests_per_minute", label="Requests per minute (optional)",
+                   description="Your tier's quota for this model: requests are paced to it. Empty: learned "
+                               "from Gemini's 429s. Shards each get their share")
+        inputs.int("tokens_per_minute", label="Input tokens per minute (optional)",
+                   description="Your tier's token quota for this model, paced like requests")
 
     @staticmethod
     def _check_and_preview(inputs: types.Object, ctx, target) -> None:

@@ -56,6 +56,10 @@ class RunSummary:
     shard: Optional[int] = 0
     num_shards: int = 1
     lowest_concurrency: Optional[int] = None
+    throttled: int = 0
+    """Requests Gemini answered 429 (rate limited), retried or not."""
+    requests_per_minute: Optional[float] = None
+    """The rate achieved: requests answered per minute, from the first send to the last answered one's."""
 
     @property
     def finished(self) -> int:
@@ -79,7 +83,7 @@ class RunSummary:
         for part in parts:
             for name in ("selected", "skipped", "done", "partial", "failed", "labels", "requests",
                          "retries", "input_tokens", "output_tokens", "thought_tokens",
-                         "estimated_input_tokens", "files_uploaded", "files_reused"):
+                         "estimated_input_tokens", "files_uploaded", "files_reused", "throttled"):
                 setattr(total, name, getattr(total, name) + getattr(part, name))
             total.batch_job = total.batch_job or part.batch_job
             total.elapsed_seconds = max(total.elapsed_seconds, part.elapsed_seconds)
@@ -88,6 +92,8 @@ class RunSummary:
             if part.stopped:
                 prefix = f"shard {part.shard}: " if part.num_shards > 1 else ""
                 total.stopped = "; ".join(filter(None, [total.stopped, prefix + part.stopped]))
+            if part.requests_per_minute is not None:  # shards run side by side: their rates add up
+                total.requests_per_minute = (total.requests_per_minute or 0.0) + part.requests_per_minute
             if part.lowest_concurrency is not None:
                 total.lowest_concurrency = min(part.lowest_concurrency,
                                                total.lowest_concurrency or part.lowest_concurrency)
@@ -104,6 +110,9 @@ class RunSummary:
             f"tokens in/out {self.input_tokens}/{self.output_tokens} "
             f"(estimated input {self.estimated_input_tokens}), {self.elapsed_seconds:.1f} s",
         ]
+        if self.requests_per_minute is not None or self.throttled:
+            rate = f"{self.requests_per_minute:g} requests/min" if self.requests_per_minute is not None else "-"
+            lines.append(f"pace: {rate} answered, {self.throttled} answered 429 (rate limited)")
         if self.thought_tokens:
             lines.append(f"thinking tokens {self.thought_tokens} (billed as output)")
         if self.files_uploaded or self.files_reused:

@@ -25,6 +25,7 @@ independent one, not against itself.
 
 from .noise import CONFUSABLE_CLASSES, NOISE_PROFILES, OracleNoise, confusion_groups, noise_profile
 from .oracle import KnownImage, KnownObject, LabelIndex
+from .quota import Quota
 from .scenarios import (
     Canned,
     DailyQuotaExhausted,
@@ -43,6 +44,6 @@ from .wire import EmulatorRequest
 __all__ = [
     "CONFUSABLE_CLASSES", "MODEL_TIERS", "NOISE_PROFILES", "ByModel", "Canned", "DailyQuotaExhausted",
     "EmulatorFault", "EmulatorReply", "EmulatorRequest", "EmulatorServer", "Faults", "KnownImage", "KnownObject",
-    "LabelIndex", "ModelTier", "Oracle", "OracleNoise", "Refuse", "RequestRecord", "Scenario", "Styled",
+    "LabelIndex", "ModelTier", "Oracle", "OracleNoise", "Quota", "Refuse", "RequestRecord", "Scenario", "Styled",
     "confusion_groups", "model_tier", "noise_profile", "tiered_oracle",
 ]
