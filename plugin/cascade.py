@@ -44,9 +44,9 @@ from .costs import cost, load_prices, price_for
 from .escalation import EscalationRule, escalation_reason, reason_kind
 from .estimate import CostEstimate, estimate_run
 from .job import AnnotationStopped, ProgressCallback
+from .labels import labels_in
 from .run_records import RunSummary
 from .selection import pending_samples
-from .labels import labels_in
 from .vocabulary import STATUS_FAILED, STATUS_PARTIAL
 
 SECOND_PASS_SUFFIX = "_escalated"

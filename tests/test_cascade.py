@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import fiftyone as fo
 import gemini_annotate
 import pytest
@@ -184,3 +188,24 @@ def test_the_estimate_uses_the_rate_an_earlier_run_measured(coco_dataset, tiers)
     estimate = estimate_cascade(coco_dataset, config)
     assert estimate.escalation_rate == pytest.approx(escalated / len(coco_dataset))
     assert estimate.rate_source.startswith("measured")
+
+
+def test_the_cli_runs_a_cascade_and_shows_both_passes(coco_dataset, tiers):
+    coco_dataset.persistent = True  # visible to the CLI's process; deleted by the fixture
+    common = [coco_dataset.name, "--task", "detect", "--model", CHEAP, "--consensus", "3",
+              "--escalate-to", STRONG, "--escalate-support", "0.42"]
+
+    estimate = _cli("estimate", *common)
+    done = _cli("annotate", *common, "--quiet")
+
+    assert estimate.returncode == 0, estimate.stderr
+    assert "pass 1:" in estimate.stdout and f"request(s) to {STRONG}" in estimate.stdout
+    assert done.returncode == 0, done.stderr
+    assert f"pass 1 ({CHEAP}): 6 labeled" in done.stdout and f"pass 2 ({STRONG})" in done.stdout
+    coco_dataset.reload()
+    assert coco_dataset.exists(escalated_field("gemini")).count() == tiers.answered["pro"] > 0
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "gemini_annotate.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ))
