@@ -19,6 +19,7 @@ from gemini_annotate.config import AnnotateConfig
 from gemini_annotate.emulator import LabelIndex, tiered_oracle
 from gemini_annotate.escalation import EscalationRule, escalation_reason, reason_kind
 from gemini_annotate.job import AnnotationStopped
+from gemini_annotate.operators import config_from_params
 from gemini_annotate.vocabulary import ACCEPTED, MODEL_ATTRIBUTE, RUN_ATTRIBUTE
 
 CHEAP, STRONG = "gemini-2.5-flash-lite", "gemini-3-pro-preview"
@@ -209,3 +210,11 @@ def test_the_cli_runs_a_cascade_and_shows_both_passes(coco_dataset, tiers):
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "gemini_annotate.cli", *args], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ))
+
+
+def test_the_form_makes_a_cascade_and_drops_it_for_tasks_it_does_not_apply_to():
+    detect = config_from_params({"task": "detect", "consensus": 3, "escalate_to": STRONG, "escalate_below": 0.4})
+    caption = config_from_params({"task": "caption", "escalate_to": STRONG, "escalate_below": 0.4})
+
+    assert (detect.escalate_to, detect.escalate_below) == (STRONG, 0.4)
+    assert (caption.escalate_to, caption.escalate_below) == (None, None)
