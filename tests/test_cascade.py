@@ -213,8 +213,8 @@ def _cli(*args):
 
 
 def test_the_form_makes_a_cascade_and_drops_it_for_tasks_it_does_not_apply_to():
-    detect = config_from_params({"task": "detect", "consensus": 3, "escalate_to": STRONG, "escalate_below": 0.4})
-    caption = config_from_params({"task": "caption", "escalate_to": STRONG, "escalate_below": 0.4})
+    detect = config_from_params({"task": "detect", "consensus": 3, "escalate_to": STRONG, "escalate_support": 0.2})
+    caption = config_from_params({"task": "caption", "escalate_to": STRONG, "escalate_support": 0.2})
 
-    assert (detect.escalate_to, detect.escalate_below) == (STRONG, 0.4)
-    assert (caption.escalate_to, caption.escalate_below) == (None, None)
+    assert (detect.escalate_to, detect.escalate_support) == (STRONG, 0.2)
+    assert (caption.escalate_to, caption.escalate_support) == (None, None)
