@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--consensus", type=int, metavar="N",
                        help="ask N times per image and fuse the answers: confidence from their agreement "
                             "(N requests per image)")
+        p.add_argument("--escalate-to", metavar="MODEL",
+                       help="cascade: send the samples the run's model was unsure about to this stronger model")
+        p.add_argument("--escalate-below", type=float, metavar="C",
+                       help="cascade: escalate a sample when a label most answers agree on has confidence < C")
+        p.add_argument("--escalate-support", type=float, metavar="S",
+                       help="cascade: escalate a sample when under this share of its proposed objects have a "
+                            "majority of the answers (needs --consensus >= 2)")
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
         p.add_argument("--class-descriptions", metavar="JSON",
                        help='what classes mean, {"name": "description"} (or give --classes as that JSON)')

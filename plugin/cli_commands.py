@@ -14,6 +14,7 @@ import sys
 import fiftyone as fo
 
 from .annotation_tool import load_corrections, send_for_review
+from .cascade import estimate_cascade
 from .compare import candidate_from_text, compare, load_candidates
 from .config import AnnotateConfig
 from .demo import DATASET_NAME as DEMO_DATASET_NAME
@@ -110,7 +111,8 @@ def _job_from_args(args: argparse.Namespace):
     samples = _samples(args)
     config = config_from_args(args)
     try:
-        return samples, config, estimate_run(samples, config, prices=args.prices)
+        estimate = estimate_cascade if config.escalate_to else estimate_run  # a cascade has two passes
+        return samples, config, estimate(samples, config, prices=args.prices)
     except (OSError, TypeError) as e:  # a missing file, a prices file that is no price table
         raise ValueError(str(e)) from e
 
@@ -128,7 +130,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         print(e.summary.describe())
         return EXIT_STOPPED
     print(summary.describe())
-    if summary.done:
+    if summary.done and not config.escalate_to:  # a cascade's summary prices each pass itself
         print(compare_with_estimate(summary, config, prices=args.prices))
     return EXIT_OK
 

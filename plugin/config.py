@@ -142,6 +142,18 @@ class AnnotateConfig(BaseModel):
             and every sample belongs to exactly one.
         num_shards: how many parts the job is split into (one delegated
             operation, process or machine each).
+        escalate_to: cascade: after this run's model (typically cheap, with
+            ``consensus``), send the samples it was unsure about to this
+            (stronger) model, whose answer replaces the first for them. A
+            sample escalates when its reply is partial or failed, or by
+            ``escalate_below`` / ``escalate_support``; see
+            :mod:`gemini_annotate.cascade`.
+        escalate_below: cascade: a sample escalates when a label its fused
+            answer keeps (one most answers proposed) has a ``confidence``
+            below this.
+        escalate_support: cascade: a sample escalates when the share of the
+            objects its answers proposed that most answers agree on is below
+            this (needs ``consensus`` ≥ 2).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -187,6 +199,9 @@ class AnnotateConfig(BaseModel):
     location: Optional[str] = None
     shard: int = Field(0, ge=0)
     num_shards: int = Field(1, ge=1, le=4096)
+    escalate_to: Optional[str] = None
+    escalate_below: Optional[float] = Field(None, gt=0, le=1)
+    escalate_support: Optional[float] = Field(None, gt=0, le=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -320,6 +335,28 @@ class AnnotateConfig(BaseModel):
             raise ValueError(
                 f"shard must be between 0 and num_shards - 1 = {self.num_shards - 1}, got {self.shard}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _cascade_options(self):
+        if self.escalate_to is None:
+            if self.escalate_below is not None or self.escalate_support is not None:
+                raise ValueError("escalate_below and escalate_support choose what goes to a stronger model: "
+                                 "set escalate_to too")
+            return self
+        if self.escalate_to == self.model:
+            raise ValueError(f"escalate_to names the model the run already uses ({self.model}): "
+                             "escalate to a stronger one")
+        if self.task not in CONSENSUS_TASKS:
+            raise ValueError(f"a cascade judges labels: it applies to {', '.join(CONSENSUS_TASKS)}, not {self.task}")
+        if self.escalate_support is not None and self.consensus < 2:
+            raise ValueError("escalate_support counts the objects most answers agree on: it needs consensus >= 2")
+        if self.escalate_below is not None and self.consensus < 2 and not self.confidence:
+            raise ValueError("escalate_below compares the labels' confidence: it needs consensus >= 2 "
+                             "or confidence=True")
+        if self.batch and not self.batch_wait:
+            raise ValueError("a cascade decides what to escalate from its first pass's answers: "
+                             "it waits for its batch (batch_wait=True)")
         return self
 
     @property

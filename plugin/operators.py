@@ -109,7 +109,9 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     task = TASKS.get(options.get("task", "detect"))
     for name, shown in (("multi_label", task is not None and task.multi_label_type is not None),
                         ("confidence", task is not None and task.spatial),
-                        ("consensus", task is not None and task.name in CONSENSUS_TASKS)):
+                        ("consensus", task is not None and task.name in CONSENSUS_TASKS),
+                        ("escalate_to", task is not None and task.name in CONSENSUS_TASKS),
+                        ("escalate_support", task is not None and task.name in CONSENSUS_TASKS)):
         if not shown:  # the form hides the input for this task, and may still hold its old value
             options.pop(name, None)
     if params.get("classes_from") == "field" and params.get("classes_field") and samples is not None:
@@ -214,6 +216,15 @@ class AnnotateWithGemini(GeminiOperator):
                        description="Above 1: ask that many times and fuse the answers; each label's confidence "
                                    "then comes from how many answers agree on it (N requests per image)",
                        view=types.FieldView())
+            inputs.str("escalate_to", label="Escalate unsure samples to (optional)",
+                       description="A stronger model (e.g. gemini-3-pro-preview) that labels again the samples "
+                                   "this model was unsure about: failed or partial replies, and by the share "
+                                   "below; its labels replace the first ones", view=types.FieldView())
+            inputs.float("escalate_support", label="Escalate below agreed share (optional)",
+                         description="A sample escalates when fewer of the objects its answers proposed than this "
+                                     "share (e.g. 0.2) have a majority of the answers: crowded images of small "
+                                     "objects (needs answers per image above 1)",
+                         view=types.FieldView())
         if task == "vqa":  # the question travels as the prompt (see prompts.vqa_question)
             inputs.str("prompt", required=True, label="Question",
                        description="May name sample fields as {field}", view=types.TextFieldView(multiline=True))

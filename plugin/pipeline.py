@@ -13,6 +13,7 @@ from typing import Any, Optional
 import fiftyone as fo
 
 from .batch import BatchAnnotationJob
+from .cascade import run_cascade
 from .config import AnnotateConfig
 from .job import AnnotationStopped, ProgressCallback, RunProgress
 from .online import OnlineAnnotationJob
@@ -83,9 +84,12 @@ def run_annotation(
     notebook), the job runs on its own loop in a worker thread
     (:func:`gemini_annotate.sync.run_sync`), so the two never interfere.
     With ``config.batch`` the job goes through the Batch API
-    (:mod:`gemini_annotate.batch`).
+    (:mod:`gemini_annotate.batch`); with ``config.escalate_to`` it is a
+    cascade of two passes (:mod:`gemini_annotate.cascade`).
     """
 
+    if config.escalate_to:  # two passes, each a run of its own (gemini_annotate.cascade)
+        return run_cascade(samples, config, run_pass=run_annotation, api_key=api_key, progress=progress)
     job_type = BatchAnnotationJob if config.batch else OnlineAnnotationJob
 
     def job():

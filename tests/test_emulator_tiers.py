@@ -9,6 +9,7 @@ import time
 import gemini_annotate
 import pytest
 from gemini_annotate.emulator import LabelIndex, model_tier, tiered_oracle
+from gemini_annotate.emulator.noise import CONFUSABLE_CLASSES
 
 TIER_OF = [
     ("gemini-2.5-flash-lite", "lite"),
@@ -53,3 +54,12 @@ def test_a_pro_model_answers_slowest(coco_dataset, emulator):
         took[tier] = time.monotonic() - started
     # 0.12 s and 0.6 s of answer time: the difference dwarfs the client's own time
     assert took["pro"] - took["lite"] > 0.35, took
+
+
+def test_every_tier_confuses_the_look_alike_classes_it_is_given(coco_dataset):
+    shapes = (("triangle", "star"),)
+    scenario = tiered_oracle(LabelIndex.from_samples(coco_dataset, "ground_truth"), seed=2, confusions=shapes)
+    assert {tier: oracle.noise.confusions for tier, oracle in scenario.tiers.items()} == dict.fromkeys(
+        ("lite", "flash", "pro"), shapes)
+    default = tiered_oracle(LabelIndex.from_samples(coco_dataset, "ground_truth"), seed=2)
+    assert default.tiers["pro"].noise.confusions == CONFUSABLE_CLASSES

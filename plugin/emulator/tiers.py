@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
 
 from .noise import noise_profile
 from .oracle import LabelIndex
@@ -100,7 +100,8 @@ class ByModel(Scenario):
         return response
 
 
-def tiered_oracle(index: LabelIndex, *, seed: int = 0, latency: float = 0.0) -> ByModel:
+def tiered_oracle(index: LabelIndex, *, seed: int = 0, latency: float = 0.0,
+                  confusions: Optional[Sequence[Sequence[str]]] = None) -> ByModel:
     """One oracle per tier, each with its tier's noise, answering by the request's model.
 
     Args:
@@ -108,8 +109,15 @@ def tiered_oracle(index: LabelIndex, *, seed: int = 0, latency: float = 0.0) -> 
         seed: the noise seed, the same for every tier.
         latency: a flash model's extra answer time in seconds; the other tiers take
             their :attr:`ModelTier.relative_latency` times it.
+        confusions: the groups of look-alike classes every tier may confuse
+            (default: :data:`~.noise.CONFUSABLE_CLASSES`, COCO's).
     """
+
+    def noise(tier: ModelTier):
+        profile = noise_profile(tier.noise, seed=seed)
+        return profile if confusions is None else replace(profile, confusions=tuple(map(tuple, confusions)))
+
     return ByModel(
-        {name: Oracle(index, noise=noise_profile(tier.noise, seed=seed)) for name, tier in MODEL_TIERS.items()},
+        {name: Oracle(index, noise=noise(tier)) for name, tier in MODEL_TIERS.items()},
         delays={name: latency * tier.relative_latency for name, tier in MODEL_TIERS.items()},
     )
