@@ -482,10 +482,22 @@ def _view_target(ctx) -> Optional[str]:
     return ctx.params.get("view_target") or ctx.request_params.get("view_target")
 
 
-def _refresh_app(ctx) -> None:
+FORGET_MODAL_SAMPLES = f"{PLUGIN_NAME}/forget_modal_samples"
+"""This plugin's App-side operator (``app/refresh_samples.js``): drops the App's copies of samples
+opened in the modal, which no built-in reload reaches."""
+FORGET_AT_MOST = 1000
+"""Sample ids sent to it at most (a person opens far fewer in the modal)."""
+
+
+def _refresh_app(ctx, samples=None) -> None:
     """Makes the App show what the operator changed in the database: the dataset (sidebar,
-    counts) and the samples themselves (grid, modal and tooltips, which ``reload_dataset``
-    alone leaves cached)."""
+    counts), the grid, and the samples opened in the modal (tooltips), without a page reload.
+
+    Args:
+        samples: the samples changed (default: the operator's target).
+    """
+    changed = samples if samples is not None else ctx.target_view()
+    ctx.trigger(FORGET_MODAL_SAMPLES, {"sample_ids": changed.limit(FORGET_AT_MOST).values("id")})
     ctx.ops.reload_samples()
     ctx.ops.reload_dataset()
 

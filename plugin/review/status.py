@@ -14,6 +14,7 @@ import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
 from ..labels import labels_in, list_field_of
+from ..review_colors import save_rejected_hidden_view
 from ..review_rules import next_status, review_status
 from ..run_records import list_annotation_runs
 from ..vocabulary import (
@@ -21,6 +22,7 @@ from ..vocabulary import (
     ADDED,
     AUTO_ACCEPTED,
     HUMAN_STATUSES,
+    REJECTED,
     REVIEW_ATTRIBUTE,
     REVIEW_STATUSES,
     RUN_ATTRIBUTE,
@@ -116,6 +118,8 @@ def set_review_status(
                 changes.append({"sample_id": sample_id, "label_id": label.id, "value": new})
     if changes:
         samples._dataset.set_label_values(f"{path}.{REVIEW_ATTRIBUTE}", changes, dynamic=True)
+    if status == REJECTED and changes:
+        save_rejected_hidden_view(samples._dataset, label_field)
     return len(changes)
 
 

@@ -32,28 +32,39 @@ def _largest_label(dataset, sample_id):
     return (sample.metadata.width, sample.metadata.height), label
 
 
-def test_rejection_shows_in_the_tooltip_without_a_reload(annotated, launch_app, browser_page):
+def test_review_status_shows_in_the_modal_right_after_the_operators_without_a_reload(annotated, launch_app,
+                                                                                     browser_page):
     ui = AppPage(browser_page)
     first = annotated.first().id
     size, label = _largest_label(annotated, first)
     try:
         ui.open(launch_app(annotated))
         ui.show_only("gemini", hide="ground_truth")
+        looker = ui.open_sample(0)  # the App now holds its copy of this sample
+        assert "unreviewed" in ui.hover_label(looker, size, label.bounding_box)
         ui.screenshot("review-status-unreviewed.png", docs=True)
+        ui.close_sample()
 
         ui.select_samples(1)
         form = ui.open_operator("Accept or reject Gemini labels")
         form.get_by_text("Reject", exact=True).click()
+        form.locator("xpath=//*[text()='Only these classes (optional)']/following::input[1]").fill(label.label)
         form.get_by_text("Reject: ").wait_for(timeout=TIMEOUT_MS)
         ui.execute(form, "now rejected")
+        ui.close_output()
+        form = ui.open_operator("Accept or reject Gemini labels")
+        form.get_by_text("keep their status").wait_for(timeout=TIMEOUT_MS)  # the rejections stay, and it says so
+        ui.execute(form, "now accepted")
         ui.close_output()
 
         looker = ui.open_sample(0)
         tooltip = ui.hover_label(looker, size, label.bounding_box)
         assert "rejected" in tooltip, tooltip
-        ui.screenshot("review-status-rejected-tooltip.png", docs=True)
+        ui.screenshot("review-status-colored.png", docs=True)
         annotated.reload()
-        assert set(annotated.select(first).values(f"gemini.detections.{REVIEW_ATTRIBUTE}")[0]) == {"rejected"}
+        statuses = {d.label: d[REVIEW_ATTRIBUTE] for d in annotated[first].gemini.detections}
+        assert statuses[label.label] == "rejected"
+        assert set(statuses.values()) == {"rejected", "accepted"}
     except Exception:
         ui.screenshot("failure-review-status.png")
         raise
