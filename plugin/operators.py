@@ -43,6 +43,7 @@ from .review.status import person_reviewed_labels, person_reviews_changed, witho
 from .run_records import RunSummary, load_run_summary
 from .sync import outside_event_loop
 from .tasks import TASKS
+from .vocabulary import REVIEW_ATTRIBUTE
 
 PLUGIN_NAME = "@gemini-annotate/gemini-annotate"
 DELEGATE_ABOVE = 200
@@ -362,6 +363,8 @@ class AnnotateWithGemini(GeminiOperator):
         threading.Thread(target=job, name="gemini-annotate-operator", daemon=True).start()
         while (event := events.get()) is not None:
             yield ctx.trigger("set_progress", {"progress": event.fraction, "label": _progress_label(event)})
+        yield ctx.trigger(UPDATE_MODAL_SAMPLES, {"samples": review_status_patches(
+            target.limit(UPDATE_AT_MOST), config.label_field)} if False else {"samples": {}})
         yield ctx.trigger("reload_samples")
         yield ctx.trigger("reload_dataset")
         error = outcome.get("error")
@@ -482,24 +485,38 @@ def _view_target(ctx) -> Optional[str]:
     return ctx.params.get("view_target") or ctx.request_params.get("view_target")
 
 
-FORGET_MODAL_SAMPLES = f"{PLUGIN_NAME}/forget_modal_samples"
-"""This plugin's App-side operator (``app/refresh_samples.js``): drops the App's copies of samples
-opened in the modal, which no built-in reload reaches."""
-FORGET_AT_MOST = 1000
-"""Sample ids sent to it at most (a person opens far fewer in the modal)."""
+UPDATE_MODAL_SAMPLES = f"{PLUGIN_NAME}/update_modal_samples"
+"""This plugin's App-side operator (``app/refresh_samples.js``): writes new label attributes into
+the App's copies of samples opened in the modal, which no built-in reload reaches."""
+UPDATE_AT_MOST = 1000
+"""Samples whose review statuses are sent to it at most (a person opens far fewer in the modal)."""
 
 
-def _refresh_app(ctx, samples=None) -> None:
+def _refresh_app(ctx, label_field: Optional[str] = None) -> None:
     """Makes the App show what the operator changed in the database: the dataset (sidebar,
-    counts), the grid, and the samples opened in the modal (tooltips), without a page reload.
+    counts), the grid, and, for ``label_field``'s review statuses, the samples opened in the
+    modal (tooltips, colors), without a page reload.
 
     Args:
-        samples: the samples changed (default: the operator's target).
+        label_field: the field whose review statuses changed in the operator's target, if any.
     """
-    changed = samples if samples is not None else ctx.target_view()
-    ctx.trigger(FORGET_MODAL_SAMPLES, {"sample_ids": changed.limit(FORGET_AT_MOST).values("id")})
+    if label_field is not None:
+        changed = ctx.target_view().limit(UPDATE_AT_MOST)
+        ctx.trigger(UPDATE_MODAL_SAMPLES, {"samples": review_status_patches(changed, label_field)})
     ctx.ops.reload_samples()
     ctx.ops.reload_dataset()
+
+
+def review_status_patches(samples, label_field: str) -> dict[str, dict[str, dict[str, str]]]:
+    """``{sample id: {label id: {"review": status}}}`` for the labels of ``label_field`` in ``samples``."""
+    path = review.label_path(samples, label_field)
+    ids, label_ids, statuses = samples.values(["id", f"{path}.id", f"{path}.{REVIEW_ATTRIBUTE}"])
+    patches = {}
+    for sample_id, labels, values in zip(ids, label_ids, statuses):
+        labels = labels if isinstance(labels, list) else [labels]
+        values = values if isinstance(values, list) else [values]
+        patches[sample_id] = {lid: {REVIEW_ATTRIBUTE: v} for lid, v in zip(labels, values) if lid and v}
+    return patches
 
 
 def _whole_dataset_notice(inputs: types.Object, ctx) -> None:
@@ -589,7 +606,7 @@ class ReviewGeminiLabels(GeminiOperator):
         field = _chosen_field(ctx)
         status = ctx.params.get("status") or review.ACCEPTED
         changed = review.set_review_status(self._labels(ctx, field), field, status)
-        _refresh_app(ctx)
+        _refresh_app(ctx, field)
         return {"message": f"{changed} label(s) in {field!r} now {status}"}
 
     def resolve_output(self, ctx):
@@ -635,7 +652,7 @@ class MarkSamplesReviewed(GeminiOperator):
         field = _chosen_field(ctx)
         target = ctx.target_view()
         accepted = review.mark_reviewed(target, field)
-        _refresh_app(ctx)
+        _refresh_app(ctx, field)
         return {"message": f"{len(target)} sample(s) reviewed, {accepted} label(s) accepted"}
 
     def resolve_output(self, ctx):
@@ -904,7 +921,7 @@ class AutoAcceptGeminiLabels(GeminiOperator):
     def execute(self, ctx):
         field = _chosen_field(ctx)
         report = review.auto_accept(ctx.target_view(), field, **self._options(ctx))
-        _refresh_app(ctx)
+        _refresh_app(ctx, field)
         return {"message": f"```\n{report.describe()}\n```", **report.to_dict()}
 
     def resolve_output(self, ctx):

@@ -15,7 +15,7 @@ from gemini_annotate.config import AnnotateConfig
 from gemini_annotate.costs import load_prices, money, online_and_batch_cost, price_sentence, user_prices
 from gemini_annotate.form_errors import form_problems, plain_validation_error
 from gemini_annotate.model_profiles import model_name_warning
-from gemini_annotate.operators import FORM_LABELS, PLUGIN_NAME, field_under_review
+from gemini_annotate.operators import FORM_LABELS, PLUGIN_NAME, field_under_review, review_status_patches
 from gemini_annotate.review.evaluation import class_score
 from gemini_annotate.review.status import person_reviews_changed
 from gemini_annotate.review_colors import REJECTED_HIDDEN_VIEW, REVIEW_COLORS
@@ -132,3 +132,17 @@ def test_a_run_saves_a_view_with_its_rejected_labels_hidden(coco_dataset, emulat
     entry = next(f for f in coco_dataset.app_config.color_scheme.fields if f["path"] == "gemini")
     assert entry["fieldColor"] == REVIEW_COLORS["unreviewed"]
     assert isinstance(coco_dataset, fo.Dataset)
+
+
+def test_the_app_is_sent_each_label_s_new_status_for_its_modal_copies(coco_dataset, emulator, oracle_for):
+    emulator(oracle_for(coco_dataset))
+    gemini_annotate.annotate(coco_dataset.limit(2), label_field="gemini")
+    first = coco_dataset.first()
+    rejected = first.gemini.detections[0].id
+    review.set_review_status(coco_dataset, "gemini", "rejected", label_ids=[rejected])
+
+    patches = review_status_patches(coco_dataset.limit(2), "gemini")
+
+    assert set(patches) == set(coco_dataset.limit(2).values("id"))
+    assert patches[first.id][rejected] == {"review": "rejected"}
+    assert sum(len(p) for p in patches.values()) == coco_dataset.count("gemini.detections")
