@@ -146,3 +146,14 @@ def test_the_app_is_sent_each_label_s_new_status_for_its_modal_copies(coco_datas
     assert set(patches) == set(coco_dataset.limit(2).values("id"))
     assert patches[first.id][rejected] == {"review": "rejected"}
     assert sum(len(p) for p in patches.values()) == coco_dataset.count("gemini.detections")
+
+
+def test_the_estimate_prices_the_run_online_and_with_the_batch_api(coco_dataset):
+    from gemini_annotate.estimate import estimate_run
+
+    online = estimate_run(coco_dataset, AnnotateConfig(model="gemini-2.5-flash"))
+    batch = estimate_run(coco_dataset, AnnotateConfig(model="gemini-2.5-flash", batch=True))
+
+    assert online.other_mode_cost == pytest.approx(batch.total_cost) == pytest.approx(online.total_cost / 2)
+    assert "with Batch API prices instead" in online.describe()
+    assert "with standard (online) prices instead" in batch.describe()

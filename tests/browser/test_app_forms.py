@@ -66,6 +66,8 @@ def test_form_prices_the_run_online_and_with_the_batch_api(form_page):
         estimate.scroll_into_view_if_needed()
         line = estimate.inner_text()
         assert " online, $" in line and "with the Batch API" in line, line
+        expect(form.get_by_role("button", name="Execute")).to_be_enabled(timeout=TIMEOUT_MS)
+        expect(form.get_by_text("Required property")).to_have_count(0, timeout=TIMEOUT_MS)  # the typing settled
         ui.screenshot("form-estimate.png", docs=True)
     except Exception:
         ui.screenshot("failure-form-estimate.png")
