@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
@@ -115,3 +116,47 @@ def cost(input_tokens: int, output_tokens: int, price: Optional[ModelPrice], *, 
     return factor * (input_tokens * price.input_per_million + output_tokens * price.output_per_million) / 1e6
 
 
+
+
+PRICES_ENV = "GEMINI_ANNOTATE_PRICES"
+"""Environment variable naming a JSON price table laid over :data:`PRICES` (the App reads it;
+Python and the CLI also take ``prices=`` / ``--prices``)."""
+
+
+def user_prices(source: Union[str, Mapping, None] = None) -> dict[str, ModelPrice]:
+    """The price table: ``source`` if given, else the file :data:`PRICES_ENV` names, laid over :data:`PRICES`."""
+    return load_prices(source if source is not None else (os.environ.get(PRICES_ENV) or None))
+
+
+def online_and_batch_cost(input_tokens: int, output_tokens: int, model: str,
+                          prices: Optional[PriceTable] = None) -> tuple[Optional[float], Optional[float]]:
+    """US dollars for these tokens with the online API and with the Batch API (``None``: no price)."""
+    price = price_for(model, prices)
+    return (cost(input_tokens, output_tokens, price, batch=False),
+            cost(input_tokens, output_tokens, price, batch=True))
+
+
+def money(value: Optional[float]) -> str:
+    """Dollars as people read them: cents for a few, fractions of a cent for very little.
+
+    >>> money(0.004), money(1.5), money(None)
+    ('$0.0040', '$1.50', 'unknown')
+    """
+    if value is None:
+        return "unknown"
+    return f"${value:,.2f}" if value >= 0.10 else f"${value:,.4f}"
+
+
+def price_sentence(input_tokens: int, output_tokens: int, model: str, requests: int,
+                   prices: Optional[PriceTable] = None) -> str:
+    """What a run would cost, online and with the Batch API, as one sentence for a form or a terminal.
+
+    >>> price_sentence(1000, 400, "gemini-2.5-flash", 1)
+    '1 request(s), ≈ 1,000 input + 400 output tokens: ≈ $0.0013 online, $0.0006 with the Batch API (prices as of 2025-12, indicative)'
+    """
+    online, batch = online_and_batch_cost(input_tokens, output_tokens, model, prices)
+    tokens = f"{requests:,} request(s), ≈ {input_tokens:,} input + {output_tokens:,} output tokens"
+    if online is None:
+        return f"{tokens}: no price known for {model} (add it to the price table in ${PRICES_ENV})"
+    return (f"{tokens}: ≈ {money(online)} online, {money(batch)} with the Batch API "
+            f"(prices as of {PRICES_AS_OF}, indicative)")

@@ -21,7 +21,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 from .config import AnnotateConfig
-from .costs import PRICES_AS_OF, cost, estimate_text_tokens, load_prices, price_for, typical_output_tokens
+from .costs import PRICES_AS_OF, cost, estimate_text_tokens, price_for, typical_output_tokens, user_prices
 from .media import ImageError, estimate_image_tokens, read_image_size
 from .prompts import request_prompt
 from .request_builder import is_uri
@@ -193,6 +193,8 @@ class CostEstimate:
         output_cost: US dollars for the assumed output, or ``None``.
         extrapolated: images whose size was not known, estimated from the others.
         to_send: samples a run would send (``requests`` / ``consensus``).
+        other_mode_cost: US dollars with the other prices (Batch API if ``batch`` is off,
+            standard if on), or ``None``.
     """
 
     samples: int
@@ -207,6 +209,7 @@ class CostEstimate:
     output_cost: Optional[float]
     extrapolated: int = 0
     to_send: int = 0
+    other_mode_cost: Optional[float] = None
 
     @property
     def input_tokens(self) -> int:
@@ -236,6 +239,9 @@ class CostEstimate:
         else:
             lines.append(f"cost ≈ ${self.total_cost:,.4f} (input ${self.input_cost:,.4f}, "
                          f"output ${self.output_cost:,.4f}); prices as of {PRICES_AS_OF}, indicative")
+            if self.other_mode_cost is not None:
+                other = "standard (online)" if self.batch else "Batch API"
+                lines.append(f"with {other} prices instead ≈ ${self.other_mode_cost:,.4f}")
         if self.extrapolated:
             lines.append(f"sizes of {self.extrapolated} image(s) unknown, estimated from the others")
         return "\n".join(lines)
@@ -252,13 +258,14 @@ def estimate_run(samples, config: AnnotateConfig, *, prices: Union[str, Mapping,
     preview = preview_run(samples, config)
     images = preview.image_tokens
     outputs = typical_output_tokens(config.task) * preview.requests
-    price = price_for(config.model, load_prices(prices))
+    price = price_for(config.model, user_prices(prices))
     return CostEstimate(
         samples=preview.samples, requests=preview.requests, skipped=preview.skipped, image_tokens=images,
         prompt_tokens=preview.prompt_tokens, output_tokens=outputs, model=config.model, batch=config.batch,
         input_cost=cost(images + preview.prompt_tokens, 0, price, batch=config.batch),
         output_cost=cost(0, outputs, price, batch=config.batch),
         extrapolated=preview.to_send - preview.sized, to_send=preview.to_send,
+        other_mode_cost=cost(images + preview.prompt_tokens, outputs, price, batch=not config.batch),
     )
 
 
@@ -271,7 +278,7 @@ def compare_with_estimate(summary: RunSummary, config: AnnotateConfig, *,
     count per answered request. Reported output includes thinking tokens
     (billed as output).
     """
-    price = price_for(config.model, load_prices(prices))
+    price = price_for(config.model, user_prices(prices))
     answered = summary.done * config.consensus
     per_reply = typical_output_tokens(config.task)
     estimated_output = per_reply * answered

@@ -77,3 +77,23 @@ def model_profile(model: str) -> ModelProfile:
         if name.startswith(prefix):
             return profile
     return _LATEST
+
+
+KNOWN_MODEL_PREFIXES = ("gemini-3", "gemini-2.5", "gemini-2.0", "gemini-flash-latest", "gemini-flash-lite-latest",
+                        "gemini-pro-latest")
+"""Names of the Gemini families this tool has profiles for (and the ``-latest`` aliases)."""
+
+
+def model_name_warning(model: str) -> Optional[str]:
+    """A warning for a model name no profile knows (a typo, or a generation newer than this
+    tool), or ``None`` for a known one. Not an error: Gemini itself says whether it serves it.
+
+    >>> model_name_warning("gemini-2.5-flash") is None
+    True
+    """
+    name = model.rsplit("/", 1)[-1].lower().strip()
+    if name.startswith(KNOWN_MODEL_PREFIXES):
+        return None
+    return (f"{model!r} is not a Gemini model this tool knows (gemini-3-…, gemini-2.5-…, gemini-2.0-…): "
+            "check the spelling. It will be treated like the newest generation, and if Gemini does not "
+            "serve it the run stops at its first request.")

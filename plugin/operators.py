@@ -27,16 +27,23 @@ import fiftyone.core.labels as fol
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 from fiftyone.operators.executor import ExecutionOptions
+from pydantic import ValidationError
 
 from . import review, runs
 from .config import CONSENSUS_TASKS, DEFAULT_LABEL_FIELD, DEFAULT_MODEL, AnnotateConfig
+from .costs import PRICES_ENV, money, online_and_batch_cost, price_sentence, typical_output_tokens, user_prices
 from .estimate import preview_run
+from .form_errors import form_problems, plain_validation_error
 from .gemini import API_KEY_ENV_VARS, MissingApiKeyError, resolve_api_key
+from .model_profiles import model_name_warning
 from .output_fields import output_field_problem
 from .pipeline import AnnotationStopped, RunProgress, run_annotation
+from .review.evaluation import class_score
+from .review.status import person_reviewed_labels, person_reviews_changed, without_person_reviews
 from .run_records import RunSummary, load_run_summary
 from .sync import outside_event_loop
 from .tasks import TASKS
+from .vocabulary import REVIEW_ATTRIBUTE
 
 PLUGIN_NAME = "@gemini-annotate/gemini-annotate"
 DELEGATE_ABOVE = 200
@@ -48,6 +55,13 @@ IF_LABELED_CHOICES = {
     "new_field": "Write this run into a new field",
     "overwrite": "Overwrite the field, reviewed labels included",
 }
+FORM_LABELS = {
+    "task": "Task", "classes": "Class names", "multi_label": "Every class that applies",
+    "confidence": "Ask for a confidence per object", "consensus": "Answers per image", "prompt": "Custom prompt",
+    "model": "Model", "label_field": "Label field", "if_labeled": "Samples already labeled",
+    "new_label_field": "New label field",
+}
+"""The annotate form's label of each parameter, which its error sentences name."""
 FORM_PARAMS = ("classes_from", "classes_field", "new_label_field")
 """Parameters of the annotate form beside the :class:`AnnotateConfig` fields."""
 _CLASS_FIELD_TYPES = (fol.Detections, fol.Polylines, fol.Keypoints, fol.Classifications,
@@ -123,6 +137,34 @@ def config_from_params(params: dict[str, Any], samples=None) -> AnnotateConfig:
     return AnnotateConfig(**options)
 
 
+CLASSES_HINTS = {
+    "classify": "Comma-separated, required: the closed set of classes to choose from",
+    "caption": "Comma-separated (optional; captions ignore them)",
+    "vqa": "Comma-separated (optional; answers ignore them)",
+}
+"""The Class names hint per task: classify needs classes, the others may leave them out."""
+
+
+def _config_or_problem(params: dict[str, Any], dataset, inputs: Optional[types.Object] = None
+                       ) -> tuple[Optional[AnnotateConfig], str]:
+    """The form's configuration, or ``None`` and one plain sentence saying what to change.
+
+    With ``inputs``, the form's property at fault is marked invalid with the sentence too.
+    """
+    try:
+        config = config_from_params(params, dataset)
+    except ValidationError as e:
+        for problem in form_problems(e, FORM_LABELS):
+            prop = inputs.properties.get(problem.field) if inputs is not None and problem.field else None
+            if prop is not None:
+                prop.invalid, prop.error_message = True, problem.sentence
+        return None, plain_validation_error(e, FORM_LABELS)
+    except ValueError as e:  # e.g. the classes of a label field that cannot be read
+        return None, str(e)
+    problem = output_field_problem(dataset, config)
+    return (None, problem) if problem else (config, "")
+
+
 def _progress_label(progress: RunProgress) -> str:
     if progress.message:
         return progress.message
@@ -130,8 +172,17 @@ def _progress_label(progress: RunProgress) -> str:
             f"({progress.failed} failed, {progress.labels} labels)")
 
 
-def _summary_markdown(summary: RunSummary) -> str:
-    return "\n".join(f"- {line.strip()}" for line in summary.describe().splitlines())
+def _summary_markdown(summary: RunSummary, model: str) -> str:
+    lines = [f"- {line.strip()}" for line in summary.describe().splitlines()]
+    return "\n".join(lines + [f"- {_reported_cost(summary, model)}"])
+
+
+def _reported_cost(summary: RunSummary, model: str) -> str:
+    """What the tokens Gemini reported for a run cost, online and with the Batch API."""
+    online, batch = online_and_batch_cost(summary.input_tokens, summary.output_tokens + summary.thought_tokens,
+                                          model, user_prices())
+    return (f"cost of the {summary.input_tokens:,} input and {summary.output_tokens + summary.thought_tokens:,} "
+            f"output tokens Gemini reported: {money(online)} online, {money(batch)} with the Batch API")
 
 
 def _stopped(error: AnnotationStopped) -> RuntimeError:
@@ -171,6 +222,7 @@ class AnnotateWithGemini(GeminiOperator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         target = ctx.target_view()
+        _whole_dataset_notice(inputs, ctx)
         self._task_inputs(inputs, ctx)
         self._output_inputs(inputs, ctx, target)
         self._check_and_preview(inputs, ctx, target)
@@ -182,9 +234,9 @@ class AnnotateWithGemini(GeminiOperator):
         params = ctx.params
         inputs.enum(
             "task", list(TASKS), default="detect", required=True, label="Task",
-            description="; ".join(f"{t.name}: {t.description}" for t in TASKS.values()),
             view=types.DropdownView(),
         )
+        inputs.md("\n".join(f"- **{t.name}**: {t.description}" for t in TASKS.values()), name="task_help")
         class_fields = _label_fields(ctx.dataset)
         if class_fields:
             sources = types.RadioGroup(orientation="horizontal")
@@ -198,10 +250,10 @@ class AnnotateWithGemini(GeminiOperator):
             names = review.field_classes(ctx.dataset, field)
             inputs.view("classes_found", types.Notice(
                 label=f"{len(names)} classes: {', '.join(names[:30])}{' …' if len(names) > 30 else ''}"))
-        else:
-            inputs.str("classes", label="Class names",
-                       description="Comma-separated (empty: whatever Gemini finds)")
         task = params.get("task") or "detect"
+        if not (params.get("classes_from") == "field" and class_fields):
+            inputs.str("classes", label="Class names",
+                       description=CLASSES_HINTS.get(task, "Comma-separated (empty: every object Gemini finds)"))
         if task == "classify":
             inputs.bool("multi_label", default=False, label="Every class that applies",
                         description="Several classes per image (fo.Classifications) instead of exactly one",
@@ -237,7 +289,8 @@ class AnnotateWithGemini(GeminiOperator):
     def _output_inputs(inputs: types.Object, ctx, target) -> None:
         """Which model, into which field, and what to do with samples already labeled there."""
         params = ctx.params
-        inputs.str("model", default=DEFAULT_MODEL, required=True, label="Model")
+        inputs.str("model", default=DEFAULT_MODEL, required=True, label="Model",
+                   description="A Gemini model name, such as gemini-3-flash-preview or gemini-2.5-flash")
         inputs.str("label_field", default=DEFAULT_LABEL_FIELD, required=True, label="Label field",
                    description="The field that receives the pre-annotations")
         label_field = params.get("label_field") or DEFAULT_LABEL_FIELD
@@ -259,16 +312,23 @@ class AnnotateWithGemini(GeminiOperator):
     @staticmethod
     def _check_and_preview(inputs: types.Object, ctx, target) -> None:
         """Says what is wrong with the form, or what the run will send and what to mind."""
-        try:
-            config = config_from_params(ctx.params, ctx.dataset)
-            problem = output_field_problem(ctx.dataset, config)
-            if problem:
-                raise ValueError(problem)
-        except ValueError as e:
-            inputs.view("invalid", types.Error(label="Check the form", description=str(e)))
+        config, sentence = _config_or_problem(ctx.params, ctx.dataset, inputs)
+        if config is None:
+            # invalid=True makes FiftyOne's validation refuse the form: the App disables Execute
+            inputs.view("invalid", types.Error(label="Check the form", description=sentence),
+                        invalid=True, error_message=sentence)
             return
+        unknown_model = model_name_warning(config.model)
+        if unknown_model:
+            inputs.view("model_warning", types.Warning(label="Unknown model name", description=unknown_model))
         preview = preview_run(target, config)
         inputs.view("preview", types.Notice(label="What will be sent", description=preview.describe()))
+        output_tokens = typical_output_tokens(config.task) * preview.requests
+        inputs.view("estimate", types.Notice(
+            label="Estimated cost: " + price_sentence(preview.estimated_tokens, output_tokens, config.model,
+                                                      preview.requests, user_prices()),
+            description=f"Output assumes a typical {config.task} reply ({typical_output_tokens(config.task)} "
+                        f"tokens; thinking extra). Your own prices: a JSON file named by ${PRICES_ENV}."))
         if preview.reviewed_labels:
             inputs.view("overwrite_warning", types.Warning(
                 label=f"Overwriting replaces {preview.reviewed_labels} label(s) people reviewed or drew",
@@ -280,7 +340,9 @@ class AnnotateWithGemini(GeminiOperator):
                             "in the environment of the App and of `fiftyone delegated launch`)."))
 
     def execute(self, ctx):
-        config = config_from_params(ctx.params, ctx.dataset)
+        config, sentence = _config_or_problem(ctx.params, ctx.dataset)
+        if config is None:
+            raise ValueError(sentence)
         target = ctx.target_view()
         api_key = _api_key(ctx)
         if ctx.delegated:
@@ -296,7 +358,7 @@ class AnnotateWithGemini(GeminiOperator):
             summary = run_annotation(target, config, api_key=api_key, progress=report)
         except AnnotationStopped as e:
             raise _stopped(e) from e
-        return {"summary": _summary_markdown(summary), **summary.to_dict()}
+        return {"summary": _summary_markdown(summary, config.model), **summary.to_dict()}
 
     @staticmethod
     def _execute_with_progress(ctx, target, config, api_key):
@@ -317,17 +379,25 @@ class AnnotateWithGemini(GeminiOperator):
         threading.Thread(target=job, name="gemini-annotate-operator", daemon=True).start()
         while (event := events.get()) is not None:
             yield ctx.trigger("set_progress", {"progress": event.fraction, "label": _progress_label(event)})
+        yield ctx.trigger(UPDATE_MODAL_SAMPLES, {"samples": review_status_patches(
+            target.limit(UPDATE_AT_MOST), config.label_field)} if False else {"samples": {}})
+        yield ctx.trigger("reload_samples")
         yield ctx.trigger("reload_dataset")
         error = outcome.get("error")
-        if isinstance(error, AnnotationStopped):
-            raise _stopped(error) from error
+        if isinstance(error, AnnotationStopped):  # a plain sentence, not a traceback
+            yield ctx.trigger("notify", {"message": f"Run stopped: {error}", "variant": "error"})
+            yield ctx.trigger("show_output", {
+                "outputs": _summary_output().to_json(),
+                "results": {"summary": f"**Run stopped**: {error}\n\n{_summary_markdown(error.summary, config.model)}"},
+            })
+            return
         if error is not None:
             raise error
         summary: RunSummary = outcome["summary"]
         yield ctx.trigger("notify", {"message": summary.describe().splitlines()[0], "variant": "success"})
         yield ctx.trigger("show_output", {
             "outputs": _summary_output().to_json(),
-            "results": {"summary": _summary_markdown(summary)},
+            "results": {"summary": _summary_markdown(summary, config.model)},
         })
 
     def resolve_output(self, ctx):
@@ -368,7 +438,10 @@ class AnnotateWithGemini(GeminiOperator):
         result = self._run_from_python(samples, params, delegate=delegate)
         if delegate:
             return result
-        return load_run_summary(samples, config.resolved_run_key)
+        summary = load_run_summary(samples, config.resolved_run_key)
+        if summary is not None and summary.stopped:  # the App showed it; Python raises it
+            raise AnnotationStopped(summary.stopped, summary)
+        return summary
 
 
 REVIEWABLE_TYPES = (fol.Label,)
@@ -396,9 +469,19 @@ def _pre_annotation_field_input(inputs, ctx, *, name="label_field", label="Pre-a
             description="Run 'Annotate with Gemini' first (captions and answers are text, with no labels "
                         "to review; multi-label classifications cannot be evaluated)."))
         return None
-    chosen = ctx.params.get(name) or fields[-1]
-    inputs.enum(name, fields, default=fields[-1], required=True, label=label, view=types.DropdownView())
-    return chosen if chosen in fields else fields[-1]
+    default = field_under_review(ctx.dataset, fields)
+    chosen = ctx.params.get(name) or default
+    inputs.enum(name, fields, default=default, required=True, label=label, view=types.DropdownView())
+    return chosen if chosen in fields else default
+
+
+def field_under_review(dataset, fields: list[str]) -> str:
+    """The newest of ``fields`` in which a person reviewed something (the run being reviewed),
+    else the newest: a segment run's outline field, say, is not where the review happens."""
+    for name in reversed(fields):
+        if person_reviewed_labels(dataset, name):
+            return name
+    return fields[-1]
 
 
 def _chosen_field(ctx, types_: tuple[type, ...] = REVIEWABLE_TYPES) -> str:
@@ -406,11 +489,64 @@ def _chosen_field(ctx, types_: tuple[type, ...] = REVIEWABLE_TYPES) -> str:
     fields = _reviewable_fields(ctx.dataset, types_)
     if not fields:
         raise review.ReviewError("this dataset has no Gemini pre-annotations yet: run 'Annotate with Gemini' first")
-    field = ctx.params.get("label_field") or fields[-1]
+    field = ctx.params.get("label_field") or field_under_review(ctx.dataset, fields)
     if field not in fields:
         raise review.ReviewError(f"{field!r} holds no Gemini pre-annotations this operator works on; "
                                  f"choose one of {', '.join(fields)}")
     return field
+
+
+def _view_target(ctx) -> Optional[str]:
+    """The form's dataset / view / selection choice (FiftyOne moves it out of ``ctx.params``)."""
+    return ctx.params.get("view_target") or ctx.request_params.get("view_target")
+
+
+UPDATE_MODAL_SAMPLES = f"{PLUGIN_NAME}/update_modal_samples"
+"""This plugin's App-side operator (``app/refresh_samples.js``): writes new label attributes into
+the App's copies of samples opened in the modal, which no built-in reload reaches."""
+UPDATE_AT_MOST = 1000
+"""Samples whose review statuses are sent to it at most (a person opens far fewer in the modal)."""
+
+
+def _refresh_app(ctx, label_field: Optional[str] = None) -> None:
+    """Makes the App show what the operator changed in the database: the dataset (sidebar,
+    counts), the grid, and, for ``label_field``'s review statuses, the samples opened in the
+    modal (tooltips, colors), without a page reload.
+
+    Args:
+        label_field: the field whose review statuses changed in the operator's target, if any.
+    """
+    if label_field is not None:
+        changed = ctx.target_view().limit(UPDATE_AT_MOST)
+        ctx.trigger(UPDATE_MODAL_SAMPLES, {"samples": review_status_patches(changed, label_field)})
+    ctx.ops.reload_samples()
+    ctx.ops.reload_dataset()
+
+
+def review_status_patches(samples, label_field: str) -> dict[str, dict[str, dict[str, str]]]:
+    """``{sample id: {label id: {"review": status}}}`` for the labels of ``label_field`` in ``samples``."""
+    path = review.label_path(samples, label_field)
+    ids, label_ids, statuses = samples.values(["id", f"{path}.id", f"{path}.{REVIEW_ATTRIBUTE}"])
+    patches = {}
+    for sample_id, labels, values in zip(ids, label_ids, statuses):
+        labels = labels if isinstance(labels, list) else [labels]
+        values = values if isinstance(values, list) else [values]
+        patches[sample_id] = {lid: {REVIEW_ATTRIBUTE: v} for lid, v in zip(labels, values) if lid and v}
+    return patches
+
+
+def _whole_dataset_notice(inputs: types.Object, ctx) -> None:
+    """Says so when, with nothing selected and no view, the target is the whole dataset."""
+    if ctx.selected or ctx.selected_labels or len(ctx.view) != len(ctx.dataset):
+        return
+    inputs.view("whole_dataset", types.Notice(
+        label=f"Nothing selected: this applies to the whole dataset ({len(ctx.dataset)} samples)",
+        description="Select samples (or labels) in the App, or filter a view, to narrow it."))
+
+
+def _markdown_lines(text: str) -> str:
+    """Lines of a ``describe()`` as a Markdown list: one item per line, not one run-on block."""
+    return "\n".join(f"- {line.strip()}" for line in text.splitlines() if line.strip())
 
 
 def _message_output(label: str):
@@ -452,30 +588,53 @@ class ReviewGeminiLabels(GeminiOperator):
         if field is None:
             return types.Property(inputs, view=types.View(label="Review Gemini labels"))
         inputs.str("classes", label="Only these classes (optional)", description="Comma-separated")
+        status = ctx.params.get("status") or review.ACCEPTED
+        candidates = review.only_classes(ctx.target_view(), field, ctx.params.get("classes"))
+        overrides = person_reviews_changed(candidates, field, status)
+        if overrides:
+            undone = ", ".join(f"{n} {current}" for current, n in sorted(overrides.items()))
+            # labels picked one by one are meant as picked; a selection of samples is not
+            picked = _view_target(ctx) == "SELECTED_LABELS"
+            inputs.bool("change_reviewed", default=picked, view=types.CheckboxView(),
+                        label=f"Also change labels a person already reviewed ({undone})",
+                        description="Unchecked, only labels nobody reviewed yet change")
         labels = self._labels(ctx, field)
         count = labels.count(review.label_path(labels, field))
-        action = STATUS_ACTIONS.get(ctx.params.get("status") or review.ACCEPTED, "Review")
-        inputs.view("preview", types.Notice(label=f"{action}: {count} label(s) in {field!r}"))
+        action = STATUS_ACTIONS.get(status, "Review")
+        kept = sum(overrides.values()) if not self._change_reviewed(ctx) else 0
+        note = (f"; {kept} label(s) a person already reviewed keep their status" if kept else
+                f"; this overrides {sum(overrides.values())} earlier review(s)" if overrides else "")
+        inputs.view("preview", types.Notice(label=f"{action}: {count - kept} label(s) in {field!r}{note}"))
+        _whole_dataset_notice(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Review Gemini labels"))
 
     @staticmethod
     def _labels(ctx, field):
-        return review.only_classes(ctx.target_view(), field, ctx.params.get("classes"))
+        labels = review.only_classes(ctx.target_view(), field, ctx.params.get("classes"))
+        return labels if ReviewGeminiLabels._change_reviewed(ctx) else without_person_reviews(labels, field)
+
+    @staticmethod
+    def _change_reviewed(ctx) -> bool:
+        choice = ctx.params.get("change_reviewed")
+        return _view_target(ctx) == "SELECTED_LABELS" if choice is None else bool(choice)
 
     def execute(self, ctx):
         field = _chosen_field(ctx)
         status = ctx.params.get("status") or review.ACCEPTED
         changed = review.set_review_status(self._labels(ctx, field), field, status)
-        ctx.trigger("reload_dataset")
+        _refresh_app(ctx, field)
         return {"message": f"{changed} label(s) in {field!r} now {status}"}
 
     def resolve_output(self, ctx):
         return _message_output("Review")
 
     def __call__(self, samples, label_field: str, status: str = review.ACCEPTED, *,
-                 label_ids: Optional[list[str]] = None, classes: Optional[list[str]] = None):
-        """Sets the review status of ``label_ids`` (or all labels of ``samples``) in ``label_field``."""
-        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or ())}
+                 label_ids: Optional[list[str]] = None, classes: Optional[list[str]] = None,
+                 change_reviewed: bool = False):
+        """Sets the review status of ``label_ids`` (or all labels of ``samples``) in ``label_field``;
+        labels a person already reviewed keep theirs unless ``change_reviewed``."""
+        params = {"label_field": label_field, "status": status, "classes": ",".join(classes or ()),
+                  "change_reviewed": change_reviewed}
         if label_ids is not None:
             samples = samples.select_labels(ids=label_ids, fields=label_field)
         return self._run_from_python(samples, params).result
@@ -502,13 +661,14 @@ class MarkSamplesReviewed(GeminiOperator):
             count = review.only_unreviewed(target, field).count(review.label_path(target, field))
             inputs.view("preview", types.Notice(
                 label=f"{len(target)} sample(s) marked reviewed; {count} unreviewed label(s) accepted"))
+            _whole_dataset_notice(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Mark samples reviewed"))
 
     def execute(self, ctx):
         field = _chosen_field(ctx)
         target = ctx.target_view()
         accepted = review.mark_reviewed(target, field)
-        ctx.trigger("reload_dataset")
+        _refresh_app(ctx, field)
         return {"message": f"{len(target)} sample(s) reviewed, {accepted} label(s) accepted"}
 
     def resolve_output(self, ctx):
@@ -549,6 +709,7 @@ class PromoteReviewedLabels(GeminiOperator):
             label=f"{promoted} reviewed label(s) will be copied into {gt_field!r}{note}; "
                   f"{counts.statuses.get(review.UNREVIEWED, 0)} unreviewed and "
                   f"{counts.statuses.get(review.REJECTED, 0)} rejected stay behind"))
+        _whole_dataset_notice(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Promote reviewed labels"))
 
     def execute(self, ctx):
@@ -556,7 +717,7 @@ class PromoteReviewedLabels(GeminiOperator):
         gt_field = ctx.params.get("gt_field") or "ground_truth"
         promoted = review.promote(ctx.target_view(), field, gt_field,
                                   include_auto_accepted=bool(ctx.params.get("include_auto_accepted")))
-        ctx.trigger("reload_dataset")
+        _refresh_app(ctx)
         return {"message": f"{promoted} label(s) promoted from {field!r} into {gt_field!r}"}
 
     def resolve_output(self, ctx):
@@ -572,7 +733,8 @@ def evaluation_markdown(report: review.EvaluationReport) -> str:
     """An evaluation report as Markdown: scores, per-class table, review tally, how to read them."""
     ranked = report.mAP is not None
     rows = "\n".join(
-        f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {int(row['support'])} |"
+        f"| {name} | {class_score(row, 'precision')} | {class_score(row, 'recall')} | "
+        f"{class_score(row, 'f1-score')} | {int(row['support'])} |"
         + (f" {row['ap']:.3f} |" if ranked and "ap" in row else " – |" if ranked else "")
         for name, row in report.per_class.items()
     )
@@ -604,6 +766,14 @@ def _reliability_markdown(report: review.EvaluationReport) -> str:
             f"| confidence | mean | kept | labels |\n|---|---|---|---|\n{rows}")
 
 
+KEPT_IN_FIELD = "(kept)"
+"""The "Compare with" choice of the labels reviewers kept in the field itself (no field has this name)."""
+
+
+def _compared_field(choice: Optional[str]) -> Optional[str]:
+    return None if choice in (None, "", KEPT_IN_FIELD) else choice
+
+
 class EvaluateGeminiLabels(GeminiOperator):
     """Scores Gemini's proposals against the labels reviewers kept."""
 
@@ -627,10 +797,10 @@ class EvaluateGeminiLabels(GeminiOperator):
         comparable = (fol.Classification,) if classification else (fol.Detections, fol.Polylines, fol.Keypoints)
         others = [f for f in _label_fields(ctx.dataset, comparable) if f != field and not f.endswith("_proposed")]
         truths = types.Dropdown()
-        truths.add_choice("", label=f"Labels reviewers kept in {field!r}")
+        truths.add_choice(KEPT_IN_FIELD, label=f"Labels reviewers kept in {field!r}")
         for name in others:
             truths.add_choice(name, label=name)
-        inputs.enum("gt_field", truths.values(), default="", label="Compare with", view=truths)
+        inputs.enum("gt_field", truths.values(), default=KEPT_IN_FIELD, label="Compare with", view=truths)
         inputs.str("eval_key", default=f"{field}_eval", required=True, label="Evaluation key")
         if not classification:
             inputs.float("iou", default=0.5, label="IoU threshold", min=0.05, max=0.95)
@@ -646,10 +816,10 @@ class EvaluateGeminiLabels(GeminiOperator):
     def execute(self, ctx):
         field = _chosen_field(ctx, EVALUABLE_TYPES)
         report = review.evaluate(
-            ctx.target_view(), field, gt_field=ctx.params.get("gt_field") or None,
+            ctx.target_view(), field, gt_field=_compared_field(ctx.params.get("gt_field")),
             eval_key=ctx.params.get("eval_key") or None, iou=float(ctx.params.get("iou") or 0.5),
         )
-        ctx.trigger("reload_dataset")
+        _refresh_app(ctx)
         results = {"report": evaluation_markdown(report), **report.to_dict()}
         if report.ece is not None:
             results["reliability_figure"] = json.loads(review.reliability_figure(report).to_json())
@@ -666,7 +836,7 @@ class EvaluateGeminiLabels(GeminiOperator):
 
     def __call__(self, samples, label_field: str, *, gt_field: Optional[str] = None,
                  eval_key: Optional[str] = None, iou: float = 0.5):
-        params = {"label_field": label_field, "gt_field": gt_field or "",
+        params = {"label_field": label_field, "gt_field": gt_field or KEPT_IN_FIELD,
                   "eval_key": eval_key or f"{label_field}_eval", "iou": iou}
         return self._run_from_python(samples, params).result
 
@@ -694,10 +864,14 @@ class GeminiRuns(GeminiOperator):
         for info in keys:
             choices.add_choice(info.run_key, label=info.run_key,
                                description=f"{info.task} · {info.model} · {info.label_field}")
-        inputs.enum("run_key", choices.values(), default=keys[-1].run_key, required=True,
+        fields = [i.label_field for i in keys if ctx.dataset.has_field(i.label_field)]
+        reviewed = field_under_review(ctx.dataset, fields) if fields else None
+        default = next((i for i in reversed(keys) if i.label_field == reviewed), keys[-1])
+        inputs.enum("run_key", choices.values(), default=default.run_key, required=True,
                     label="Run", view=choices)
-        info = next((i for i in keys if i.run_key == ctx.params.get("run_key")), keys[-1])
-        inputs.view("details", types.Notice(label=info.run_key, description=info.describe()))
+        info = next((i for i in keys if i.run_key == ctx.params.get("run_key")), default)
+        # one property per run: the App keeps a property's first value while the form is open
+        inputs.md(_markdown_lines(info.describe()), name=f"details_{keys.index(info)}")
         actions = types.RadioGroup(orientation="horizontal")
         actions.add_choice("inspect", label="Inspect")
         actions.add_choice("delete", label="Delete the run")
@@ -711,10 +885,9 @@ class GeminiRuns(GeminiOperator):
         run_key = ctx.params["run_key"]
         if ctx.params.get("action") == "delete":
             deleted = runs.delete_run(ctx.dataset, run_key, delete_labels=bool(ctx.params.get("delete_labels")))
-            ctx.trigger("reload_dataset")
+            _refresh_app(ctx)
             return {"message": f"run {run_key!r} deleted" + (f"; fields {', '.join(deleted)} deleted" if deleted else "")}
-        lines = runs.run_info(ctx.dataset, run_key).describe().splitlines()
-        return {"message": "\n".join(f"- {line.strip()}" for line in lines)}
+        return {"message": _markdown_lines(runs.run_info(ctx.dataset, run_key).describe())}
 
     def resolve_output(self, ctx):
         return _message_output("Gemini run")
@@ -764,7 +937,7 @@ class AutoAcceptGeminiLabels(GeminiOperator):
     def execute(self, ctx):
         field = _chosen_field(ctx)
         report = review.auto_accept(ctx.target_view(), field, **self._options(ctx))
-        ctx.trigger("reload_dataset")
+        _refresh_app(ctx, field)
         return {"message": f"```\n{report.describe()}\n```", **report.to_dict()}
 
     def resolve_output(self, ctx):
@@ -820,7 +993,7 @@ class AuditAutoAcceptedLabels(GeminiOperator):
             return {"message": f"```\n{report.describe()}\n```", **report.to_dict()}
         draw = review.audit(ctx.target_view(), field, int(ctx.params.get("count") or 50),
                             seed=int(ctx.params.get("seed") or 0))
-        ctx.trigger("reload_dataset")  # the drawn labels gained a tag
+        _refresh_app(ctx)  # the drawn labels gained a tag
         ctx.ops.set_view(view=draw.view)
         return {"message": draw.describe(), "drawn": draw.drawn, "per_class": draw.per_class}
 

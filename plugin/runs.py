@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -30,7 +31,7 @@ class RunInfo:
     def describe(self) -> str:
         lines = [
             f"run {self.run_key!r}: task {self.task}, model {self.model}, field {self.label_field!r}, "
-            f"started {self.started}",
+            f"started {format_started(self.started)}",
             f"classes: {', '.join(self.classes) if self.classes else '(any)'}",
             f"prompt: {self.prompt or '(the task default)'}",
         ]
@@ -39,6 +40,13 @@ class RunInfo:
         if self.review is not None:
             lines.append(self.review.describe())
         return "\n".join(lines)
+
+
+def format_started(started: Any) -> str:
+    """A run's start as people read it: ``2026-11-30 15:33 UTC`` (FiftyOne stores naive UTC)."""
+    if isinstance(started, datetime.datetime):
+        return started.strftime("%Y-%m-%d %H:%M UTC")
+    return str(started) if started is not None else "(unknown)"
 
 
 def run_info(samples: fo.core.collections.SampleCollection, run_key: str) -> RunInfo:
@@ -53,7 +61,9 @@ def run_info(samples: fo.core.collections.SampleCollection, run_key: str) -> Run
     info = samples.get_run_info(run_key)
     config = {k: v for k, v in info.config.serialize().items() if not k.startswith("_")}
     label_field = config["label_field"]
-    review = review_counts(samples, label_field) if samples._dataset.has_field(label_field) else None
+    # the samples the run labeled, not the whole collection
+    review = (review_counts(samples.exists(label_field), label_field)
+              if samples._dataset.has_field(label_field) else None)
     return RunInfo(
         run_key=run_key, label_field=label_field, task=config.get("task"), model=config.get("model"),
         classes=config.get("classes"), prompt=config.get("prompt"), started=info.timestamp,

@@ -303,7 +303,7 @@ def test_evaluate_operator_scores_a_classification_field_without_an_iou(describe
     result = operator("evaluate_gemini_labels")(described_dataset, "scene")
 
     assert "iou" not in form
-    assert [c["value"] for c in form["gt_field"]["view"]["choices"]] == ["", "truth_scene"]
+    assert [c["value"] for c in form["gt_field"]["view"]["choices"]] == ["(kept)", "truth_scene"]
     assert result["true_positives"] == len(described_dataset) and result["precision"] == 1.0
     assert "IoU" not in result["report"]
 

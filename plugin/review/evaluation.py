@@ -37,6 +37,15 @@ CLASSIFICATION_NOTE = (
 )
 
 
+def class_score(row: dict, metric: str) -> str:
+    """One per-class score, to three decimals; ``–`` for recall and F1 of a class no reviewed
+    label holds (support 0): there was nothing to find, so they are undefined, not 0. Its
+    precision stays (every proposal of it was wrong)."""
+    if metric in ("recall", "f1-score") and not row.get("support"):
+        return "–"
+    return f"{row[metric]:.3f}"
+
+
 @dataclass
 class EvaluationReport:
     """Gemini's proposals scored against what reviewers kept.
@@ -106,8 +115,8 @@ class EvaluationReport:
         ]
         for name, row in self.per_class.items():
             ap = f"{row['ap']:>8.3f}" if "ap" in row else f"{'–':>8}" if self.mAP is not None else ""
-            lines.append(f"{name:<24}{row['precision']:>10.3f}{row['recall']:>10.3f}"
-                         f"{row['f1-score']:>10.3f}{int(row['support']):>9}{ap}")
+            lines.append(f"{name:<24}{class_score(row, 'precision'):>10}{class_score(row, 'recall'):>10}"
+                         f"{class_score(row, 'f1-score'):>10}{int(row['support']):>9}{ap}")
         lines.append(self.review.describe())
         if self.ece is not None:
             lines.extend(self._describe_reliability())

@@ -14,12 +14,15 @@ import fiftyone.core.labels as fol
 from fiftyone import ViewField as F
 
 from ..labels import labels_in, list_field_of
+from ..review_colors import save_rejected_hidden_view
 from ..review_rules import next_status, review_status
 from ..run_records import list_annotation_runs
 from ..vocabulary import (
     ACCEPTED,
     ADDED,
     AUTO_ACCEPTED,
+    HUMAN_STATUSES,
+    REJECTED,
     REVIEW_ATTRIBUTE,
     REVIEW_STATUSES,
     RUN_ATTRIBUTE,
@@ -115,7 +118,37 @@ def set_review_status(
                 changes.append({"sample_id": sample_id, "label_id": label.id, "value": new})
     if changes:
         samples._dataset.set_label_values(f"{path}.{REVIEW_ATTRIBUTE}", changes, dynamic=True)
+    if status == REJECTED and changes:
+        save_rejected_hidden_view(samples._dataset, label_field)
     return len(changes)
+
+
+def person_reviews_changed(
+    samples: fo.core.collections.SampleCollection, label_field: str, status: str,
+) -> dict[str, int]:
+    """How many labels a person already reviewed :func:`set_review_status` would change, by
+    their current status (``{"rejected": 1}``: accepting would undo one rejection)."""
+    changed: Counter = Counter()
+    for value in samples.values(label_field):
+        for label in labels_in(value):
+            current = review_status(label)
+            if current in HUMAN_STATUSES and next_status(current, status) != current:
+                changed[current] += 1
+    return dict(changed)
+
+
+def person_reviewed_labels(samples: fo.core.collections.SampleCollection, label_field: str) -> int:
+    """How many labels of ``label_field`` a person reviewed (accepted, rejected, edited or drew)."""
+    path = label_path(samples, label_field)
+    counts = samples.count_values(f"{path}.{REVIEW_ATTRIBUTE}")
+    return sum(n for status, n in counts.items() if status in HUMAN_STATUSES)
+
+
+def without_person_reviews(
+    samples: fo.core.collections.SampleCollection, label_field: str,
+) -> fo.core.collections.SampleCollection:
+    """``samples`` (every one kept) with only the labels of ``label_field`` no person reviewed yet."""
+    return samples.filter_labels(label_field, ~F(REVIEW_ATTRIBUTE).is_in(list(HUMAN_STATUSES)), only_matches=False)
 
 
 def only_unreviewed(
