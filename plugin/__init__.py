@@ -58,3 +58,4 @@ def register(plugin) -> None:
     from .operators import register_operators  # lazy: importing the package loads neither FiftyOne nor the SDK
 
     register_operators(plugin)
+    plugin.register(importlib.import_module(".review_panel", __name__).GeminiReviewPanel)
