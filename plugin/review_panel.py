@@ -15,15 +15,20 @@ edit, ``n`` next sample, ``A`` accept the rest). The work is
   ``annotate`` operator) after Gemini's version was kept in
   ``<field>_proposed``.
 
-Python panels get no keystrokes of their own, so the panel has a key box: a
-text field that, once clicked, takes the keys. Every character typed into it
-is a key; the panel remembers how many it has applied, so keys typed faster
-than the App sends them are applied in order, none twice. The buttons do the
-same with the mouse (and with Tab and Enter).
+Python panels get no keystrokes of their own (FiftyOne has no hotkeys for
+Python panels or operators), so the panel has a key box: a text field that,
+once clicked, takes the keys. Every character typed into it is a key. The App
+sends the box's whole text (at most every 250 ms, sometimes twice): the server
+keeps what it has already seen and applies only the characters added since,
+so keys typed faster than the App sends them are applied in order, none twice.
+Clearing the box starts afresh. The loop's position is kept on the server too
+(an execution store), since the App's copy of the panel state may lag. The
+buttons do the same with the mouse (and with Tab and Enter).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import fiftyone.operators as foo
@@ -35,6 +40,10 @@ from .review_loop import KEYS, Position, ReviewProgress
 
 KEY_BOX = "keys"
 """The panel state path of the key box."""
+STORE = "gemini_review_panel"
+"""The execution store keeping each panel's position in the loop, on the server."""
+_LOCK = threading.RLock()
+"""One key at a time: events of a panel may arrive together."""
 
 
 def _runs(ctx) -> dict[str, str]:
@@ -62,8 +71,7 @@ def progress_markdown(progress: ReviewProgress) -> str:
         "",
         f"Precision so far: **{_percent(progress.precision)}** of {decided} decided{interval}",
         "",
-        "| status | labels |", "|---|---:|",
-        *(f"| {s} | {progress.statuses[s]} |" for s in statuses),
+        "Labels: " + " · ".join(f"**{progress.statuses[s]}** {s}" for s in statuses),
         "",
         "| class | " + " | ".join(statuses) + " |",
         "|---|" + "---:|" * len(statuses),
@@ -87,30 +95,37 @@ class GeminiReviewPanel(foo.Panel):
                           + ", ".join(f"`{k}` {what}" for k, what in KEYS.items()) + ".",
         )
 
-    # state: run, position (sample_id, label_id, skipped), shown (the sample the grid shows),
-    # applied (how many characters of the key box were applied)
+    # state: run, position (sample_id, label_id, skipped), shown (the sample the grid shows), message
 
     def on_load(self, ctx):
         runs = _runs(ctx)
         run = ctx.panel.state.run if ctx.panel.state.run in runs else next(iter(runs), None)
         ctx.panel.state.run = run
         if run is not None:
-            self._go(ctx, review_loop.resume(ctx.dataset, runs[run], self._position(ctx)), "")
+            with _LOCK:
+                position = self._position(ctx)
+                self._go(ctx, review_loop.resume(ctx.dataset, runs[run], position), "")
 
     def on_change_run(self, ctx):
         ctx.panel.state.run = ctx.params.get("value") or ctx.panel.state.run
         field = self._field(ctx)
         if field is not None:
-            self._go(ctx, review_loop.start(ctx.dataset, field), "")
+            with _LOCK:
+                self._go(ctx, review_loop.start(ctx.dataset, field), "")
 
     def on_keys(self, ctx):
-        typed = (ctx.params.get("value") if "value" in ctx.params else ctx.panel.state.get(KEY_BOX)) or ""
-        applied = ctx.panel.state.applied or 0
-        if len(typed) < applied:  # the box was cleared or edited: what is there now is not new
-            ctx.panel.state.applied = len(typed)
-            return
-        self._keys(ctx, typed[applied:])
-        ctx.panel.state.applied = len(typed)
+        typed = ctx.params.get("value") or ""
+        with _LOCK:
+            store = ctx.store(STORE)
+            seen_key = f"{ctx.panel.id}:typed"
+            seen = store.get(seen_key) or ""
+            if not typed or not typed.startswith(seen):
+                # cleared: start afresh; shorter or edited: a late event, or an edit, nothing new
+                if not typed:
+                    store.set(seen_key, "")
+                return
+            store.set(seen_key, typed)
+            self._keys(ctx, typed[len(seen):])
 
     def on_accept(self, ctx):
         self._keys(ctx, review_loop.ACCEPT)
@@ -132,20 +147,36 @@ class GeminiReviewPanel(foo.Panel):
     def _field(self, ctx) -> Optional[str]:
         return _runs(ctx).get(ctx.panel.state.run)
 
-    @staticmethod
-    def _position(ctx) -> Position:
+    def _position(self, ctx) -> Position:
+        """Where the loop is: as stored on the server, else as the panel state says."""
+        stored = self._stored(ctx)
+        if stored is not None:
+            return stored
         state = ctx.panel.state.position or {}
         return Position(state.get("sample_id"), state.get("label_id"), tuple(state.get("skipped") or ()))
 
+    @staticmethod
+    def _store_key(ctx) -> str:
+        return f"{ctx.panel.id}:{ctx.panel.state.run}"
+
+    def _stored(self, ctx) -> Optional[Position]:
+        state = ctx.store(STORE).get(self._store_key(ctx))
+        return None if state is None else Position(state["sample_id"], state["label_id"], tuple(state["skipped"]))
+
+    @staticmethod
+    def _state_of(position: Position) -> dict:
+        return {"sample_id": position.sample_id, "label_id": position.label_id, "skipped": list(position.skipped)}
+
     def _keys(self, ctx, keys: str) -> None:
+        """Applies keys where the loop is (kept on the server: the App's copy of the panel state may lag)."""
         field = self._field(ctx)
         if field is None or not keys:
             return
-        before = self._position(ctx)
-        last, steps = review_loop.press_keys(ctx.dataset, field, before, keys)
-        if not steps:
-            return
-        self._go(ctx, last.position, " · ".join(step.message for step in steps))
+        with _LOCK:
+            last, steps = review_loop.press_keys(ctx.dataset, field, self._position(ctx), keys)
+            if not steps:
+                return
+            self._go(ctx, last.position, " · ".join(step.message for step in steps))
         edit = next((step.edit for step in reversed(steps) if step.edit), None)
         if edit is not None:
             sample_id, label_id = edit
@@ -154,22 +185,19 @@ class GeminiReviewPanel(foo.Panel):
     def _go(self, ctx, position: Position, message: str) -> None:
         """Stores ``position`` and shows it in the App: the sample in the grid, the label selected."""
         field = self._field(ctx)
-        ctx.panel.state.position = {"sample_id": position.sample_id, "label_id": position.label_id,
-                                    "skipped": list(position.skipped)}
+        state = self._state_of(position)
+        ctx.store(STORE).set(self._store_key(ctx), state)
+        ctx.panel.state.position = state
         ctx.panel.state.message = message
         if position.sample_id is None:
             ctx.ops.set_view(view=review.review_queue(ctx.dataset, field))
             ctx.panel.state.shown = None
             return
         if ctx.panel.state.shown != position.sample_id:  # a new sample: the grid shows it alone
-            ctx.ops.set_view(view=ctx.dataset.select(position.sample_id))
+            ctx.ops.show_samples([position.sample_id])
             ctx.panel.state.shown = position.sample_id
         else:  # the same sample: redraw its labels with their new statuses
             ctx.ops.reload_samples()
-        ctx.ops.set_selected_samples([position.sample_id])
-        labels = [] if position.label_id is None else \
-            [{"label_id": position.label_id, "sample_id": position.sample_id, "field": field}]
-        ctx.ops.set_selected_labels(labels)
 
     # the panel
 
