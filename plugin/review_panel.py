@@ -35,8 +35,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import review, review_loop
-from .run_records import list_annotation_runs
 from .review_loop import KEYS, Position, ReviewProgress
+from .run_records import list_annotation_runs
 
 KEY_BOX = "keys"
 """The panel state path of the key box."""

@@ -145,7 +145,9 @@ def test_keyboard_session_over_30_samples_completes_without_reload_and_the_datab
                 key = "a"  # a sample with nothing left to decide: a marks it reviewed
             page.keyboard.press(key)
             position = ui.wait_until_gone(label_id or sample_id)
-            if n == 12:
+            if n == 12:  # mid-session, once the grid has drawn the sample the panel shows
+                page.locator('[data-cy="looker"]').first.wait_for(state="visible", timeout=TIMEOUT_MS)
+                page.wait_for_timeout(2000)
                 os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
                 page.screenshot(path=SCREENSHOT)
         assert position[0] == "done", "the session did not reach the end of the queue"
