@@ -7,13 +7,15 @@ measured so far, and decide one label at a time with a key
 edit, ``n`` next sample, ``A`` accept the rest). The work is
 :mod:`gemini_annotate.review_loop`'s; the panel shows its position in the App:
 
-- the grid shows the current sample alone (a ``select`` view of the dataset),
-  with its labels drawn by review status, the label to decide selected;
+- the grid shows the current sample alone (``show_samples``: a ``Select`` view),
+  with its labels drawn by review status; the panel names the label to decide
+  (class, confidence, id) and the ones after it;
 - after every key the grid is reloaded (``reload_samples``): the new status
   shows without reloading the page;
-- ``e`` opens the label in FiftyOne's own annotation mode (the App's built-in
-  ``annotate`` operator) after Gemini's version was kept in
-  ``<field>_proposed``.
+- ``e`` opens the sample in the modal in FiftyOne's own annotation mode (the
+  App's built-in ``annotate`` operator, open source since FiftyOne 1.x) after
+  Gemini's version was kept in ``<field>_proposed``; back in the panel, ``a``
+  records the label as ``edited`` if it changed.
 
 Python panels get no keystrokes of their own (FiftyOne has no hotkeys for
 Python panels or operators), so the panel has a key box: a text field that,
