@@ -115,3 +115,19 @@ def test_progress_counts_statuses_classes_and_precision(pre_annotated):
 def test_unknown_key_is_refused(pre_annotated):
     with pytest.raises(ValueError, match="unknown review key"):
         review_loop.press(pre_annotated, "gemini", review_loop.start(pre_annotated, "gemini"), "x")
+
+
+def test_panel_markdown_shows_progress_precision_statuses_and_classes():
+    from gemini_annotate.review_panel import progress_markdown
+
+    progress = review_loop.ReviewProgress(
+        samples=30, reviewed_samples=12, statuses={"unreviewed": 5, "accepted": 8, "rejected": 2},
+        by_class={"bowl": {"accepted": 3}, "sink": {"rejected": 2, "unreviewed": 5}},
+        precision=0.8, interval=(0.44, 0.97))
+
+    text = progress_markdown(progress)
+
+    assert "**12 of 30 samples reviewed**" in text
+    assert "**80.0 %** of 10 decided (95 % interval 44.0 %–97.0 %)" in text
+    assert "**8** accepted" in text and "**2** rejected" in text
+    assert "| bowl | 0 | 3 | 0 |" in text and "| sink | 5 | 0 | 2 |" in text
