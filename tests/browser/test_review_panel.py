@@ -111,6 +111,18 @@ class ReviewPanel:
     def key_box(self):
         return self.page.locator(f"xpath=//*[text()='{KEY_BOX_LABEL}']/following::input[1]")
 
+    def edit_and_come_back(self) -> None:
+        """``e``: the sample opens in FiftyOne's own annotation mode; a click beside the modal closes
+        it, a click on the key box goes on."""
+        annotate = self.page.get_by_text("Annotate", exact=True)  # the modal's Explore | Annotate switch
+        self.page.keyboard.press("e")
+        annotate.first.wait_for(timeout=TIMEOUT_MS)
+        self.page.wait_for_timeout(1500)
+        self.page.screenshot(path=os.path.join(ARTIFACTS, "review-panel-edit.png"))
+        self.page.mouse.click(8, 500)  # the backdrop around the modal
+        self.page.locator('[data-cy="modal"]').wait_for(state="hidden", timeout=TIMEOUT_MS)
+        self.key_box().click()
+
     def wait_until_gone(self, shown: str) -> tuple[str, str]:
         """Waits until the panel no longer shows ``shown`` (the label, or the sample, just decided)."""
         self.page.wait_for_function(
@@ -130,9 +142,15 @@ def test_keyboard_session_over_30_samples_completes_without_reload_and_the_datab
         page.evaluate("window.__reviewSession = 'same page'")  # gone if the page reloads
         ui.key_box().click()
 
+        position = ui.position()
+        ui.edit_and_come_back()
+        thirty_samples.reload()
+        kept = thirty_samples[position[0]]["gemini_proposed"].detections
+        assert position[1] in {d.id for d in kept}  # Gemini's version kept before the App's editor opened
+        assert ui.position() == position  # the label still waits for a decision
+
         pressed: dict[str, str] = {}  # label id → the key pressed while the panel showed it
         samples_seen = set()
-        position = ui.position()
         for n in range(400):
             if position[0] == "done":
                 break
