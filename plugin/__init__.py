@@ -63,3 +63,4 @@ def register(plugin) -> None:
     from .compare_operator import register_compare_operator  # lazy: as above, and only the App needs it
 
     register_compare_operator(plugin)
+    plugin.register(importlib.import_module(".review_panel", __name__).GeminiReviewPanel)
