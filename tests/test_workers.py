@@ -125,3 +125,19 @@ def test_interrupting_the_run_stops_every_worker(small_images, emulator):
     with pytest.raises(KeyboardInterrupt):
         gemini_annotate.annotate(dataset, label_field="gemini", workers=2, concurrency=2, progress=interrupt)
     assert multiprocessing.active_children() == []
+
+
+def test_the_annotate_form_asks_for_worker_processes(coco_dataset, installed_plugin):
+    from gemini_annotate.operators import config_from_params
+    from test_operators import _form
+
+    assert _form(coco_dataset, "annotate_with_gemini", {})["workers"]["default"] == 1
+    assert config_from_params({"task": "detect", "workers": 2}).workers == 2
+
+
+def test_the_cli_takes_workers():
+    from gemini_annotate.cli import build_parser
+    from gemini_annotate.cli_commands import config_from_args
+
+    args = build_parser().parse_args(["annotate", "some-dataset", "--workers", "3"])
+    assert config_from_args(args).workers == 3
