@@ -30,11 +30,12 @@ as with any ``spawn`` multiprocessing: each worker imports the main module.
 from __future__ import annotations
 
 import multiprocessing
-import queue as queue_module
+from multiprocessing import connection
+import time
 import signal
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import fiftyone as fo
 
@@ -116,54 +117,61 @@ def run_in_workers(
     stages = samples._serialize() if isinstance(samples, fo.DatasetView) else []
 
     context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
+    # a pipe per worker, not one shared queue: a worker killed while writing
+    # would leave a queue's lock held, and the other workers blocked on it
+    pipes = [context.Pipe(duplex=False) for _ in range(config.workers)]
     processes = [
         context.Process(target=_worker_main, name=f"gemini-annotate-worker-{i}", daemon=True,
-                        args=(i, dataset_name, stages, part.model_dump(), api_key, messages))
+                        args=(i, dataset_name, stages, part.model_dump(), api_key, pipes[i][1]))
         for i, part in enumerate(worker_configs(config))
     ]
     states = [_WorkerState() for _ in processes]
+    readers = {reader: i for i, (reader, _) in enumerate(pipes)}
     try:
-        for process in processes:
+        for process, (_, writer) in zip(processes, pipes):
             process.start()
-        _collect(processes, states, messages, progress)
+            writer.close()  # the worker holds its end: the pipe ends when the worker does
+        _collect(readers, states, progress)
     except KeyboardInterrupt:
-        _stop_all(processes)
+        _stop_all(processes, readers, states)
         raise
     finally:
         for process in processes:
             if process.is_alive():
                 process.kill()
             process.join()
-        messages.close()
+        for reader in readers:
+            reader.close()
         samples._dataset.reload()  # the workers added fields and labels
+    for process, state in zip(processes, states):
+        if state.summary is None and state.error is None:
+            # ended without a word: killed, out of memory, a crash in native code
+            state.error = f"the worker process ended with exit code {process.exitcode}"
     return _total(config, states)
 
 
-def _collect(processes, states: list[_WorkerState], messages, progress: Optional[ProgressCallback]) -> None:
-    """Receives the workers' messages until every worker has ended."""
-    while not all(state.finished for state in states):
-        try:
-            index, kind, payload = messages.get(timeout=0.5)
-        except queue_module.Empty:
-            for index, process in enumerate(processes):
-                state = states[index]
-                if not state.finished and not process.is_alive():
-                    # ended without a word: killed, out of memory, a crash in native code
-                    state.finished = True
-                    state.error = state.error or f"the worker process ended with exit code {process.exitcode}"
-            continue
-        state = states[index]
-        if kind == "progress":
-            state.progress = payload
-            if progress is not None:
-                progress(_added_up([s.progress for s in states if s.progress is not None]))
-        elif kind == "summary":
-            state.summary = RunSummary.from_dict(payload)
-        elif kind == "error":
-            state.error = payload
-        elif kind == "end":
-            state.finished = True
+def _collect(readers: dict, states: list[_WorkerState], progress: Optional[ProgressCallback],
+             until: Optional[float] = None) -> None:
+    """Receives the workers' messages until every worker's pipe has ended (or ``until``, a
+    ``time.monotonic()``)."""
+    open_readers = [reader for reader, i in readers.items() if not states[i].finished]
+    while open_readers and (until is None or time.monotonic() < until):
+        for reader in connection.wait(open_readers, timeout=0.5):
+            state = states[readers[reader]]
+            try:
+                kind, payload = reader.recv()
+            except (EOFError, OSError):
+                state.finished = True
+                open_readers.remove(reader)
+                continue
+            if kind == "progress":
+                state.progress = payload
+                if progress is not None:
+                    progress(_added_up([s.progress for s in states if s.progress is not None]))
+            elif kind == "summary":
+                state.summary = RunSummary.from_dict(payload)
+            elif kind == "error":
+                state.error = payload
 
 
 def _added_up(parts: list[RunProgress]) -> RunProgress:
@@ -173,13 +181,12 @@ def _added_up(parts: list[RunProgress]) -> RunProgress:
                        message=message)
 
 
-def _stop_all(processes) -> None:
-    """Asks every worker to stop (SIGTERM), waits for them to save what they finished."""
+def _stop_all(processes, readers: dict, states: list[_WorkerState]) -> None:
+    """Asks every worker to stop (SIGTERM) and lets them report while they save what they finished."""
     for process in processes:
         if process.is_alive():
             process.terminate()
-    for process in processes:
-        process.join(STOP_GRACE_SECONDS / len(processes))
+    _collect(readers, states, None, until=time.monotonic() + STOP_GRACE_SECONDS)
 
 
 def _total(config: AnnotateConfig, states: list[_WorkerState]) -> RunSummary:
@@ -200,7 +207,7 @@ def _total(config: AnnotateConfig, states: list[_WorkerState]) -> RunSummary:
 
 
 def _worker_main(index: int, dataset_name: str, stages: list[Any], config_fields: dict,
-                 api_key: Optional[str], messages) -> None:
+                 api_key: Optional[str], pipe) -> None:
     """One worker process: loads the samples, runs its shard, reports progress and its summary.
 
     Ctrl-C reaches the worker through the parent (a terminal sends it to
@@ -209,31 +216,30 @@ def _worker_main(index: int, dataset_name: str, stages: list[Any], config_fields
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    run_worker(index, dataset_name, stages, config_fields, api_key, messages)
+    with pipe:
+        run_worker(dataset_name, stages, config_fields, api_key, pipe.send)
 
 
-def run_worker(index: int, dataset_name: str, stages: list[Any], config_fields: dict,
-               api_key: Optional[str], messages) -> None:
-    """Runs worker ``index``'s shard, putting ``(index, kind, payload)`` messages on ``messages``:
-    ``progress`` snapshots, its ``summary``, an ``error`` and, always last, ``end``."""
+def run_worker(dataset_name: str, stages: list[Any], config_fields: dict, api_key: Optional[str],
+               send: Callable[[tuple], None]) -> None:
+    """Runs one worker's shard, sending ``(kind, payload)`` messages: ``progress`` snapshots,
+    then its ``summary`` or an ``error``."""
     try:
         dataset = fo.load_dataset(dataset_name)
         samples = fo.DatasetView._build(dataset, stages) if stages else dataset
         config = AnnotateConfig.model_validate(config_fields)
 
         def report(snapshot: RunProgress) -> None:
-            messages.put((index, "progress", snapshot))
+            send(("progress", snapshot))
 
         job = OnlineAnnotationJob(samples, config, api_key=api_key, progress=report)
         try:
             summary = run_sync(job.run)
         except AnnotationStopped as e:
             summary = e.summary
-        messages.put((index, "summary", summary.to_dict()))
+        send(("summary", summary.to_dict()))
     except KeyboardInterrupt:
-        messages.put((index, "error", "interrupted"))
+        send(("error", "interrupted"))
     except BaseException as e:  # reported to the parent, which says which worker failed
         traceback.print_exc()
-        messages.put((index, "error", f"{type(e).__name__}: {e}"))
-    finally:
-        messages.put((index, "end", None))
+        send(("error", f"{type(e).__name__}: {e}"))
