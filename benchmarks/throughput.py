@@ -1,20 +1,30 @@
 """Throughput, CPU, database writes and memory of the annotation pipeline, on the emulator.
 
     python benchmarks/throughput.py                 # C = 32, L = 0.5 s, 1 MP JPEGs
-    python benchmarks/throughput.py --quick         # smaller, for a smoke run
+    python benchmarks/throughput.py --quick         # smaller, for a smoke run or a check
 
 The emulator runs in a process of its own (``gemini-annotate emulator``) and
 answers every request after a fixed latency L, so its CPU is not counted and
 the concurrency bound is exactly C / L images per second. Everything compared
-is measured in the same run (machines are noisy, and shared): the pipeline
-against the bound, against the bare SDK at the same concurrency (the ceiling
-the client library allows), and against a naive loop (one request, then one
-``sample.save()``, at a time) on a smaller sample. Both Gemini APIs are
-measured. Memory is the peak RSS of a separate process annotating 1k and then
-10k samples. Database writes are counted with pymongo's command monitoring.
+is measured in the same run, like for like (machines are noisy, and shared):
+
+- the pipeline against the bare SDK (``client.aio`` at the same concurrency):
+  both send the same number of requests over the same images, each read from
+  disk per request, after the same warm-up (one round of C requests), each
+  timed from its first request to its last answer with a client of its own;
+- client CPU per image (``time.process_time`` of this process, and by stage);
+- ``workers=2`` against one process at a latency where one process is
+  CPU-bound (L = 0.05 s by default);
+- a naive loop (one request, then one ``sample.save()``, at a time);
+- database writes per 100 samples (pymongo's command monitoring), and the
+  peak RSS of a separate process annotating 1k and then 5k samples.
+
+The goals are checked and the script exits with status 1 when one is missed.
+The raw results, the goals and a description of the machine are written to
+``benchmarks/results/throughput.json`` (``--output``), which is committed.
 
 Images are ~1 MP JPEGs made from the COCO test images (scaled up, flipped,
-cropped, recoloured) into ``benchmarks/results/`` (not in git).
+cropped, recoloured) into ``benchmarks/results/images/`` (not in git).
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import os
+import platform
 import resource
 import socket
 import subprocess
@@ -149,11 +161,13 @@ def process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bare_sdk(url: str, api: str, concurrency: int, requests: int, image: bytes) -> float:
-    """Images/s of bare ``client.aio`` calls at a fixed concurrency: the SDK's ceiling.
+def bare_sdk(url: str, api: str, concurrency: int, paths: list[str]) -> dict[str, Any]:
+    """The SDK's ceiling: bare ``client.aio`` calls at a fixed concurrency, one per path.
 
-    Each call asks what the pipeline asks (prompt, image, response schema,
-    thinking level), its configuration built once.
+    Each call asks what the pipeline asks (prompt, image read from disk,
+    response schema, thinking level), its configuration built once; the
+    warm-up (one round of C requests on a client of its own) is the
+    pipeline's (:func:`pipeline`).
     """
     import base64
 
@@ -170,7 +184,7 @@ def bare_sdk(url: str, api: str, concurrency: int, requests: int, image: bytes) 
         response_mime_type="application/json", response_json_schema=schema,
         thinking_config=types.ThinkingConfig(thinking_level="MINIMAL"))
 
-    async def run() -> float:
+    async def run(sent: list[str]) -> float:
         import httpx2
 
         # the connection pool the pipeline's client uses, so only the pipeline differs
@@ -181,8 +195,10 @@ def bare_sdk(url: str, api: str, concurrency: int, requests: int, image: bytes) 
             async_client_args={"limits": limits}))
         semaphore = asyncio.Semaphore(concurrency)
 
-        async def one() -> None:
+        async def one(path: str) -> None:
             async with semaphore:
+                with open(path, "rb") as f:
+                    image = f.read()
                 if api == "interactions":
                     await client.aio.interactions.create(
                         model=config.model,
@@ -197,22 +213,31 @@ def bare_sdk(url: str, api: str, concurrency: int, requests: int, image: bytes) 
                         contents=[prompt, types.Part.from_bytes(data=image, mime_type="image/jpeg")],
                         config=generate_config)
 
-        await asyncio.gather(*(one() for _ in range(concurrency)))  # warm the connections
         started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(requests)))
+        await asyncio.gather(*(one(path) for path in sent))
         elapsed = time.perf_counter() - started
         await client.aio.aclose()
-        return requests / elapsed
+        return elapsed
 
-    return asyncio.run(run())
+    asyncio.run(run(paths[:concurrency]))  # the warm-up
+    cpu = process_cpu()
+    elapsed = asyncio.run(run(paths))
+    cpu = process_cpu() - cpu
+    return {"requests": len(paths), "images_per_s": len(paths) / elapsed,
+            "cpu_ms_per_image": 1000 * cpu / len(paths)}
 
 
 def make_dataset(name: str, paths: list[str], count: int):
+    """A dataset of ``count`` samples over ``paths``, in turn (``sample_paths``' order)."""
     import fiftyone as fo
 
     dataset = fo.Dataset(name)
-    dataset.add_samples([fo.Sample(filepath=paths[i % len(paths)]) for i in range(count)])
+    dataset.add_samples([fo.Sample(filepath=p) for p in sample_paths(paths, count)])
     return dataset
+
+
+def sample_paths(paths: list[str], count: int) -> list[str]:
+    return [paths[i % len(paths)] for i in range(count)]
 
 
 class StageCpu:
@@ -256,13 +281,15 @@ class StageCpu:
                 setattr(owner, name, original)
 
 
-def pipeline(dataset, url: str, api: str, concurrency: int) -> dict[str, Any]:
-    """Runs the pipeline once over a dataset; throughput, CPU by stage, writes."""
+def pipeline(dataset, warm_up, url: str, api: str, concurrency: int) -> dict[str, Any]:
+    """Runs the pipeline once over ``warm_up`` (C samples), then over ``dataset``, measured:
+    throughput, CPU by stage, writes."""
     from gemini_annotate import AnnotateConfig
     from gemini_annotate.online import OnlineAnnotationJob
 
     config = AnnotateConfig(task="detect", label_field="gemini", api=api, base_url=url,
                             concurrency=concurrency)
+    asyncio.run(OnlineAnnotationJob(warm_up, config).run())
     job = OnlineAnnotationJob(dataset, config)
     stages = StageCpu()
     writes_before, cpu_before = WRITES.snapshot(), process_cpu()
@@ -388,18 +415,83 @@ def selection_memory(dataset) -> dict[str, float]:
     return {"values_mb": whole / 2**20, "page_mb": one_page / 2**20, "samples": len(dataset)}
 
 
+def workers_run(dataset, url: str, concurrency: int, workers: int) -> dict[str, Any]:
+    """Annotates a dataset with ``workers`` processes; wall time, and the rate while the jobs ran."""
+    from gemini_annotate import AnnotateConfig, run_annotation
+
+    config = AnnotateConfig(task="detect", label_field="gemini", base_url=url, concurrency=concurrency,
+                            workers=workers)
+    started = time.perf_counter()
+    summary = run_annotation(dataset, config)
+    wall = time.perf_counter() - started
+    assert summary.done == len(dataset) and summary.failed == 0, summary.describe()
+    return {"workers": workers, "images": summary.done, "wall_seconds": wall,
+            "images_per_s": summary.done / summary.elapsed_seconds,
+            "images_per_s_wall": summary.done / wall}
+
+
 # the run
+
+
+PACKAGES = ("gemini-annotate", "google-genai", "httpx2", "fiftyone", "pymongo", "pillow", "numpy",
+            "opencv-python-headless", "pydantic")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPU, cores, load, Python and package versions."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": commit.stdout.strip() or None,
+    }
+
+
+GOALS = {
+    "ratio_to_bare_sdk": (">=", 0.95, "pipeline / bare SDK, same requests and images (C = 32, L = 0.5 s)"),
+    "cpu_ms_per_image": ("<=", 8.0, "client CPU per 1-MP JPEG, end to end, SDK included"),
+    "workers_2_speedup": (">=", 1.7, "workers=2 / one process, where one process is CPU-bound"),
+    "sample_writes_per_100": ("<=", 1.0, "database writes to the samples per 100 samples"),
+    "memory_growth_mb": ("<", 100.0, "peak RSS growth from the small to the large run"),
+}
+
+
+def check_goals(measured: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each goal with the value measured and whether it is met."""
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
+    return {name: {"goal": f"{op} {target}", "what": what, "value": measured[name],
+                   "met": bool(ops[op](measured[name], target))}
+            for name, (op, target, what) in GOALS.items() if name in measured}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--samples", type=int, default=2000, help="samples of the throughput runs")
+    parser.add_argument("--samples", type=int, default=1000, help="samples (and bare-SDK requests) per run")
     parser.add_argument("--naive-samples", type=int, default=40)
-    parser.add_argument("--memory-sizes", type=int, nargs=2, default=(1000, 10000))
-    parser.add_argument("--apis", nargs="+", default=["generate_content", "interactions"])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=(1000, 5000))
+    parser.add_argument("--apis", nargs="+", default=["generate_content"],
+                        help="APIs to measure (the goals are generate_content's)")
+    parser.add_argument("--cpu-bound-latency", type=float, default=0.05,
+                        help="the latency of the workers comparison, where one process is CPU-bound")
+    parser.add_argument("--workers-samples", type=int, default=1000)
+    parser.add_argument("--output", default=os.path.join(RESULTS_DIR, "throughput.json"),
+                        help="where the raw results are written")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run or a check")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--api", default="generate_content", help=argparse.SUPPRESS)
@@ -409,32 +501,33 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(json.dumps(memory_probe(args.memory_probe, args.url, args.api, args.concurrency)))
         return 0
     if args.quick:
-        args.samples, args.naive_samples, args.memory_sizes = 300, 10, (200, 1000)
+        args.samples, args.naive_samples, args.memory_sizes, args.workers_samples = 128, 4, (64, 256), 256
 
     from fiftyone.core.odm import get_db_client
 
     C, L = args.concurrency, args.latency
     bound = C / L
     images = make_images(os.path.join(RESULTS_DIR, "images"), 48)
-    with open(images[0], "rb") as f:
-        first_image = f.read()
     print(f"# gemini-annotate throughput: C = {C}, L = {L} s, bound C/L = {bound:.1f} images/s; "
           f"{len(images)} distinct {os.path.basename(images[0]).split('_')[-1][:-4]} JPEGs "
-          f"(~{len(first_image) // 1024} KB); database {os.environ['FIFTYONE_DATABASE_NAME']}", flush=True)
+          f"(~{os.path.getsize(images[0]) // 1024} KB); database {os.environ['FIFTYONE_DATABASE_NAME']}", flush=True)
 
-    results: dict[str, Any] = {"concurrency": C, "latency": L, "bound": bound, "apis": {}}
+    results: dict[str, Any] = {"machine": machine(), "arguments": vars(args), "concurrency": C, "latency": L,
+                               "bound": bound, "apis": {}}
     tag = uuid.uuid4().hex[:6]
     try:
         with emulator_process(L) as url:
             for api in args.apis:
-                ceiling = bare_sdk(url, api, C, max(4 * C, args.samples // 2), first_image)
+                ceiling = bare_sdk(url, api, C, sample_paths(images, args.samples))
                 dataset = make_dataset(f"bench-{api}-{tag}", images, args.samples)
-                measured = pipeline(dataset, url, api, C)
-                measured["bare_sdk_images_per_s"] = ceiling
+                warm_up = make_dataset(f"bench-{api}-warm-{tag}", images, C)
+                measured = pipeline(dataset, warm_up, url, api, C)
+                measured["bare_sdk"] = ceiling
                 results["apis"][api] = measured
                 dataset.delete()
-                print(f"- {api}: {measured['images_per_s']:.1f} images/s "
-                      f"(bare SDK {ceiling:.1f}), {measured['cpu_ms_per_image']:.1f} ms CPU/image", flush=True)
+                warm_up.delete()
+                print(f"- {api}: {measured['images_per_s']:.1f} images/s (bare SDK {ceiling['images_per_s']:.1f}, "
+                      f"same {args.samples} requests), {measured['cpu_ms_per_image']:.1f} ms CPU/image", flush=True)
 
             dataset = make_dataset(f"bench-naive-{tag}", images, args.naive_samples)
             results["naive_images_per_s"] = naive_loop(dataset, url)
@@ -452,63 +545,82 @@ def main(argv: Optional[list[str]] = None) -> int:
                 dataset.delete()
                 print(f"- memory, {size} samples: peak RSS {memory[size]['peak_rss_mb']:.0f} MB", flush=True)
             results["memory"] = memory
+
+        with emulator_process(args.cpu_bound_latency) as url:
+            runs = []
+            for workers in (1, 2):
+                dataset = make_dataset(f"bench-workers-{workers}-{tag}", images, args.workers_samples)
+                runs.append(workers_run(dataset, url, C, workers))
+                dataset.delete()
+                print(f"- L = {args.cpu_bound_latency} s, workers={workers}: {runs[-1]['images_per_s']:.1f} images/s "
+                      f"({runs[-1]['images_per_s_wall']:.1f} counting process start-up)", flush=True)
+            results["workers"] = {"latency": args.cpu_bound_latency, "bound": C / args.cpu_bound_latency,
+                                  "runs": runs}
     finally:
         get_db_client().drop_database(os.environ["FIFTYONE_DATABASE_NAME"])
 
+    gc = results["apis"].get("generate_content")
+    one, two = results["workers"]["runs"]
+    small, large = args.memory_sizes
+    measured = {
+        "workers_2_speedup": two["images_per_s"] / one["images_per_s"],
+        "memory_growth_mb": results["memory"][large]["peak_rss_mb"] - results["memory"][small]["peak_rss_mb"],
+    }
+    if gc:
+        measured.update(ratio_to_bare_sdk=gc["images_per_s"] / gc["bare_sdk"]["images_per_s"],
+                        cpu_ms_per_image=gc["cpu_ms_per_image"], sample_writes_per_100=gc["sample_writes_per_100"])
+    results["goals"] = check_goals(measured)
+
     report(results, args.memory_sizes)
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"), "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
         json.dump(results, f, indent=2, default=str)
+    print(f"\nraw results: {args.output}")
+    missed = [name for name, goal in results["goals"].items() if not goal["met"]]
+    if missed:
+        print(f"GOALS MISSED: {', '.join(missed)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def report(results: dict[str, Any], memory_sizes) -> None:
     bound, naive = results["bound"], results["naive_images_per_s"]
-    print("\n## Results (ratios measured within this run)")
-    for api, m in results["apis"].items():
-        # the goals are the default API's; the other API is measured to compare
-        goal = (lambda text: f"   (goal {text})") if api == "generate_content" else (lambda text: "")
+    m = results["machine"]
+    print(f"\n## Results (ratios measured within this run) on {m['cpu']}, {m['cores']} cores, "
+          f"load {m['load_average_at_start']}, Python {m['python']}")
+    for api, r in results["apis"].items():
+        sdk = r["bare_sdk"]
         print(f"\n### {api}")
-        print(f"  throughput           {m['images_per_s']:7.1f} images/s over {m['images']} samples")
-        print(f"  / bound C/L          {m['images_per_s'] / bound:7.3f}{goal('>= 0.9')}")
-        print(f"  / bare SDK ceiling   {m['images_per_s'] / m['bare_sdk_images_per_s']:7.3f}   "
-              f"(bare SDK: {m['bare_sdk_images_per_s']:.1f} images/s = {m['bare_sdk_images_per_s'] / bound:.3f} of C/L)")
-        print(f"  / naive loop         {m['images_per_s'] / naive:7.1f}x{goal('>= 25x')}   (naive: {naive:.2f} images/s)")
-        print(f"  CPU per image        {m['cpu_ms_per_image']:7.2f} ms end to end{goal('<= 15 ms')}")
-        for stage, ms in m["stage_ms_per_image"].items():
+        print(f"  throughput           {r['images_per_s']:7.1f} images/s over {r['images']} samples")
+        print(f"  / bound C/L          {r['images_per_s'] / bound:7.3f}")
+        print(f"  / bare SDK ceiling   {r['images_per_s'] / sdk['images_per_s']:7.3f}   "
+              f"(bare SDK: {sdk['images_per_s']:.1f} images/s over the same {sdk['requests']} requests = "
+              f"{sdk['images_per_s'] / bound:.3f} of C/L, {sdk['cpu_ms_per_image']:.2f} ms CPU/image)")
+        print(f"  / naive loop         {r['images_per_s'] / naive:7.1f}x   (naive: {naive:.2f} images/s)")
+        print(f"  CPU per image        {r['cpu_ms_per_image']:7.2f} ms end to end")
+        for stage, ms in r["stage_ms_per_image"].items():
             print(f"      {stage:22s} {ms:6.2f} ms")
-        print(f"  database writes      {m['sample_writes_per_100']:7.2f} per 100 samples to the samples"
-              f"{goal('<= 1')}; {m['all_writes_per_100']:.2f} counting the run record")
-        print(f"  lowest concurrency   {m['lowest_concurrency']} (never lowered without 429s)")
+        print(f"  database writes      {r['sample_writes_per_100']:7.2f} per 100 samples to the samples; "
+              f"{r['all_writes_per_100']:.2f} counting the run record")
+        print(f"  lowest concurrency   {r['lowest_concurrency']} (never lowered without 429s)")
     small, large = memory_sizes
     mem = results["memory"]
-    growth = mem[large]["peak_rss_mb"] - mem[small]["peak_rss_mb"]
     print("\n### memory (generate_content, separate processes)")
     for size in (small, large):
         print(f"  {size:6d} samples: peak RSS {mem[size]['peak_rss_mb']:6.0f} MB "
               f"(RSS {mem[size]['rss_before_mb']:.0f} MB before the run)")
-    print(f"  growth {small} -> {large}: {growth:.0f} MB   (goal < 100 MB)")
     sel = results["selection"]
-    print(f"  selection: values(['id','filepath']) holds {sel['values_mb']:.1f} MB at {sel['samples']} samples "
-          f"(~{sel['values_mb'] * 100000 / sel['samples']:.0f} MB at 100k); one streamed page "
-          f"{sel['page_mb']:.2f} MB whatever the size")
-
-    apis = results["apis"]
-    if {"generate_content", "interactions"} <= set(apis):
-        gc, it = apis["generate_content"], apis["interactions"]
-        better = "generate_content" if gc["images_per_s"] >= it["images_per_s"] * 0.98 and \
-            gc["cpu_ms_per_image"] <= it["cpu_ms_per_image"] else "interactions"
-        print("\n### default API")
-        print(f"  generate_content: {gc['images_per_s']:.1f} images/s, {gc['cpu_ms_per_image']:.1f} ms CPU/image; "
-              f"interactions: {it['images_per_s']:.1f} images/s, {it['cpu_ms_per_image']:.1f} ms CPU/image")
-        print(f"  -> the numbers support `{better}` as the default: "
-              + (f"its client costs {gc['cpu_ms_per_image']:.1f} ms of CPU per image, so one core "
-                 f"drives up to ~{1000 / gc['cpu_ms_per_image']:.0f} images/s, against "
-                 f"~{1000 / it['cpu_ms_per_image']:.0f} for interactions (whose SDK builds pydantic "
-                 "models on every call); on a small host interactions hits the CPU before the "
-                 "concurrency bound. generate_content is also the API of the Batch API and Vertex AI."
-                 if better == "generate_content" else
-                 "it is at least as fast and no more expensive in client CPU."))
+    print(f"  selection: values(['id','filepath']) holds {sel['values_mb']:.1f} MB at {sel['samples']} samples; "
+          f"one streamed page {sel['page_mb']:.2f} MB whatever the size")
+    w = results["workers"]
+    print(f"\n### workers, L = {w['latency']} s (bound C/L = {w['bound']:.0f} images/s)")
+    for run in w["runs"]:
+        print(f"  workers={run['workers']}: {run['images_per_s']:7.1f} images/s while the jobs ran, "
+              f"{run['images_per_s_wall']:.1f} counting process start-up ({run['wall_seconds']:.1f} s)")
+    print("\n### goals")
+    for name, goal in results["goals"].items():
+        print(f"  {'met   ' if goal['met'] else 'MISSED'} {name:22s} {goal['value']:8.3f}  (goal {goal['goal']}: "
+              f"{goal['what']})")
 
 
 if __name__ == "__main__":

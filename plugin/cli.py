@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="your tier's input-tokens-per-minute quota, paced like --requests-per-minute")
     p.add_argument("--shard", type=int, help="run only this shard of the job (0-based)")
     p.add_argument("--num-shards", type=int, help="how many shards the job is split into")
+    p.add_argument("--workers", type=int,
+                   help="run the job in this many local processes (a shard each), when one core is the bound")
     p.add_argument("--queue-shards", type=int, metavar="N",
                    help="split the job into N shards queued as delegated operations for "
                         "`fiftyone delegated launch` workers, and return")

@@ -75,8 +75,23 @@ def field_value(label_type: type, labels: list[fol.Label]) -> Any:
     :func:`labels_in`); a single-label field keeps the last one."""
     list_field = list_field_of(label_type)
     if list_field is not None:
-        return label_type(**{list_field: list(labels)})
+        return label_list(label_type, labels)
     return labels[-1] if labels else None
+
+
+def label_list(label_type: type, labels: Iterable[fol.Label]) -> Any:
+    """A list label (``fo.Detections``, ...) holding ``labels``, which were validated when built.
+
+    ``fo.Detections(detections=labels)`` validates every label again: about
+    60 µs per label, a third of what building them cost. Assigning the list to
+    an empty one does not.
+
+    >>> label_list(fol.Detections, [fol.Detection(label="cat")]).detections[0].label
+    'cat'
+    """
+    value = label_type()
+    value[list_field_of(label_type)] = list(labels)
+    return value
 
 
 def adopt_confidence(labels: Iterable[fol.Label], report: ConversionReport) -> None:
@@ -121,7 +136,7 @@ def items_to_detections(
         for item, label, box in usable_items(items, _item_box_2d, policy, report)
     ]
     report.kept = len(detections)
-    return fol.Detections(detections=detections), report
+    return label_list(fol.Detections, detections), report
 
 
 def _item_box_2d(item: dict, report: ConversionReport) -> Optional[list[float]]:
@@ -152,7 +167,7 @@ def items_to_keypoints(
             usable_items(items, _item_point_or_box_centre, policy, report), start=1)
     ]
     report.kept = len(keypoints)
-    return fol.Keypoints(keypoints=keypoints), report
+    return label_list(fol.Keypoints, keypoints), report
 
 
 def _item_point_or_box_centre(item: dict, report: ConversionReport) -> Optional[tuple[float, float]]:
@@ -241,7 +256,7 @@ def items_to_segments(
         detections.append(fol.Detection(bounding_box=bounding_box, mask=segment.mask, **shared))
         polylines.append(fol.Polyline(points=shapes, closed=True, filled=True, **shared))
     report.kept = len(detections)
-    return fol.Detections(detections=detections), fol.Polylines(polylines=polylines), report
+    return label_list(fol.Detections, detections), label_list(fol.Polylines, polylines), report
 
 
 def _read_segment(item: dict, masks: MaskOptions, report: ConversionReport) -> Optional[Segment]:

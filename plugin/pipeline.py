@@ -17,8 +17,10 @@ from .cascade import run_cascade
 from .config import AnnotateConfig
 from .job import AnnotationStopped, ProgressCallback, RunProgress
 from .online import OnlineAnnotationJob
+from .progress_bar import ProgressOption, progress_reporter
 from .run_records import RunSummary
 from .sync import run_sync
+from .workers import run_in_workers
 
 __all__ = ["AnnotationStopped", "RunProgress", "annotate", "run_annotation"]
 
@@ -32,7 +34,7 @@ def annotate(
     label_field: str = "gemini",
     model: Optional[str] = None,
     api_key: Optional[str] = None,
-    progress: Optional[ProgressCallback] = None,
+    progress: ProgressOption = None,
     **options: Any,
 ) -> RunSummary:
     """Pre-annotates samples with Gemini and stores the labels for review.
@@ -46,9 +48,13 @@ def annotate(
         model: the Gemini model (default ``gemini-3-flash-preview``).
         api_key: the API key; by default ``GEMINI_API_KEY`` / ``GOOGLE_API_KEY``.
             It is used for the requests only and never stored.
-        progress: called with a :class:`RunProgress` as the run advances.
+        progress: whether to show a progress bar on stderr (samples/s,
+            failures, ETA): ``None`` follows ``fo.config.show_progress_bars``,
+            ``True``/``False`` shows or hides it; or a callable, called with a
+            :class:`RunProgress` as the run advances (and no bar).
         **options: any other :class:`gemini_annotate.config.AnnotateConfig`
-            field (``concurrency``, ``base_url``, ``api``, ``if_labeled``, ...).
+            field (``concurrency``, ``base_url``, ``api``, ``if_labeled``,
+            ``workers``, ...).
 
     Returns:
         a :class:`gemini_annotate.run_records.RunSummary`
@@ -68,7 +74,8 @@ def annotate(
     if model:
         fields["model"] = model
     config = AnnotateConfig(**fields, **options)
-    return run_annotation(samples, config, api_key=api_key, progress=progress)
+    with progress_reporter(progress) as report:
+        return run_annotation(samples, config, api_key=api_key, progress=report)
 
 
 def run_annotation(
@@ -85,8 +92,11 @@ def run_annotation(
     (:func:`gemini_annotate.sync.run_sync`), so the two never interfere.
     With ``config.batch`` the job goes through the Batch API
     (:mod:`gemini_annotate.batch`); with ``config.escalate_to`` it is a
-    cascade of two passes (:mod:`gemini_annotate.cascade`).
+    cascade of two passes (:mod:`gemini_annotate.cascade`). With ``config.workers`` above 1 the job
+    runs in that many processes, a shard each (:mod:`gemini_annotate.workers`).
     """
+    if config.workers > 1:
+        return run_in_workers(samples, config, api_key=api_key, progress=progress)
 
     if config.escalate_to:  # two passes, each a run of its own (gemini_annotate.cascade)
         return run_cascade(samples, config, run_pass=run_annotation, api_key=api_key, progress=progress)
