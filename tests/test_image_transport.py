@@ -17,7 +17,8 @@ import gemini_annotate
 from gemini_annotate.config import MAX_IMAGES_PER_REQUEST, AnnotateConfig
 from gemini_annotate.uploads import remembered_uploads
 
-from conftest import COCO_DIR
+# not imported from conftest: with tests/browser/conftest.py also collected, that name is ambiguous
+COCO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "coco_val_tiny")
 
 
 def _labels(dataset, field):
