@@ -159,6 +159,7 @@ def test_accept_on_selected_samples_keeps_a_rejection_and_says_so(findings, ui):
         ui.page.locator('[data-cy="looker"]').nth(1).hover()
         ui.page.locator('[data-cy="looker"]').nth(1).locator('[data-cy="looker-checkbox-"]').click()
         form = ui.open_operator("Accept or reject Gemini labels")
+        ui.choose(form, "Pre-annotation field", "gemini")  # whatever the default (tested above)
         form.get_by_text(f"Accept: {others} label(s) in 'gemini'; 1 label(s) a person already reviewed keep "
                          "their status").wait_for(timeout=TIMEOUT_MS)
         ui.execute(form, f"{others} label(s) in 'gemini' now accepted")
