@@ -607,7 +607,7 @@ class ReviewGeminiLabels(GeminiOperator):
         kept = sum(overrides.values()) if not self._change_reviewed(ctx) else 0
         note = (f"; {kept} label(s) a person already reviewed keep their status" if kept else
                 f"; this overrides {sum(overrides.values())} earlier review(s)" if overrides else "")
-        inputs.view("preview", types.Notice(label=f"{action}: {count - kept} label(s) in {field!r}{note}"))
+        inputs.view("preview", types.Notice(label=f"{action}: {count} label(s) in {field!r}{note}"))
         _whole_dataset_notice(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Review Gemini labels"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,3 +104,14 @@ class AppPage:
         tooltip = self.page.locator('[data-cy="sample-canvas-tooltip-content"]')
         tooltip.first.wait_for(timeout=TIMEOUT_MS)
         return tooltip.first.inner_text()
+
+    def choose(self, form, label: str, option: str) -> None:
+        """Picks ``option`` in the form's dropdown labelled ``label``."""
+        form.locator(f"xpath=//*[text()='{label}']/following::*[@role='combobox'][1]").click()
+        # an option's accessible name may hold its description too: match the name it starts with
+        self.page.get_by_role("option").filter(has_text=re.compile(rf"^{re.escape(option)}")).first.click()
+
+    @staticmethod
+    def shown_choice(form, label: str) -> str:
+        """The value the form's dropdown labelled ``label`` shows."""
+        return form.locator(f"xpath=//*[text()='{label}']/following::*[@role='combobox'][1]").inner_text().strip()
