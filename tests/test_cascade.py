@@ -16,6 +16,8 @@ from gemini_annotate.cascade import (
     estimate_cascade,
     second_pass_key,
 )
+from gemini_annotate.cli import build_parser
+from gemini_annotate.cli_commands import config_from_args
 from gemini_annotate.config import AnnotateConfig
 from gemini_annotate.emulator import LabelIndex, tiered_oracle
 from gemini_annotate.escalation import EscalationRule, escalation_reason, reason_kind
@@ -289,3 +291,9 @@ def test_the_form_makes_a_cascade_and_drops_it_for_tasks_it_does_not_apply_to():
 
     assert (detect.escalate_to, detect.escalate_support) == (STRONG, 0.2)
     assert (caption.escalate_to, caption.escalate_support) == (None, None)
+
+
+def test_the_cli_flag_asks_for_majority_only():
+    common = ["annotate", "ds", "--consensus", "3", "--escalate-to", STRONG, "--escalate-support", "0.2"]
+    assert config_from_args(build_parser().parse_args([*common, "--escalate-majority-only"])).escalate_majority_only
+    assert not config_from_args(build_parser().parse_args(common)).escalate_majority_only
