@@ -12,8 +12,10 @@ run, on the same images:
    with confidence), the cheap one alone (lite, consensus 3), and flash alone.
 2. **Escalation rules**: one shared first pass (lite, consensus 3), then for
    each rule the cascade's second pass on what that rule escalates (the same
-   first answers, so the rules are compared on equal terms).
-3. **The cascade** with the chosen rule, run end to end (``annotate(...,
+   first answers, so the rules are compared on equal terms). The chosen rule is
+   also graded with ``escalate_majority_only`` (its standing samples keep only
+   the first pass's majority labels; no requests).
+3. **The cascade** with the chosen rule (``--rule``), run end to end (``annotate(...,
    escalate_to=...)``: its own first pass, escalation, second pass).
 
 Quality: mAP@0.5 (COCO-style, 101 points; labels ranked by their
@@ -24,9 +26,11 @@ would make the strong model dearer still). The check: the cascade is within
 ``--tolerance`` (0.02) mAP of the strong model alone, at no more than
 ``--max-cost-share`` (60 %) of its cost; the script exits non-zero otherwise.
 
-Raw results go to ``benchmarks/results/cascade.json``.
+Raw results go to ``benchmarks/results/cascade.json`` (noise seed 0) or
+``cascade_seed<N>.json``.
 
-    python benchmarks/cascade.py            # a few minutes on 2 cores
+    python benchmarks/cascade.py            # 200 images: a few minutes on 2 quiet cores
+    python benchmarks/cascade.py --seed 1   # another draw of the noise
     python benchmarks/cascade.py --quick    # a smoke run
 """
 
@@ -54,7 +58,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import gemini_annotate  # noqa: E402
-from gemini_annotate.cascade import escalated_field  # noqa: E402
+from gemini_annotate.cascade import drop_minority_labels, escalated_field  # noqa: E402
+from gemini_annotate.config import AnnotateConfig  # noqa: E402
 from gemini_annotate.costs import cost, price_for  # noqa: E402
 from gemini_annotate.emulator import EmulatorServer, LabelIndex, tiered_oracle  # noqa: E402
 
@@ -74,12 +79,15 @@ HARD = (12, 25, 12, 45)
 RULES: dict[str, dict[str, Optional[float]]] = {
     "failures only": {},
     "confidence < 0.45": {"escalate_below": 0.45},
+    "support < 0.15": {"escalate_support": 0.15},
     "support < 0.2": {"escalate_support": 0.2},
     "support < 0.25": {"escalate_support": 0.25},
     "support < 0.4": {"escalate_support": 0.4},
 }
 """The escalation rules compared (each also escalates failed and partial replies)."""
 CHOSEN_RULE = "support < 0.2"
+MAJORITY_ONLY = " + majority only"
+"""Suffix of the row of a rule whose standing samples keep only majority labels (``escalate_majority_only``)."""
 
 
 # images
@@ -174,7 +182,7 @@ def cascade_row(dataset, field: str, summary, first_cost: float, first_requests:
             "reasons": summary.escalation_reasons, **grade(dataset, field)}
 
 
-def compare_rules(dataset, url: str) -> dict[str, dict[str, Any]]:
+def compare_rules(dataset, url: str, chosen: str) -> dict[str, dict[str, Any]]:
     """One shared first pass; each rule's cascade then sends on what it escalates."""
     first = annotate(dataset, url, "first", LITE, consensus=3)
     first_cost = priced(first, LITE)
@@ -186,7 +194,21 @@ def compare_rules(dataset, url: str) -> dict[str, dict[str, Any]]:
         # the first pass finds everything labeled and sends nothing: only the escalation runs
         summary = annotate(dataset, url, field, LITE, consensus=3, escalate_to=PRO, **rule)
         rows[name] = {"rule": rule, **cascade_row(dataset, field, summary, first_cost, first.requests)}
+        if name == chosen:
+            rows[name + MAJORITY_ONLY] = majority_only(dataset, field, rule, rows[name])
     return rows
+
+
+def majority_only(dataset, field: str, rule: dict, row: dict[str, Any]) -> dict[str, Any]:
+    """The same cascade, its standing samples keeping only the first pass's majority labels (no requests)."""
+    target = field + "_majority"
+    for suffix in ("", "_status", "_escalated"):
+        dataset.clone_sample_field(field + suffix, target + suffix)
+    config = AnnotateConfig(task="detect", model=LITE, consensus=3, escalate_to=PRO, escalate_majority_only=True,
+                            label_field=target, run_key="first", **rule)
+    dropped = drop_minority_labels(dataset, config)
+    return {**row, "rule": {**rule, "escalate_majority_only": True}, "minority_dropped": dropped,
+            **grade(dataset, target)}
 
 
 # the run
@@ -194,17 +216,21 @@ def compare_rules(dataset, url: str) -> dict[str, dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=100, help="synthetic images")
+    parser.add_argument("--images", type=int, default=200, help="synthetic images")
     parser.add_argument("--hard-share", type=float, default=0.25, help="share of crowded images of small shapes")
     parser.add_argument("--seed", type=int, default=0, help="the noise seed")
     parser.add_argument("--tolerance", type=float, default=0.02, help="mAP the cascade may lose to the strong model")
     parser.add_argument("--max-cost-share", type=float, default=0.6, help="its cost, as a share of the strong model's")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--out", default=RESULTS, help="where the raw results go")
+    parser.add_argument("--rule", default=CHOSEN_RULE, choices=list(RULES), help="the cascade's rule, end to end")
+    parser.add_argument("--out", default=None,
+                        help="where the raw results go (default: results/cascade.json, cascade_seed<N>.json)")
     args = parser.parse_args()
     logging.getLogger("fiftyone").setLevel(logging.WARNING)
     if args.quick:
         args.images = 30
+    if args.out is None:
+        args.out = RESULTS if args.seed == 0 else RESULTS.replace(".json", f"_seed{args.seed}.json")
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as directory:
@@ -215,9 +241,9 @@ def main() -> int:
                 singles = {"pro alone": single(dataset, server.url, "pro", PRO, 1),
                            "flash alone": single(dataset, server.url, "flash", FLASH, 1),
                            "lite ×3 alone": single(dataset, server.url, "lite", LITE, 3)}
-                rules = compare_rules(dataset, server.url)
+                rules = compare_rules(dataset, server.url, args.rule)
                 summary = annotate(dataset, server.url, "cascade", LITE, consensus=3, escalate_to=PRO,
-                                   **RULES[CHOSEN_RULE])
+                                   **RULES[args.rule])
                 chosen = cascade_row(dataset, "cascade", summary, priced(summary.first_pass, LITE),
                                      summary.first_pass.requests)
                 described = summary.describe()
@@ -247,7 +273,7 @@ def report(args, singles: dict, rules: dict, chosen: dict, described: str, objec
               f"{row['f1']:.3f} |")
     share = chosen["cost"] / strong["cost"]
     loss = strong["mAP"] - chosen["mAP"]
-    print(f"\n## the cascade end to end, rule '{CHOSEN_RULE}'\n{described}")
+    print(f"\n## the cascade end to end, rule '{args.rule}'\n{described}")
     print(f"\nmAP@0.5 {chosen['mAP']:.3f} vs pro alone {strong['mAP']:.3f} (loss {loss:+.3f}, allowed "
           f"{args.tolerance}); F1 {chosen['f1']:.3f} vs {strong['f1']:.3f}; cost ${chosen['cost']:.4f} = "
           f"{share:.0%} of pro's ${strong['cost']:.4f} (allowed {args.max_cost_share:.0%}); "
@@ -257,7 +283,8 @@ def report(args, singles: dict, rules: dict, chosen: dict, described: str, objec
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                   "arguments": vars(args), "singles": singles, "rules": rules, "chosen_rule": CHOSEN_RULE,
+                   "load_average": os.getloadavg(), "arguments": vars(args), "singles": singles, "rules": rules,
+                   "chosen_rule": args.rule,
                    "cascade": chosen, "held": held}, f, indent=2, default=str)
     return 0 if held else 1
 

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--escalate-support", type=float, metavar="S",
                        help="cascade: escalate a sample when under this share of its proposed objects have a "
                             "majority of the answers (needs --consensus >= 2)")
+        p.add_argument("--escalate-majority-only", action="store_true", default=None,
+                       help="cascade: the samples not escalated keep only the objects most answers proposed")
         p.add_argument("--prompt", help="a prompt replacing the task's default; {field} names a sample field")
         p.add_argument("--class-descriptions", metavar="JSON",
                        help='what classes mean, {"name": "description"} (or give --classes as that JSON)')

@@ -154,6 +154,10 @@ class AnnotateConfig(BaseModel):
         escalate_support: cascade: a sample escalates when the share of the
             objects its answers proposed that most answers agree on is below
             this (needs ``consensus`` ≥ 2).
+        escalate_majority_only: cascade: the samples that are not escalated
+            keep only the objects most of the first pass's answers proposed
+            (fusion's minority labels removed): higher precision and F1, lower
+            recall and mAP (measured in ``benchmarks/cascade.py``).
         workers: run the job (or this shard of it) in this many local
             processes, for when one process's CPU is the bound (about 80
             images/s a core). Each process runs one shard of it, so the
@@ -207,6 +211,7 @@ class AnnotateConfig(BaseModel):
     escalate_to: Optional[str] = None
     escalate_below: Optional[float] = Field(None, gt=0, le=1)
     escalate_support: Optional[float] = Field(None, gt=0, le=1)
+    escalate_majority_only: bool = False
 
     @model_validator(mode="before")
     @classmethod

@@ -11,10 +11,13 @@ import gemini_annotate
 import pytest
 from gemini_annotate.cascade import (
     CascadeSummary,
+    drop_minority_labels,
     escalated_field,
     estimate_cascade,
     second_pass_key,
 )
+from gemini_annotate.cli import build_parser
+from gemini_annotate.cli_commands import config_from_args
 from gemini_annotate.config import AnnotateConfig
 from gemini_annotate.emulator import LabelIndex, tiered_oracle
 from gemini_annotate.escalation import EscalationRule, escalation_reason, reason_kind
@@ -96,6 +99,64 @@ def test_cascade_options_are_checked(options, message):
         AnnotateConfig(**options)
 
 
+# the answer of the samples that stand: the first pass's majority
+
+MINORITY_CASES = [
+    # (case, label attributes, kept)
+    ("a label most answers proposed stays", dict(votes=2, answers=3), True),
+    ("a label one answer of three proposed goes (fusion's noise)", dict(votes=1, answers=3), False),
+    ("half of the answers is no majority", dict(votes=2, answers=4), False),
+    ("a minority label a person accepted stays", dict(votes=1, answers=3, review=ACCEPTED), True),
+    ("an unreviewed minority label goes", dict(votes=1, answers=3, review="unreviewed"), False),
+    ("another run's minority label stays", dict(votes=1, answers=3, run="other"), True),
+    ("a single answer's label (no votes) stays", dict(votes=None), True),
+    ("a label a person drew stays", dict(votes=None, run=None), True),
+]
+
+
+def _judged(dataset, labels, escalated=None):
+    sample = fo.Sample(filepath=f"/tmp/cascade-{len(dataset)}.png", gemini=_dets(*labels), gemini_status="ok")
+    sample[escalated_field("gemini")] = escalated
+    dataset.add_sample(sample, dynamic=True)
+    return sample
+
+
+CASCADE_CONFIG = dict(task="detect", model=CHEAP, consensus=3, escalate_to=STRONG, escalate_support=0.2)
+
+
+def test_the_samples_that_stand_keep_only_the_first_passs_majority():
+    dataset = fo.Dataset()
+    try:
+        standing = _judged(dataset, [_det(label=case, **attributes) for case, attributes, _ in MINORITY_CASES])
+        escalated = _judged(dataset, [_det(label="stray", votes=1)], escalated="weak support: 0 of 1")
+        config = AnnotateConfig(**CASCADE_CONFIG)
+
+        dropped = drop_minority_labels(dataset, config)
+        again = drop_minority_labels(dataset, config)
+
+        standing.reload()
+        escalated.reload()
+        expected = [case for case, _, kept in MINORITY_CASES if kept]
+        assert [d.label for d in standing.gemini.detections] == expected
+        assert (dropped, again) == (len(MINORITY_CASES) - len(expected), 0)
+        assert [d.label for d in escalated.gemini.detections] == ["stray"]  # the second pass replaces it
+    finally:
+        dataset.delete()
+
+
+def test_a_single_label_classification_is_not_dropped():
+    dataset = fo.Dataset()
+    try:
+        dataset.add_sample(fo.Sample(filepath="/tmp/cascade-c.png", gemini_status="ok", gemini=fo.Classification(
+            label="cat", votes=1, answers=3, gemini_run="gemini")))
+        config = AnnotateConfig(**{**CASCADE_CONFIG, "task": "classify", "escalate_support": None,
+                                   "escalate_below": 0.5, "classes": ["cat", "dog"]})
+        assert drop_minority_labels(dataset, config) == 0
+        assert dataset.first().gemini.label == "cat"
+    finally:
+        dataset.delete()
+
+
 # through the pipeline and the emulator's model tiers
 
 
@@ -132,6 +193,18 @@ def test_escalated_samples_hold_only_the_strong_models_labels(coco_dataset, tier
     assert summary.requests == 18 + len(sent_on)
     assert set(coco_dataset.distinct("gemini_status")) == {"ok"}
     assert f"pass 2 ({STRONG}): {len(sent_on)} labeled" in summary.describe()
+
+
+def test_with_majority_only_the_samples_that_stood_hold_no_minority_label(coco_dataset, tiers):
+    summary = _cascade(coco_dataset, escalate_majority_only=True)
+
+    stood = coco_dataset.match(fo.ViewField(escalated_field("gemini")) == None)  # noqa: E711
+    votes = stood.values("gemini.detections.votes", unwind=True)
+    answers = stood.values("gemini.detections.answers", unwind=True)
+    assert votes and all(2 * v > n for v, n in zip(votes, answers))
+    assert summary.minority_dropped > 0  # the case needs some noise
+    assert summary.labels == coco_dataset.count("gemini.detections")
+    assert "minority label(s) dropped" in summary.describe()
 
 
 def test_an_interrupted_cascade_resumes_without_re_sending(coco_dataset, tiers):
@@ -218,3 +291,9 @@ def test_the_form_makes_a_cascade_and_drops_it_for_tasks_it_does_not_apply_to():
 
     assert (detect.escalate_to, detect.escalate_support) == (STRONG, 0.2)
     assert (caption.escalate_to, caption.escalate_support) == (None, None)
+
+
+def test_the_cli_flag_asks_for_majority_only():
+    common = ["annotate", "ds", "--consensus", "3", "--escalate-to", STRONG, "--escalate-support", "0.2"]
+    assert config_from_args(build_parser().parse_args([*common, "--escalate-majority-only"])).escalate_majority_only
+    assert not config_from_args(build_parser().parse_args(common)).escalate_majority_only
