@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 # before FiftyOne is imported anywhere: tests get their own database, and the
 # mongod that runs on Debian 12 (6.0.5) is old but supported
+# (one per pytest-xdist worker: delegated operations and datasets of one never reach the other)
 os.environ.setdefault("FIFTYONE_DATABASE_NAME", "gemini_annotate_tests")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["FIFTYONE_DATABASE_NAME"] += "_" + os.environ["PYTEST_XDIST_WORKER"]
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
@@ -20,6 +23,8 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 DATA_DIR = os.path.join(TESTS_DIR, "data")
 COCO_DIR = os.path.join(DATA_DIR, "coco_val_tiny")
 TEST_API_KEY = "emulator-test-key"
+INSTALL_LOCK = "/tmp/gemini-annotate-install.lock"
+"""Held while a test installs what it needs (Chromium, Label Studio), so parallel workers install once."""
 
 
 def pytest_addoption(parser):
@@ -275,6 +280,6 @@ def chromium() -> Chromium:
     import subprocess
     import sys
 
-    subprocess.run(["bash", os.path.join(TESTS_DIR, "browser", "install.sh"), sys.executable],
+    subprocess.run(["flock", INSTALL_LOCK, "bash", os.path.join(TESTS_DIR, "browser", "install.sh"), sys.executable],
                    check=True, timeout=1200)
     return Chromium()

@@ -33,6 +33,8 @@ pytestmark = pytest.mark.labelstudio
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 INSTALL = os.path.join(TESTS_DIR, "labelstudio", "install.sh")
 INSTALL_SDK = os.path.join(TESTS_DIR, "labelstudio", "install_sdk.sh")
+INSTALL_LOCK = "/tmp/gemini-annotate-install.lock"
+"""The lock conftest's Chromium install holds too: parallel workers install one at a time."""
 STARTUP_TIMEOUT = 240.0
 
 
@@ -49,12 +51,12 @@ def label_studio(tmp_path_factory):
     ``LABEL_STUDIO_TEST_URL`` and ``LABEL_STUDIO_TEST_TOKEN`` name a running
     server to use instead (it takes minutes to start on a loaded machine).
     """
-    subprocess.run(["bash", INSTALL_SDK, sys.executable], check=True, capture_output=True, timeout=1200)
+    subprocess.run(["flock", INSTALL_LOCK, "bash", INSTALL_SDK, sys.executable], check=True, capture_output=True, timeout=1200)
     if os.environ.get("LABEL_STUDIO_TEST_URL") and os.environ.get("LABEL_STUDIO_TEST_TOKEN"):
         yield os.environ["LABEL_STUDIO_TEST_URL"], os.environ["LABEL_STUDIO_TEST_TOKEN"]
         return
     venv = os.environ.get("LABEL_STUDIO_VENV", os.path.expanduser("~/.cache/gemini-annotate/label-studio"))
-    subprocess.run(["bash", INSTALL, venv], check=True, capture_output=True, timeout=1200)
+    subprocess.run(["flock", INSTALL_LOCK, "bash", INSTALL, venv], check=True, capture_output=True, timeout=1200)
     data_dir = tmp_path_factory.mktemp("label-studio")
     port = _free_port()
     token = secrets.token_hex(20)
