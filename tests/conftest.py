@@ -41,6 +41,12 @@ def pytest_configure(config):
         from client_mistakes import MISTAKES
 
         MISTAKES[mistake]()
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        # the controller of a parallel run starts FiftyOne's database once, before its workers
+        # would race to start one each (the loser fails to bind its port)
+        import fiftyone as fo
+
+        fo.list_datasets()
 
 
 @pytest.fixture(autouse=True)
