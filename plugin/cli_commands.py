@@ -19,7 +19,17 @@ from .compare import candidate_from_text, compare, load_candidates
 from .config import AnnotateConfig
 from .demo import DATASET_NAME as DEMO_DATASET_NAME
 from .demo import describe, run_demo
-from .emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, OracleNoise, Quota, noise_profile, tiered_oracle
+from .emulator import (
+    Canned,
+    EmulatorServer,
+    Faults,
+    LabelIndex,
+    Oracle,
+    OracleNoise,
+    Quota,
+    noise_profile,
+    tiered_oracle,
+)
 from .estimate import compare_with_estimate, estimate_run
 from .messages import GeminiError
 from .pipeline import AnnotationStopped, run_annotation

@@ -36,6 +36,7 @@ import fiftyone.core.labels as fol
 import numpy as np
 
 from .boxes import PixelRegion
+from .label_factory import make_label
 from .labels import labels_in
 from .masks import POLYGON_TOLERANCE, instance_mask_to_frame, instance_mask_to_polygons, mask_size_for
 from .vocabulary import (
@@ -466,7 +467,7 @@ def fuse_boxes(proposals: Sequence[Proposal], answers: int) -> list[fol.Detectio
         overlaps = box_iou_matrix(np.vstack([box, boxes[members]]))[0, 1:]
         agreement = _agreement(overlaps.tolist())
         fused.append(dict(label=label, bounding_box=box, **fused_attributes(voters, answers, agreement)))
-    return [fol.Detection(**fields) for fields in sorted(fused, key=_output_order)]
+    return [make_label(fol.Detection, **fields) for fields in sorted(fused, key=_output_order)]
 
 
 # points

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
+import gc
 import time
 from typing import Any, Callable, NoReturn, Optional
 
@@ -44,6 +46,27 @@ PREFETCH = 4
 
 FLUSH_CHECK_INTERVAL = 0.25
 """Seconds between checks for a batch that is due by age (while replies are slow)."""
+
+
+@contextlib.contextmanager
+def objects_from_before_frozen():
+    """Keeps the objects that exist before a run out of the garbage collector's full passes.
+
+    A run makes many short-lived objects (SDK messages, labels), so Python's
+    collector makes a full pass now and then, over every object in the
+    process: FiftyOne, the SDK, pandas... about 0.2 s each, 0.6 ms per image
+    in all. ``gc.freeze`` sets what exists now aside until the run ends
+    (``gc.unfreeze``); garbage the run makes is collected as usual. A freeze
+    someone else made (the caller's, an outer run's) is left as it is.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class OnlineAnnotationJob(AnnotationJob):
@@ -76,7 +99,8 @@ class OnlineAnnotationJob(AnnotationJob):
         client = self._client()
         self._loop = asyncio.get_running_loop()
         with concurrent.futures.ThreadPoolExecutor(MEDIA_THREADS, "gemini-media") as self._media_pool, \
-                concurrent.futures.ThreadPoolExecutor(1, "gemini-db") as self._db_pool:
+                concurrent.futures.ThreadPoolExecutor(1, "gemini-db") as self._db_pool, \
+                objects_from_before_frozen():
             try:
                 await self._in_db_thread(self._count_selection)
                 await self._process_all(client)

@@ -6,6 +6,7 @@ place; the SDK's own retry loops are switched off (see :mod:`gemini_annotate.gem
 
 from __future__ import annotations
 
+import asyncio
 from typing import Awaitable, Callable, Optional, TypeVar
 
 import tenacity
@@ -23,8 +24,16 @@ class _ServerAwareWait(tenacity.wait.wait_base):
         self._maximum = maximum
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        wait = self._backoff(retry_state)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return self._at_least_asked(self._backoff(retry_state), exc)
+
+    def after(self, error: BaseException, *, attempt: int) -> float:
+        """The wait after ``attempt`` failed with ``error`` (outside a tenacity loop)."""
+        state = tenacity.RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        return self._at_least_asked(self._backoff(state), error)
+
+    def _at_least_asked(self, wait: float, exc: Optional[BaseException]) -> float:
         asked = getattr(exc, "retry_after", None)
         if asked:
             wait = max(wait, min(asked, 10 * self._maximum))
@@ -45,13 +54,26 @@ async def generate_with_retries(
     server's ``RetryInfo``/``Retry-After``.
     """
 
+    # the first attempt is made directly: nearly every request succeeds at once, and
+    # tenacity's machinery costs ~0.15 ms of CPU a call, 2 % of a request's client CPU
+    try:
+        return await send()
+    except GeminiError as e:
+        if not e.retryable or max_attempts <= 1:
+            raise
+        first_error = e
+
     def before_sleep(state: tenacity.RetryCallState) -> None:
         if on_retry is not None:
-            on_retry(state.outcome.exception(), state.attempt_number)
+            on_retry(state.outcome.exception(), state.attempt_number + 1)
 
+    if on_retry is not None:
+        on_retry(first_error, 1)
+    # the wait after attempt n is tenacity's after its attempt n - 1 with twice the initial delay
+    await asyncio.sleep(_ServerAwareWait(initial_delay, max_delay).after(first_error, attempt=1))
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(max_attempts),
-        wait=_ServerAwareWait(initial_delay, max_delay),
+        stop=tenacity.stop_after_attempt(max_attempts - 1),
+        wait=_ServerAwareWait(2 * initial_delay, max_delay),
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, GeminiError) and e.retryable),
         before_sleep=before_sleep,
         reraise=True,

@@ -17,8 +17,16 @@ from pydantic import Field, create_model
 
 from .config import SPATIAL_TASKS, AnnotateConfig
 from .items import ConversionReport, LabelPolicy, item_mask
-from .labels import (MaskOptions, adopt_confidence, items_to_detections, items_to_keypoints, items_to_segments,
-                     label_list, labels_in)
+from .label_factory import make_label
+from .labels import (
+    MaskOptions,
+    adopt_confidence,
+    items_to_detections,
+    items_to_keypoints,
+    items_to_segments,
+    label_list,
+    labels_in,
+)
 from .masks import is_mask_token_text
 from .model_profiles import MaskForm, model_profile
 from .parse import ParseStatus, parse_answer, parse_items
@@ -328,7 +336,8 @@ def interpret_classification(text: str, truncated: bool, context: ReplyContext) 
         labels.append(label)
     report.kept = len(labels)
     status = answer.status if not report.dropped else "partial"
-    classifications = [fol.Classification(label=label, **context.provenance.attributes()) for label in labels]
+    classifications = [make_label(fol.Classification, label=label, **context.provenance.attributes())
+                       for label in labels]
     if config.multi_label:
         return outcome_from_report(label_list(fol.Classifications, classifications), status,
                                    answer.warnings, report)

@@ -30,11 +30,11 @@ as with any ``spawn`` multiprocessing: each worker imports the main module.
 from __future__ import annotations
 
 import multiprocessing
-from multiprocessing import connection
-import time
 import signal
+import time
 import traceback
 from dataclasses import dataclass
+from multiprocessing import connection
 from typing import Any, Callable, Optional
 
 import fiftyone as fo

@@ -40,6 +40,7 @@ from ..vocabulary import RAW_CONFIDENCE_ATTRIBUTE, RUN_ATTRIBUTE, reviewed_field
 from .outcomes import label_outcomes
 from .status import ReviewError
 
+
 @dataclass(frozen=True)
 class ConfidenceOutcome:
     """One reviewed proposal: its run, class and raw confidence, and whether a person kept it."""
