@@ -23,6 +23,7 @@ import fiftyone.core.media as fom
 from .budget_store import SharedBudget
 from .config import AnnotateConfig
 from .gemini import GeminiClient
+from .label_factory import make_label
 from .labels import labels_in
 from .limits import Budget
 from .media import PreparedImage
@@ -282,7 +283,8 @@ class AnnotationJob(abc.ABC):
 
 def image_metadata(image: PreparedImage) -> fo.ImageMetadata:
     """FiftyOne metadata of a prepared image's file, with its size as the App shows it."""
-    return fo.ImageMetadata(
+    return make_label(
+        fo.ImageMetadata,
         size_bytes=image.source_size_bytes,
         mime_type=image.source_mime_type,
         width=image.display_width,

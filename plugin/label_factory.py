@@ -92,6 +92,8 @@ _lock = threading.Lock()
 def make_label(label_type: type[L], **fields: Any) -> L:
     """``label_type(**fields)``, made from the validated template of its shape.
 
+    Any FiftyOne embedded document works alike (``fo.ImageMetadata``...).
+
     >>> make_label(fol.Detection, label="cat", bounding_box=[0.1, 0.2, 0.3, 0.4]).label
     'cat'
     """

@@ -202,9 +202,12 @@ class OnlineAnnotationJob(AnnotationJob):
         if isinstance(built, SampleResult):
             return built
         requests = answer_requests(built.request, self.config.consensus)
-        answers = await asyncio.gather(*(
-            self._answer(client, built, request, first_place if i == 0 else self.limiter.slot())
-            for i, request in enumerate(requests)))
+        if len(requests) == 1:  # awaited in place: gather would give it a task of its own
+            answers = [await self._answer(client, built, requests[0], first_place)]
+        else:
+            answers = await asyncio.gather(*(
+                self._answer(client, built, request, first_place if i == 0 else self.limiter.slot())
+                for i, request in enumerate(requests)))
         if any(answer is None for answer in answers):
             return None  # the job stopped before every answer came
         return self._result(work, answers, built.image)

@@ -25,6 +25,8 @@ def test_quick_benchmark_compares_like_for_like_and_exits_by_its_goals(tmp_path)
                                      "sample_writes_per_100", "memory_growth_mb"}
     measured = results["apis"]["generate_content"]
     assert measured["bare_sdk"]["requests"] == measured["images"] == results["arguments"]["samples"]
+    assert len(measured["rounds"]) == results["arguments"]["rounds"] == 1  # --quick: one round
+    assert results["goals"]["cpu_ms_per_image"]["value"] == measured["median"]["cpu_ms_per_image"]
     assert [r["workers"] for r in results["workers"]["runs"]] == [1, 2]
     machine = results["machine"]
     assert machine["cores"] and machine["python"] and machine["packages"]["google-genai"]
