@@ -22,8 +22,9 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
-from typing import Any, Iterable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
+import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
 from bson import SON
 from mongoengine import EmbeddedDocument
@@ -51,6 +52,8 @@ class _Shape:
         self._slots = {name: getattr(template, name) for name in ("_initialised", "_created", "_instance")}
         self._attributes = {name: value for name, value in vars(template).items()
                             if name not in template._dynamic_fields}
+        # the fields that may hold documents (a list label's labels, an Instance): they point at their parent
+        self._parenting = [name for name in fields if _may_hold_documents(label_type, name)]
         if not _same_state(self.copy(fields), label_type(**fields)):
             self.template = None
 
@@ -72,17 +75,23 @@ class _Shape:
         attributes.update(self._attributes)
         for name in template._dynamic_fields:  # mongoengine mirrors each custom attribute there
             attributes[name] = data.get(name)
-        _adopt(label, fields.values())
+        for name in self._parenting:  # as setting the field does (mongoengine's BaseField.__set__)
+            for document in _documents_in(fields[name]):
+                document._instance = weakref.proxy(label)
         return label
 
 
-def _adopt(parent: Any, values: Iterable[Any]) -> None:
-    """Points the documents among ``values`` (a ``Detections``' labels, an ``Instance``) at their
-    new parent, as setting a field does (mongoengine's ``BaseField.__set__``)."""
-    for value in values:
-        for document in value if isinstance(value, list) else (value,):
-            if isinstance(document, EmbeddedDocument):
-                document._instance = weakref.proxy(parent)
+def _may_hold_documents(label_type: type, name: str) -> bool:
+    field = label_type._fields.get(name)
+    if field is None:
+        return True  # an attribute of its own may hold anything
+    return isinstance(field, fof.EmbeddedDocumentField) or isinstance(getattr(field, "field", None),
+                                                                      fof.EmbeddedDocumentField)
+
+
+def _documents_in(value: Any) -> list:
+    """The embedded documents a field's value holds: itself, or those of its list."""
+    return [v for v in (value if isinstance(value, list) else (value,)) if isinstance(v, EmbeddedDocument)]
 
 
 _shapes: dict[tuple, _Shape] = {}

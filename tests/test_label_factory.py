@@ -94,3 +94,10 @@ def test_a_shape_whose_copy_would_differ_is_constructed():
     points = make_label(fol.Keypoint, label="eye", points=[(0.5, 0.5)], shape_case=1)
     assert points.points == [[0.5, 0.5]]  # the constructor's lists, not the tuples given
     assert _shapes[(fol.Keypoint, "label", "points", "shape_case")].template is None
+
+
+def test_a_shape_first_made_empty_still_adopts_the_labels_it_is_given_later():
+    make_label(fol.Keypoints, keypoints=[])
+    points = [fol.Keypoint(label="eye", points=[[0.1, 0.2]])]
+    made = make_label(fol.Keypoints, keypoints=points)
+    assert points[0]._instance._data is made._data

