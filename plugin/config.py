@@ -345,6 +345,12 @@ class AnnotateConfig(BaseModel):
         if self.workers > 1 and self.batch:
             raise ValueError(f"a batch run is one batch job and cannot be split between processes "
                              f"(workers={self.workers}); workers are for online runs")
+        if self.workers > 1 and self.escalate_to:
+            # each worker process runs one pass of one shard; the cascade's second pass needs the
+            # first pass of its shard judged in between, which a worker does not do yet
+            raise ValueError(f"a cascade (escalate_to={self.escalate_to!r}) runs in one process: drop workers "
+                             f"(workers={self.workers}), or split it with shards (--shard/--num-shards), "
+                             "one process per shard")
         for name in ("concurrency", "max_requests", "max_tokens"):
             value = getattr(self, name)
             if value is not None and value < self.workers:
