@@ -24,7 +24,6 @@ exit status is non-zero when a goal is missed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import signal
@@ -55,9 +54,11 @@ os.environ["GEMINI_API_KEY"] = API_KEY
 
 
 def write_images(directory: str, count: int) -> dict[str, str]:
-    """``count`` distinct small JPEGs (sent as they are); returns ``{path: sha1 of the file}``."""
+    """``count`` distinct small JPEGs (sent as they are); returns ``{path: the emulator's digest}``."""
     import numpy as np
     from PIL import Image
+
+    from gemini_annotate.emulator.server import image_digest
 
     os.makedirs(directory, exist_ok=True)
     rng = np.random.default_rng(11)
@@ -67,7 +68,7 @@ def write_images(directory: str, count: int) -> dict[str, str]:
         path = os.path.join(directory, f"durability_{i:05d}.jpg")
         Image.fromarray(pixels).save(path, quality=85)
         with open(path, "rb") as f:
-            digests[path] = hashlib.sha1(f.read()).hexdigest()
+            digests[path] = image_digest(f.read())
     return digests
 
 

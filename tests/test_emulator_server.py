@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import urllib.error
@@ -12,7 +13,10 @@ from PIL import Image
 
 from gemini_annotate.emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, Styled
 from gemini_annotate.emulator.oracle import KnownObject, answer_form
-from gemini_annotate.emulator.wire import EmulatorRequest, EmulatedImage, decode_base64
+from gemini_annotate.emulator.server import _image_digest, image_digest
+from gemini_annotate.emulator.tokens import image_size
+from gemini_annotate.emulator.wire import (EmulatedImage, EmulatorRequest, WireError, decode_base64,
+                                          read_generate_content)
 from gemini_annotate.tasks import detect_schema
 from gemini_annotate.config import AnnotateConfig
 
@@ -125,6 +129,39 @@ def test_styles_make_the_messy_replies_real_models_send(style, check):
 
 def test_base64_is_read_in_both_alphabets():
     assert decode_base64("_9j_") == decode_base64("/9j/") == b"\xff\xd8\xff"
+
+
+@pytest.mark.parametrize("text, valid", [
+    ("_9j_", True), ("/9j/", True), ("YQ", True), ("YQ==", True), (" YWJj\n", True),
+    ("abc$", False), ("ab cd", False), ("é", False), ("a===", False), ("YQ==YQ==", False), ("a", False),
+])
+def test_image_base64_is_checked_as_strictly_as_decoding_without_decoding(text, valid):
+    body = {"contents": [{"parts": [{"inlineData": {"mimeType": "image/jpeg", "data": text}}]}]}
+    try:
+        decoded = decode_base64(text)
+    except WireError:
+        decoded = None
+    assert (decoded is not None) == valid
+    if not valid:
+        with pytest.raises(WireError, match="Invalid base64 image data"):
+            read_generate_content("gemini-2.5-flash", body, "k")
+        return
+    image = read_generate_content("gemini-2.5-flash", body, "k").images[0]
+    assert image.inline and image._data is None  # kept encoded until its bytes are asked for
+    assert image.data == decoded
+
+
+def test_an_inline_image_is_digested_and_sized_without_decoding_it():
+    buffer = io.BytesIO()
+    Image.new("RGB", (1152, 864), (200, 30, 30)).save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    body = {"contents": [{"parts": [{"text": "find"}, {"inlineData": {
+        "mimeType": "image/jpeg", "data": base64.urlsafe_b64encode(data).decode()}}]}]}
+    request = read_generate_content("gemini-2.5-flash", body, "k")
+    image = request.images[0]
+    assert image_size(image) == (1152, 864) and _image_digest(request) == image_digest(data)
+    assert image._data is None
+    assert image.data == data  # decoded when asked
 
 
 def _post(url, body, key="k"):

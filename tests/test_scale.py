@@ -8,7 +8,6 @@ runs two real ``fiftyone delegated launch`` workers.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from PIL import Image
 
 import gemini_annotate
 from gemini_annotate.emulator import Canned, DailyQuotaExhausted, EmulatorFault, Faults, Scenario
+from gemini_annotate.emulator.server import image_digest
 from gemini_annotate.limits import AdaptiveConcurrency, Budget, BudgetExhausted, LimiterClosed
 from gemini_annotate.run_records import load_run_summary
 from gemini_annotate.selection import shard_of
@@ -40,7 +40,7 @@ THREE_BOXES = json.dumps({"boxes": [
 
 
 def write_images(directory, count: int, size=(96, 64)) -> dict[str, str]:
-    """Writes ``count`` distinct JPEGs; returns ``{path: sha1 of the file}`` (sent as is)."""
+    """Writes ``count`` distinct JPEGs; returns ``{path: the emulator's digest of the file}`` (sent as is)."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
     digests = {}
@@ -49,7 +49,7 @@ def write_images(directory, count: int, size=(96, 64)) -> dict[str, str]:
         path = str(directory / f"img_{i:05d}.jpg")
         Image.fromarray(pixels).save(path, quality=85)
         with open(path, "rb") as f:
-            digests[path] = hashlib.sha1(f.read()).hexdigest()
+            digests[path] = image_digest(f.read())
     return digests
 
 
@@ -287,7 +287,7 @@ def test_retry_failed_sends_only_the_samples_that_failed(image_dataset, emulator
 
     class FailSome(Scenario):
         def respond(self, request):
-            if hashlib.sha1(request.images[0].data).hexdigest() in broken:
+            if image_digest(request.images[0].data) in broken:
                 return EmulatorFault(503, "The model is overloaded.")
             return Canned(THREE_BOXES).respond(request)
 

@@ -144,7 +144,7 @@ class FileStore:
         Raises:
             FileAccessError: the file does not exist (any more), or the URI cannot be fetched.
         """
-        if image.data is not None or not image.uri:
+        if image.inline or not image.uri:
             return image
         uri = image.uri
         parsed = urllib.parse.urlparse(uri)

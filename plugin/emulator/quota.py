@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import io
 import math
 import threading
 import time
 import zoneinfo
 from typing import Callable, Optional
 
-from PIL import Image
-
 from .scenarios import EmulatorFault, Response, Scenario
-from .tokens import image_tokens
+from .tokens import image_size, image_tokens
 from .wire import EmulatorRequest, retry_info
 
 PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
@@ -55,12 +52,9 @@ def request_input_tokens(request: EmulatorRequest) -> int:
     """The input tokens the emulator reports for a request (prompt and images)."""
     tokens = math.ceil(len(request.prompt) / 4)
     for image in request.images:
-        if image.data is not None:
-            try:
-                with Image.open(io.BytesIO(image.data)) as decoded:
-                    tokens += image_tokens(*decoded.size)
-            except OSError:
-                continue
+        size = image_size(image) if image.inline else None
+        if size is not None:
+            tokens += image_tokens(*size)
     return tokens
 
 

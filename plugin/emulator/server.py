@@ -13,8 +13,8 @@ Usage metadata counts image tokens by Gemini's documented rule
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import io
 import json
 import math
 import re
@@ -25,13 +25,12 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Optional, Union
 
-from PIL import Image
-
 from .batches import BatchStore
 from .files import FILE_PATH, FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
-from .tokens import TOKENS_PER_CROP, image_tokens
+from .tokens import TOKENS_PER_CROP, image_size, image_tokens
 from .wire import (
+    EmulatedImage,
     EmulatorRequest,
     WireError,
     error_body,
@@ -347,7 +346,7 @@ class EmulatorServer:
 
     def _reply_body(self, request: EmulatorRequest, reply: EmulatorReply) -> dict:
         input_tokens = math.ceil(len(request.prompt) / 4) + sum(
-            _image_tokens(i.data) for i in request.images if i.data is not None
+            _image_tokens(i) for i in request.images if i.inline
         )
         output_tokens = math.ceil(len(reply.text) / 4)
         build = interaction_body if request.api == "interactions" else generate_content_body
@@ -384,21 +383,24 @@ def _unregistered_fault() -> EmulatorFault:
 
 
 def image_digest(data: bytes) -> str:
-    """The digest the request log keeps for an image's bytes."""
-    return hashlib.sha1(data).hexdigest()
+    """The digest the request log keeps for an image's bytes: of their URL-safe base64, which the
+    emulator hashes as it arrives, without decoding the image."""
+    return _encoded_digest(base64.urlsafe_b64encode(data))
+
+
+def _encoded_digest(encoded: bytes) -> str:
+    return hashlib.sha1(encoded).hexdigest()
 
 
 def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
-    data = request.image_data if request else None
-    return image_digest(data) if data is not None else None
+    image = request.first_image if request else None
+    return _encoded_digest(image.encoded) if image is not None else None
 
 
-def _image_tokens(data: bytes) -> int:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return image_tokens(*img.size)
-    except Exception:  # an unreadable image still costs something; the smallest image's cost
-        return TOKENS_PER_CROP
+def _image_tokens(image: EmulatedImage) -> int:
+    """What Gemini bills for an image of its size (an unreadable one: the smallest image's cost)."""
+    size = image_size(image)
+    return TOKENS_PER_CROP if size is None else image_tokens(*size)
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,6 +9,13 @@ emulator checks that estimate instead of echoing it.
 
 from __future__ import annotations
 
+import io
+from typing import Optional
+
+from PIL import Image
+
+from .wire import EmulatedImage
+
 TOKENS_PER_CROP = 258
 SMALL_SIDE = 384
 
@@ -24,3 +31,15 @@ def image_tokens(width: int, height: int) -> int:
     unit = max(1, int(min(width, height) // 1.5))
     crops_across, crops_down = -(-width // unit), -(-height // unit)
     return crops_across * crops_down * TOKENS_PER_CROP
+
+
+def image_size(image: EmulatedImage) -> Optional[tuple[int, int]]:
+    """An inline image's width and height, read from its header when that is enough; ``None`` if
+    it is not an image."""
+    for read in (image.header, lambda: image.data):  # the whole image only if its header was not enough
+        try:
+            with Image.open(io.BytesIO(read())) as img:
+                return img.size
+        except Exception:
+            continue
+    return None

@@ -19,13 +19,59 @@ GENERATE_CONTENT = "generate_content"
 INTERACTIONS = "interactions"
 
 
-@dataclass(frozen=True)
 class EmulatedImage:
-    """An image part of a request: decoded bytes, or a URI the emulator cannot fetch."""
+    """An image part of a request: its bytes, or a URI the emulator cannot fetch.
 
-    mime_type: str
-    data: Optional[bytes] = None
-    uri: Optional[str] = None
+    An inline image keeps the base64 it came in (checked, URL-safe) and decodes
+    it the first time :attr:`data` is read: a canned reply never needs the
+    pixels, and decoding 350 KB costs a millisecond of the emulator's CPU, which
+    a benchmark's client shares the machine with. Its digest and header are
+    read without decoding the whole image.
+    """
+
+    __slots__ = ("mime_type", "uri", "_data", "_encoded")
+
+    def __init__(self, mime_type: str, data: Optional[bytes] = None, uri: Optional[str] = None, *,
+                 encoded: Optional[bytes] = None):
+        self.mime_type = mime_type
+        self.uri = uri
+        self._data = data
+        self._encoded = encoded
+
+    @property
+    def inline(self) -> bool:
+        """Whether the image's bytes are here (sent inline, or resolved from an upload)."""
+        return self._data is not None or self._encoded is not None
+
+    @property
+    def data(self) -> Optional[bytes]:
+        """The image's bytes (``None`` for a URI not resolved)."""
+        if self._data is None and self._encoded is not None:
+            self._data = base64.urlsafe_b64decode(self._encoded)
+        return self._data
+
+    @property
+    def encoded(self) -> Optional[bytes]:
+        """The image's URL-safe, padded base64."""
+        if self._encoded is None and self._data is not None:
+            self._encoded = base64.urlsafe_b64encode(self._data)
+        return self._encoded
+
+    def header(self, size: int = 16384) -> Optional[bytes]:
+        """The first ``size`` bytes of the image or so, enough to read its format and size."""
+        if self._data is not None or self._encoded is None:
+            return self._data
+        return base64.urlsafe_b64decode(self._encoded[:4 * (size // 3)])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EmulatedImage) and (self.mime_type, self.uri, self.data) == (
+            other.mime_type, other.uri, other.data)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        size = None if not self.inline else len(self.encoded) * 3 // 4
+        return f"EmulatedImage(mime_type={self.mime_type!r}, uri={self.uri!r}, bytes~{size})"
 
 
 @dataclass(frozen=True)
@@ -54,7 +100,12 @@ class EmulatorRequest:
     @property
     def image_data(self) -> Optional[bytes]:
         """The bytes of the first image the request holds (inline or resolved), if any."""
-        return next((image.data for image in self.images if image.data is not None), None)
+        return next((image.data for image in self.images if image.inline), None)
+
+    @property
+    def first_image(self) -> Optional[EmulatedImage]:
+        """The first image the request holds (inline or resolved), if any."""
+        return next((image for image in self.images if image.inline), None)
 
 
 class WireError(ValueError):
@@ -69,6 +120,26 @@ def _get(d: dict, *names: str, default: Any = None) -> Any:
 
 
 _URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_STANDARD_TO_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+_URL_SAFE_ALPHABET_AND_PADDING = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
+
+
+def checked_base64(data: str) -> bytes:
+    """An image part's base64, in either alphabet, checked as strictly as decoding would, without
+    decoding it; returned URL-safe and padded (what :class:`EmulatedImage` keeps)."""
+    try:
+        raw = data.strip().encode("ascii")
+    except UnicodeEncodeError:
+        raise WireError("Invalid base64 image data: only ASCII characters are allowed") from None
+    if b"+" in raw or b"/" in raw:
+        raw = raw.translate(_STANDARD_TO_URL_SAFE)
+    raw += b"=" * (-len(raw) % 4)
+    padding = raw.find(b"=")
+    if padding != -1 and padding < len(raw) - 2:
+        raise WireError("Invalid base64 image data: padding before the end, or a lone character at the end")
+    if raw.translate(None, _URL_SAFE_ALPHABET_AND_PADDING):
+        raise WireError("Invalid base64 image data: only base64 characters are allowed")
+    return raw
 
 
 def decode_base64(data: str) -> bytes:
@@ -102,7 +173,7 @@ def read_generate_content(model: str, body: dict, api_key: Optional[str]) -> Emu
             if inline:
                 images.append(EmulatedImage(
                     mime_type=_get(inline, "mimeType", "mime_type", default=""),
-                    data=decode_base64(inline.get("data", "")),
+                    encoded=checked_base64(inline.get("data", "")),
                 ))
             file_data = _get(part, "fileData", "file_data")
             if file_data:
@@ -150,7 +221,7 @@ def read_interaction(body: dict, api_key: Optional[str]) -> EmulatorRequest:
             texts.append(str(part.get("text", "")))
         elif part.get("type") == "image":
             if part.get("data"):
-                images.append(EmulatedImage(part.get("mime_type", ""), data=decode_base64(part["data"])))
+                images.append(EmulatedImage(part.get("mime_type", ""), encoded=checked_base64(part["data"])))
             elif part.get("uri"):
                 images.append(EmulatedImage(part.get("mime_type", ""), uri=part["uri"]))
     response_format = body.get("response_format") or {}
