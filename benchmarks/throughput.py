@@ -12,7 +12,7 @@ is measured in the same run, like for like (machines are noisy, and shared):
   both send the same number of requests over the same images, each read from
   disk per request, after the same warm-up (one round of C requests), each
   timed from its first request to its last answer with a client of its own;
-  ``--rounds`` (3) rounds of the two back to back, the goals reading the
+  ``--rounds`` (5) rounds of the two back to back, the goals reading the
   medians (CPU time per image varies ~10 % between identical runs here);
 - client CPU per image (``time.process_time`` of this process, and by stage);
 - ``workers=2`` against one process at a latency where one process is
@@ -508,7 +508,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--samples", type=int, default=1000, help="samples (and bare-SDK requests) per run")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of bare SDK then pipeline; the goals read the medians")
     parser.add_argument("--naive-samples", type=int, default=40)
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=(1000, 5000))
