@@ -8,7 +8,6 @@ camelCase and snake_case, as the SDK mixes them (``inlineData.mime_type``).
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import time
 import uuid
@@ -119,7 +118,6 @@ def _get(d: dict, *names: str, default: Any = None) -> Any:
     return default
 
 
-_URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _STANDARD_TO_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 _URL_SAFE_ALPHABET_AND_PADDING = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
 
@@ -143,18 +141,9 @@ def checked_base64(data: str) -> bytes:
 
 
 def decode_base64(data: str) -> bytes:
-    """Decodes base64 in either alphabet (generateContent sends URL-safe), strictly.
-
-    Done on bytes: a 350 KB image's text decodes in 0.3 ms, where ``str.translate``
-    and ``b64decode(validate=True)``'s regular expression took 1.3 ms of the
-    emulator's CPU, which a benchmark's client shares the machine with.
-    """
-    try:
-        raw = data.strip().encode("ascii").translate(_URL_SAFE_TO_STANDARD)
-        raw += b"=" * (-len(raw) % 4)
-        return binascii.a2b_base64(raw, strict_mode=True)
-    except (binascii.Error, ValueError) as e:  # UnicodeEncodeError is a ValueError
-        raise WireError(f"Invalid base64 image data: {e}") from None
+    """Decodes base64 in either alphabet (generateContent sends URL-safe), strictly
+    (:func:`checked_base64`'s rules)."""
+    return base64.urlsafe_b64decode(checked_base64(data))
 
 
 def read_generate_content(model: str, body: dict, api_key: Optional[str]) -> EmulatorRequest:
