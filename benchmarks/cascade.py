@@ -47,10 +47,9 @@ import time
 import uuid
 from typing import Any, Optional
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"gemini_annotate_bench_{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+from _common import use_own_database
+
+use_own_database()  # before FiftyOne loads
 
 import cv2  # noqa: E402
 import fiftyone as fo  # noqa: E402

@@ -43,12 +43,10 @@ import platform
 import sys
 import tempfile
 import time
-import uuid
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"gemini_annotate_bench_{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+from _common import use_own_database
+
+use_own_database()  # before FiftyOne loads
 
 import gemini_annotate  # noqa: E402
 from gemini_annotate.emulator import MODEL_TIERS, ByModel, EmulatorServer, LabelIndex, Oracle  # noqa: E402

@@ -39,14 +39,14 @@ import sys
 import time
 import uuid
 
+from _common import use_own_database
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 API_KEY = "benchmark-key"
 REPLY = json.dumps({"boxes": [{"box_2d": [120, 80, 560, 430], "label": "person"}]})
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"gemini_annotate_bench_{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+use_own_database()  # before FiftyOne loads
 os.environ["GEMINI_API_KEY"] = API_KEY
 
 import fiftyone as fo  # noqa: E402

@@ -35,6 +35,8 @@ import time
 import uuid
 from typing import Optional
 
+from _common import use_own_database
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS_DIR = os.path.join(HERE, "results")
@@ -49,10 +51,7 @@ TOPUP = 10
 FLAT_RATIO, FLAT_SLACK = 1.5, 0.1
 INSERT_CHUNK = 10_000
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"gemini_annotate_bench_{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+use_own_database()  # before FiftyOne loads
 os.environ["GEMINI_API_KEY"] = API_KEY
 
 

@@ -50,6 +50,8 @@ import uuid
 from collections import Counter
 from typing import Any, Iterator, Optional
 
+from _common import use_own_database
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS_DIR = os.path.join(HERE, "results")
@@ -65,10 +67,7 @@ REPLY = json.dumps({"boxes": [
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify"})
 
 # the database must be chosen, and writes counted, before FiftyOne connects
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"gemini_annotate_bench_{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+use_own_database()  # before FiftyOne loads
 os.environ["GEMINI_API_KEY"] = API_KEY
 
 import pymongo.monitoring  # noqa: E402
