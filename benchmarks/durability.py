@@ -33,6 +33,8 @@ import time
 import uuid
 from typing import Optional
 
+from _common import use_own_database
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 API_KEY = "benchmark-key"
@@ -46,10 +48,7 @@ MIN_RATE = 50.0
 SLACK = 0.5
 """Seconds allowed beyond the writer's MAX_AGE: the bulk write itself, and the reply's way back."""
 
-os.environ.setdefault("FIFTYONE_DATABASE_NAME", f"gemini_annotate_bench_{uuid.uuid4().hex[:8]}")
-os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+use_own_database()  # before FiftyOne loads
 os.environ["GEMINI_API_KEY"] = API_KEY
 
 
@@ -136,7 +135,8 @@ def scenario(policy: str, count: int, concurrency: int, latency: float, images: 
             saved_view = dataset.exists(attempt_field("gemini"))
         else:
             saved_view = dataset.exists("gemini_status")
-        saved = dict(zip(*saved_view.values(["id", "gemini.detections.id"])))
+        # killed before the first write (a short run, a fast machine): the field does not exist yet
+        saved = dict(zip(*saved_view.values(["id", "gemini.detections.id"]))) if dataset.has_field("gemini") else {}
         saved_digests = {digest_of[sid] for sid in saved}
         cutoff = killed_at - MAX_AGE - SLACK
         lost_old = [d for d, t in answers.items() if t < cutoff and d not in saved_digests]
