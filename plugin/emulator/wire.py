@@ -99,7 +99,8 @@ class EmulatorRequest:
     @property
     def image_data(self) -> Optional[bytes]:
         """The bytes of the first image the request holds (inline or resolved), if any."""
-        return next((image.data for image in self.images if image.inline), None)
+        image = self.first_image
+        return None if image is None else image.data
 
     @property
     def first_image(self) -> Optional[EmulatedImage]:
