@@ -14,9 +14,10 @@ from PIL import Image
 from gemini_annotate.emulator import Canned, EmulatorServer, Faults, LabelIndex, Oracle, Styled
 from gemini_annotate.emulator.oracle import KnownObject, answer_form
 from gemini_annotate.emulator.server import _image_digest, image_digest
-from gemini_annotate.emulator.tokens import image_size
-from gemini_annotate.emulator.wire import (EmulatedImage, EmulatorRequest, WireError, decode_base64,
-                                          read_generate_content)
+from gemini_annotate.emulator.quota import Quota
+from gemini_annotate.emulator.tokens import TOKENS_PER_CROP, image_size, request_input_tokens
+from gemini_annotate.emulator.wire import (Base64Text, EmulatedImage, EmulatorRequest, WireError, checked_base64,
+                                          decode_base64, read_generate_content, read_json)
 from gemini_annotate.tasks import detect_schema
 from gemini_annotate.config import AnnotateConfig
 
@@ -162,6 +163,72 @@ def test_an_inline_image_is_digested_and_sized_without_decoding_it():
     assert image_size(image) == (1152, 864) and _image_digest(request) == image_digest(data)
     assert image._data is None
     assert image.data == data  # decoded when asked
+
+
+_IMAGE = base64.urlsafe_b64encode(bytes(range(256)) * 40).decode()  # 13.7 KB of base64, with - and _
+_STANDARD = base64.b64encode(bytes(range(256)) * 40).decode()  # with + and /
+
+
+@pytest.mark.parametrize("body, lifted", [
+    ('{"contents": [{"parts": [{"text": "find"}, {"inlineData": {"mimeType": "image/jpeg", "data": "%s"}}]}]}'
+     % _IMAGE, 1),
+    ('{"parts": [{"inline_data": {"data" :\n "%s"}}, {"inlineData": {"data":"%s"}}]}' % (_IMAGE, _STANDARD), 2),
+    ('{"input": [{"type": "image", "data": "%s", "mime_type": "image/png"}]}' % _IMAGE, 1),
+    ('{"data": "%s"}' % _IMAGE[:4000], 0),  # short: left to the parser
+    ('{"text": "%s"}' % _IMAGE, 0),  # not a "data" field
+    ('{"data": "%s\\/%s"}' % (_IMAGE, _IMAGE), 0),  # an escape inside: parsed whole
+    ('{"data": "%s", "data": "x"}' % _IMAGE, 0),  # the marker does not land: parsed whole
+    ('{"x\\"data": "%s"}' % _IMAGE, 0),  # "data" inside a key: parsed whole
+    ('{"data": "%s$"}' % _IMAGE, 0),  # not base64: left to checked_base64's message
+    ('{"data": "\\u0000lifted-0", "image": {"data": "%s"}}' % _IMAGE, 1),
+])
+def test_long_base64_is_read_apart_with_the_same_result_as_json(body, lifted):
+    value = read_json(body.encode())
+    assert value == json.loads(body)
+
+    def texts(node):
+        if isinstance(node, dict):
+            return [t for v in node.values() for t in texts(v)]
+        if isinstance(node, list):
+            return [t for v in node for t in texts(v)]
+        return [node] if isinstance(node, Base64Text) else []
+
+    found = texts(value)
+    assert len(found) == lifted
+    assert all(t.checked == checked_base64(str(t)) for t in found)
+
+
+@pytest.mark.parametrize("body", [b'{"data": "%s"' % _IMAGE.encode(), b'{"data": "%s", }' % _IMAGE.encode(), b"[1,"])
+def test_a_body_that_is_not_json_fails_as_json_does(body):
+    with pytest.raises(ValueError) as expected:
+        json.loads(body)
+    with pytest.raises(ValueError) as raised:
+        read_json(body)
+    assert str(raised.value) == str(expected.value)
+
+
+def test_image_digests_tell_images_apart_and_are_the_same_for_the_same_image():
+    images = [_jpeg(_gradient_image(seed=seed)) for seed in range(50)]
+    digests = [image_digest(data) for data in images]
+    assert len(set(digests)) == 50 and digests == [image_digest(data) for data in images]
+    assert image_digest(images[0] + b"\0") != digests[0]
+
+
+def test_the_reply_and_the_quota_count_the_same_input_tokens():
+    readable = EmulatedImage("image/jpeg", _jpeg(_gradient_image(960, 540)))
+    unreadable = EmulatedImage("image/jpeg", b"not an image")
+    request = EmulatorRequest(api="generate_content", model="gemini-2.5-flash", prompt="x" * 10,
+                              images=(readable, unreadable))
+    assert request_input_tokens(request) == 3 + 1548 + TOKENS_PER_CROP
+    window = request_input_tokens(request)  # one such request fills the quota's token window exactly
+    body = {"contents": [{"parts": [{"text": "x" * 10}, *({"inlineData": {"mimeType": "image/jpeg", "data": (
+        base64.urlsafe_b64encode(i.data).decode())}} for i in (readable, unreadable))]}]}
+    quota = Quota(Canned('{"boxes": []}'), tokens_per_window=window)
+    with EmulatorServer(quota) as server:
+        url = f"{server.url}/v1beta/models/gemini-2.5-flash:generateContent"
+        first, second = _post(url, body), _post(url, body)
+        assert first[0] == 200 and first[1]["usageMetadata"]["promptTokenCount"] == window
+        assert second[0] == 429
 
 
 def _post(url, body, key="k"):

@@ -34,7 +34,7 @@ import zoneinfo
 from typing import Callable, Optional
 
 from .scenarios import EmulatorFault, Response, Scenario
-from .tokens import image_size, image_tokens
+from .tokens import request_input_tokens
 from .wire import EmulatorRequest, retry_info
 
 PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
@@ -46,16 +46,6 @@ _METRICS = {
     TOKENS_PER_MINUTE_ID: "generativelanguage.googleapis.com/generate_content_input_token_count",
     REQUESTS_PER_DAY_ID: "generativelanguage.googleapis.com/generate_content_requests_per_day",
 }
-
-
-def request_input_tokens(request: EmulatorRequest) -> int:
-    """The input tokens the emulator reports for a request (prompt and images)."""
-    tokens = math.ceil(len(request.prompt) / 4)
-    for image in request.images:
-        size = image_size(image) if image.inline else None
-        if size is not None:
-            tokens += image_tokens(*size)
-    return tokens
 
 
 def seconds_to_pacific_midnight(now: dt.datetime) -> float:

@@ -14,7 +14,6 @@ Usage metadata counts image tokens by Gemini's documented rule
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import math
 import re
@@ -28,16 +27,17 @@ from typing import Callable, Iterable, Optional, Union
 from .batches import BatchStore
 from .files import FILE_PATH, FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
-from .tokens import TOKENS_PER_CROP, image_size, image_tokens
+from .tokens import request_input_tokens
 from .wire import (
-    EmulatedImage,
     EmulatorRequest,
     WireError,
+    encoded_digest,
     error_body,
     generate_content_body,
     interaction_body,
     read_generate_content,
     read_interaction,
+    read_json,
 )
 
 _GENERATE = re.compile(r"/models/(?P<model>[^/:]+):generateContent$")
@@ -63,7 +63,7 @@ class RequestRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     image_digest: Optional[str] = None
-    """SHA-1 (hex) of the first inline image's bytes: which image was sent, to
+    """:func:`image_digest` of the first inline image: which image was sent, to
     count requests per sample."""
 
 
@@ -308,7 +308,7 @@ class EmulatorServer:
     @staticmethod
     def _json(body: bytes) -> dict:
         try:
-            value = json.loads(body or b"{}")
+            value = read_json(body or b"{}")
         except ValueError:
             raise WireError("Invalid JSON payload received.") from None
         if not isinstance(value, dict):
@@ -345,9 +345,7 @@ class EmulatorServer:
         return None
 
     def _reply_body(self, request: EmulatorRequest, reply: EmulatorReply) -> dict:
-        input_tokens = math.ceil(len(request.prompt) / 4) + sum(
-            _image_tokens(i) for i in request.images if i.inline
-        )
+        input_tokens = request_input_tokens(request)
         output_tokens = math.ceil(len(reply.text) / 4)
         build = interaction_body if request.api == "interactions" else generate_content_body
         return build(reply.text, reply.finish_reason, request.model, input_tokens, output_tokens)
@@ -383,24 +381,14 @@ def _unregistered_fault() -> EmulatorFault:
 
 
 def image_digest(data: bytes) -> str:
-    """The digest the request log keeps for an image's bytes: of their URL-safe base64, which the
-    emulator hashes as it arrives, without decoding the image."""
-    return _encoded_digest(base64.urlsafe_b64encode(data))
-
-
-def _encoded_digest(encoded: bytes) -> str:
-    return hashlib.sha1(encoded).hexdigest()
+    """The digest the request log keeps for an image's bytes (:func:`~.wire.encoded_digest` of
+    their URL-safe base64, which the emulator digests as it arrives, without decoding the image)."""
+    return encoded_digest(base64.urlsafe_b64encode(data))
 
 
 def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
     image = request.first_image if request else None
-    return _encoded_digest(image.encoded) if image is not None else None
-
-
-def _image_tokens(image: EmulatedImage) -> int:
-    """What Gemini bills for an image of its size (an unreadable one: the smallest image's cost)."""
-    size = image_size(image)
-    return TOKENS_PER_CROP if size is None else image_tokens(*size)
+    return image.digest if image is not None else None
 
 
 class _Server(ThreadingHTTPServer):

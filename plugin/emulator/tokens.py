@@ -10,11 +10,12 @@ emulator checks that estimate instead of echoing it.
 from __future__ import annotations
 
 import io
+import math
 from typing import Optional
 
 from PIL import Image
 
-from .wire import EmulatedImage
+from .wire import EmulatedImage, EmulatorRequest
 
 TOKENS_PER_CROP = 258
 SMALL_SIDE = 384
@@ -35,11 +36,35 @@ def image_tokens(width: int, height: int) -> int:
 
 def image_size(image: EmulatedImage) -> Optional[tuple[int, int]]:
     """An inline image's width and height, read from its header when that is enough; ``None`` if
-    it is not an image."""
+    it is not an image. Remembered by the image's digest (a run sends the same images again)."""
+    digest = image.digest
+    if digest in _sizes:
+        return _sizes[digest]
+    size = None
     for read in (image.header, lambda: image.data):  # the whole image only if its header was not enough
         try:
             with Image.open(io.BytesIO(read())) as img:
-                return img.size
+                size = img.size
+                break
         except Exception:
             continue
-    return None
+    if len(_sizes) >= _SIZES_KEPT:
+        _sizes.clear()
+    _sizes[digest] = size
+    return size
+
+
+_SIZES_KEPT = 4096
+_sizes: dict[Optional[str], Optional[tuple[int, int]]] = {}
+
+
+def request_input_tokens(request: EmulatorRequest) -> int:
+    """The input tokens a request costs, as the emulator's replies report them and its quota counts
+    them: a quarter of the prompt's characters, and :func:`image_tokens` per inline image (an
+    unreadable one costs what the smallest image costs)."""
+    tokens = math.ceil(len(request.prompt) / 4)
+    for image in request.images:
+        if image.inline:
+            size = image_size(image)
+            tokens += TOKENS_PER_CROP if size is None else image_tokens(*size)
+    return tokens

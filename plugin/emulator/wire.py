@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
+import os
+import re
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -28,7 +32,7 @@ class EmulatedImage:
     read without decoding the whole image.
     """
 
-    __slots__ = ("mime_type", "uri", "_data", "_encoded")
+    __slots__ = ("mime_type", "uri", "_data", "_encoded", "_digest")
 
     def __init__(self, mime_type: str, data: Optional[bytes] = None, uri: Optional[str] = None, *,
                  encoded: Optional[bytes] = None):
@@ -36,6 +40,7 @@ class EmulatedImage:
         self.uri = uri
         self._data = data
         self._encoded = encoded
+        self._digest: Optional[str] = None
 
     @property
     def inline(self) -> bool:
@@ -56,6 +61,13 @@ class EmulatedImage:
             self._encoded = base64.urlsafe_b64encode(self._data)
         return self._encoded
 
+    @property
+    def digest(self) -> Optional[str]:
+        """Which image this is (:func:`encoded_digest` of its base64); ``None`` for a URI not resolved."""
+        if self._digest is None and self.inline:
+            self._digest = encoded_digest(self.encoded)
+        return self._digest
+
     def header(self, size: int = 16384) -> Optional[bytes]:
         """The first ``size`` bytes of the image or so, enough to read its format and size."""
         if self._data is not None or self._encoded is None:
@@ -71,6 +83,17 @@ class EmulatedImage:
     def __repr__(self) -> str:
         size = None if not self.inline else len(self.encoded) * 3 // 4
         return f"EmulatedImage(mime_type={self.mime_type!r}, uri={self.uri!r}, bytes~{size})"
+
+
+def encoded_digest(encoded: bytes) -> str:
+    """A 64-bit digest of an image's URL-safe base64: the CRC-32s of its two halves.
+
+    It tells the images of a test or benchmark apart (two of a million images
+    share one with odds of 1 in 36 million) at a fifth of SHA-1's cost; the
+    emulator digests every image it receives, on the cores its client runs on.
+    """
+    half = memoryview(encoded)[: len(encoded) // 2], memoryview(encoded)[len(encoded) // 2:]
+    return f"{zlib.crc32(half[0]):08x}{zlib.crc32(half[1]):08x}"
 
 
 @dataclass(frozen=True)
@@ -123,13 +146,26 @@ _STANDARD_TO_URL_SAFE = bytes.maketrans(b"+/", b"-_")
 _URL_SAFE_ALPHABET_AND_PADDING = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_="
 
 
+class Base64Text(str):
+    """A JSON string :func:`read_json` found to be base64, with its :func:`checked_base64` bytes."""
+
+    __slots__ = ("checked",)
+    checked: bytes
+
+
 def checked_base64(data: str) -> bytes:
     """An image part's base64, in either alphabet, checked as strictly as decoding would, without
     decoding it; returned URL-safe and padded (what :class:`EmulatedImage` keeps)."""
+    if isinstance(data, Base64Text):
+        return data.checked
     try:
         raw = data.strip().encode("ascii")
     except UnicodeEncodeError:
         raise WireError("Invalid base64 image data: only ASCII characters are allowed") from None
+    return _checked_base64_bytes(raw)
+
+
+def _checked_base64_bytes(raw: bytes) -> bytes:
     if b"+" in raw or b"/" in raw:
         raw = raw.translate(_STANDARD_TO_URL_SAFE)
     raw += b"=" * (-len(raw) % 4)
@@ -139,6 +175,66 @@ def checked_base64(data: str) -> bytes:
     if raw.translate(None, _URL_SAFE_ALPHABET_AND_PADDING):
         raise WireError("Invalid base64 image data: only base64 characters are allowed")
     return raw
+
+
+_LONG_STRING = 4096
+"""Shorter strings are left to the JSON parser: lifting them out would save nothing."""
+_DATA_KEY = b'"data"'
+_TO_STRING = re.compile(rb'\s*:\s*"')
+
+
+def read_json(body: bytes) -> Any:
+    """``json.loads(body)``, with the long base64 strings of ``"data"`` fields (images) read apart.
+
+    Python's JSON parser reads a string one character at a time: half a
+    millisecond for a 350 KB image, more than the rest of a request costs the
+    emulator. A ``"data"`` string found with ``bytes.find`` whose characters
+    are all base64 (so it holds no escapes) is lifted out of the body and
+    checked as :func:`checked_base64` would check it; the rest is parsed, and
+    each string put back, as a :class:`Base64Text`, where its marker (random,
+    so no body holds it) landed. The result equals ``json.loads(body)``; if a
+    marker does not land as a ``"data"`` value, the body is parsed whole.
+
+    Raises:
+        ValueError: ``body`` is not JSON (as ``json.loads``).
+    """
+    kept: list[bytes] = []
+    markers: dict[str, Base64Text] = {}
+    tag = f"\x00lifted-{os.urandom(8).hex()}-"
+    position = 0
+    key = body.find(_DATA_KEY)
+    while key != -1:
+        opening = _TO_STRING.match(body, key + len(_DATA_KEY))
+        end = body.find(b'"', opening.end()) if opening else -1
+        if end - (opening.end() if opening else 0) >= _LONG_STRING:
+            start = opening.end()
+            data = body[start:end]
+            try:
+                checked = _checked_base64_bytes(data)
+            except WireError:
+                checked = None
+            if checked is not None:
+                text = Base64Text(data, "ascii")
+                text.checked = checked
+                marker = f"{tag}{len(markers)}"
+                markers[marker] = text
+                kept += [body[position:start], json.dumps(marker)[1:-1].encode()]
+                position = end
+        key = body.find(_DATA_KEY, max(end, key + 1))
+    if not markers:
+        return json.loads(body)
+
+    def put_back(obj: dict) -> dict:
+        value = obj.get("data")
+        if isinstance(value, str) and value in markers:
+            obj["data"] = markers.pop(value)
+        return obj
+
+    try:
+        value = json.loads(b"".join(kept) + body[position:], object_hook=put_back)
+    except ValueError:
+        return json.loads(body)  # raises as json.loads does
+    return json.loads(body) if markers else value
 
 
 def decode_base64(data: str) -> bytes:
