@@ -105,12 +105,15 @@ def second_pass_config(config: AnnotateConfig, first: Optional[RunSummary] = Non
     within what the first pass left of the budgets."""
     spent_requests = first.requests if first else 0
     spent_tokens = (first.input_tokens + first.output_tokens + first.thought_tokens) if first else 0
+    max_requests = None if config.max_requests is None else max(1, config.max_requests - spent_requests)
+    max_tokens = None if config.max_tokens is None else max(1, config.max_tokens - spent_tokens)
+    # the workers split the budget left: each needs a request of it at least
+    workers = min([config.workers, *(left for left in (max_requests, max_tokens) if left is not None)])
     return _with(
         config, model=config.escalate_to, consensus=1, run_key=second_pass_key(config.resolved_run_key),
         if_labeled="replace_unreviewed", retry_failed=False, escalate_to=None, escalate_below=None,
-        escalate_support=None, escalate_majority_only=False,
-        max_requests=None if config.max_requests is None else max(1, config.max_requests - spent_requests),
-        max_tokens=None if config.max_tokens is None else max(1, config.max_tokens - spent_tokens))
+        escalate_support=None, escalate_majority_only=False, max_requests=max_requests, max_tokens=max_tokens,
+        workers=workers)
 
 
 def _check_budget_left(config: AnnotateConfig, first: RunSummary, to_send: int) -> None:

@@ -93,13 +93,13 @@ def run_annotation(
     With ``config.batch`` the job goes through the Batch API
     (:mod:`gemini_annotate.batch`); with ``config.escalate_to`` it is a
     cascade of two passes (:mod:`gemini_annotate.cascade`). With ``config.workers`` above 1 the job
-    runs in that many processes, a shard each (:mod:`gemini_annotate.workers`).
+    runs in that many processes, a shard each (:mod:`gemini_annotate.workers`); a cascade is run
+    from here, and each of its passes in the workers.
     """
-    if config.workers > 1:
-        return run_in_workers(samples, config, api_key=api_key, progress=progress)
-
     if config.escalate_to:  # two passes, each a run of its own (gemini_annotate.cascade)
         return run_cascade(samples, config, run_pass=run_annotation, api_key=api_key, progress=progress)
+    if config.workers > 1:
+        return run_in_workers(samples, config, api_key=api_key, progress=progress)
     job_type = BatchAnnotationJob if config.batch else OnlineAnnotationJob
 
     def job():

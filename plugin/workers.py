@@ -1,8 +1,8 @@
 """Past one core: one online run split over ``workers`` local processes, one shard each.
 
-One process spends about 11 ms of CPU per image (SDK, transport, parsing,
-image preparation), so it tops out near 80 images/s whatever the
-concurrency. With ``workers=N``, :func:`run_in_workers` starts N processes
+One process spends 6–8 ms of CPU per 1-MP JPEG at full load (the SDK and
+its transport take most of it), so it tops out near 130–180 images/s
+whatever the concurrency (``benchmarks/throughput.py``). With ``workers=N``, :func:`run_in_workers` starts N processes
 (the ``spawn`` start method: a forked FiftyOne with an open MongoDB client is
 unsafe) and each runs one shard of the same run, so they never send the same
 sample, resume like any run and share one run record
@@ -17,6 +17,12 @@ How the parts are cut:
 - ``concurrency``, ``max_requests`` and ``max_tokens`` are totals, split
   evenly between the workers; the request and token pace are split by
   ``num_shards`` (the workers run with ``num_shards = M * N``).
+
+A cascade (``escalate_to``) is run by this process, one pass after the
+other (:func:`gemini_annotate.cascade.run_cascade`): each pass runs in the
+workers, and the first pass's answers are judged here in between, once every
+worker has finished it. The second pass's budget is what the first left, and
+it runs in fewer workers when that is less than a request per worker.
 
 Each worker's progress is sent to this process and added up; an error in one
 worker is reported once the others finish (:class:`AnnotationStopped`,

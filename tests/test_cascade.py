@@ -14,6 +14,7 @@ from gemini_annotate.cascade import (
     drop_minority_labels,
     escalated_field,
     estimate_cascade,
+    second_pass_config,
     second_pass_key,
 )
 from gemini_annotate.cli import build_parser
@@ -193,6 +194,29 @@ def test_escalated_samples_hold_only_the_strong_models_labels(coco_dataset, tier
     assert summary.requests == 18 + len(sent_on)
     assert set(coco_dataset.distinct("gemini_status")) == {"ok"}
     assert f"pass 2 ({STRONG}): {len(sent_on)} labeled" in summary.describe()
+
+
+def test_a_cascade_runs_each_pass_in_the_workers(coco_dataset, tiers):
+    summary = _cascade(coco_dataset, workers=2, concurrency=4)
+
+    sent_on = {i for i, reason in zip(*coco_dataset.values(["id", escalated_field("gemini")])) if reason}
+    assert 2 <= len(sent_on) < len(coco_dataset)  # the case needs both kinds of sample, and a shard each
+    assert tiers.answered == {"lite": 3 * len(coco_dataset), "flash": 0, "pro": len(sent_on)}
+    assert summary.first_pass.num_shards == summary.second_pass.num_shards == 2  # both passes split
+    for sample_id, made_by in _models_by_sample(coco_dataset).items():
+        assert made_by == ({(STRONG, second_pass_key("gemini"))} if sample_id in sent_on else {(CHEAP, "gemini")})
+    assert summary.done == len(coco_dataset) and set(coco_dataset.distinct("gemini_status")) == {"ok"}
+
+    again = _cascade(coco_dataset, workers=2, concurrency=4)
+    assert again.requests == 0 and tiers.answered["pro"] == len(sent_on)
+
+
+@pytest.mark.parametrize("budget_left, workers", [(None, 4), (3, 3), (1, 1)])
+def test_the_second_pass_runs_in_no_more_workers_than_requests_left(budget_left, workers):
+    config = AnnotateConfig(model=CHEAP, consensus=3, escalate_to=STRONG, escalate_support=0.4, workers=4,
+                            max_requests=None if budget_left is None else 18 + budget_left)
+    first = gemini_annotate.RunSummary(run_key="gemini", label_field="gemini", requests=18)
+    assert second_pass_config(config, first).workers == workers
 
 
 def test_with_majority_only_the_samples_that_stood_hold_no_minority_label(coco_dataset, tiers):

@@ -53,7 +53,6 @@ def test_worker_configs_split_shard_concurrency_and_budget(config, expected):
 
 @pytest.mark.parametrize("options, message", [
     (dict(workers=2, batch=True), "workers are for online runs"),
-    (dict(workers=2, escalate_to="gemini-3-pro-preview"), "a cascade .* runs in one process"),
     (dict(workers=4, concurrency=2), "concurrency=2 is split between the 4 workers"),
 ])
 def test_workers_refused_where_they_cannot_split(options, message):
