@@ -159,7 +159,7 @@ class AnnotateConfig(BaseModel):
             (fusion's minority labels removed): higher precision and F1, lower
             recall and mAP (measured in ``benchmarks/cascade.py``).
         workers: run the job (or this shard of it) in this many local
-            processes, for when one process's CPU is the bound (130–180
+            processes, for when one process's CPU is the bound (110–180
             images/s of 1-MP JPEGs a core, measured in
             ``benchmarks/throughput.py``). Each process runs one shard of it,
             so the run's shards are ``num_shards * workers``; ``concurrency``

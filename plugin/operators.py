@@ -310,7 +310,7 @@ class AnnotateWithGemini(GeminiOperator):
                    description="Your tier's token quota for this model, paced like requests")
         inputs.int("workers", default=1, min=1, max=64, label="Worker processes",
                    description="Above 1: the run is split between that many local processes, for when one "
-                               "CPU core is the bound (130–180 images/s each)", view=types.FieldView())
+                               "CPU core is the bound (110–180 images/s each)", view=types.FieldView())
 
     @staticmethod
     def _check_and_preview(inputs: types.Object, ctx, target) -> None:

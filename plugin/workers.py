@@ -1,7 +1,7 @@
 """Past one core: one online run split over ``workers`` local processes, one shard each.
 
 One process spends 6–8 ms of CPU per 1-MP JPEG at full load (the SDK and
-its transport take most of it), so it tops out near 130–180 images/s
+its transport take most of it), so it tops out near 110–180 images/s
 whatever the concurrency (``benchmarks/throughput.py``). With ``workers=N``, :func:`run_in_workers` starts N processes
 (the ``spawn`` start method: a forked FiftyOne with an open MongoDB client is
 unsafe) and each runs one shard of the same run, so they never send the same

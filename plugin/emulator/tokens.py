@@ -38,7 +38,7 @@ def image_size(image: EmulatedImage) -> Optional[tuple[int, int]]:
     """An inline image's width and height, read from its header when that is enough; ``None`` if
     it is not an image. Remembered by the image's digest (a run sends the same images again)."""
     digest = image.digest
-    if digest in _sizes:
+    if digest is not None and digest in _sizes:
         return _sizes[digest]
     size = None
     for read in (image.header, lambda: image.data):  # the whole image only if its header was not enough
@@ -48,14 +48,15 @@ def image_size(image: EmulatedImage) -> Optional[tuple[int, int]]:
                 break
         except Exception:
             continue
-    if len(_sizes) >= _SIZES_KEPT:
-        _sizes.clear()
-    _sizes[digest] = size
+    if digest is not None:
+        if len(_sizes) >= _SIZES_KEPT:
+            _sizes.clear()
+        _sizes[digest] = size
     return size
 
 
 _SIZES_KEPT = 4096
-_sizes: dict[Optional[str], Optional[tuple[int, int]]] = {}
+_sizes: dict[str, Optional[tuple[int, int]]] = {}
 
 
 def request_input_tokens(request: EmulatorRequest) -> int:

@@ -204,10 +204,10 @@ def read_json(body: bytes) -> Any:
     position = 0
     key = body.find(_DATA_KEY)
     while key != -1:
-        opening = _TO_STRING.match(body, key + len(_DATA_KEY))
-        end = body.find(b'"', opening.end()) if opening else -1
-        if end - (opening.end() if opening else 0) >= _LONG_STRING:
-            start = opening.end()
+        opening = _TO_STRING.match(body, key + len(_DATA_KEY))  # "data": "
+        start = opening.end() if opening else key + 1
+        end = body.find(b'"', start) if opening else -1
+        if end - start >= _LONG_STRING:
             data = body[start:end]
             try:
                 checked = _checked_base64_bytes(data)
