@@ -220,15 +220,15 @@ def test_the_reply_and_the_quota_count_the_same_input_tokens():
     request = EmulatorRequest(api="generate_content", model="gemini-2.5-flash", prompt="x" * 10,
                               images=(readable, unreadable))
     assert request_input_tokens(request) == 3 + 1548 + TOKENS_PER_CROP
-    window = request_input_tokens(request)  # one such request fills the quota's token window exactly
     body = {"contents": [{"parts": [{"text": "x" * 10}, *({"inlineData": {"mimeType": "image/jpeg", "data": (
         base64.urlsafe_b64encode(i.data).decode())}} for i in (readable, unreadable))]}]}
-    quota = Quota(Canned('{"boxes": []}'), tokens_per_window=window)
+    # room for two requests were the unreadable image free, as the quota used to count it
+    quota = Quota(Canned('{"boxes": []}'), tokens_per_window=2 * (3 + 1548) + 1)
     with EmulatorServer(quota) as server:
         url = f"{server.url}/v1beta/models/gemini-2.5-flash:generateContent"
         first, second = _post(url, body), _post(url, body)
-        assert first[0] == 200 and first[1]["usageMetadata"]["promptTokenCount"] == window
-        assert second[0] == 429
+        assert first[0] == 200 and first[1]["usageMetadata"]["promptTokenCount"] == 3 + 1548 + TOKENS_PER_CROP
+        assert second[0] == 429  # the quota counts what the reply reported
 
 
 def _post(url, body, key="k"):
