@@ -133,7 +133,7 @@ def items_to_detections(
     report = ConversionReport()
     detections = [
         make_label(fol.Detection, label=label, bounding_box=box_2d_to_relative(box),
-                     **extra_attributes(item), **provenance.attributes())
+                   **extra_attributes(item), **provenance.attributes())
         for item, label, box in usable_items(items, _item_box_2d, policy, report)
     ]
     report.kept = len(detections)
@@ -163,7 +163,7 @@ def items_to_keypoints(
     report = ConversionReport()
     keypoints = [
         make_label(fol.Keypoint, label=label, points=[list(point)], index=number,
-                    **extra_attributes(item), **provenance.attributes())
+                   **extra_attributes(item), **provenance.attributes())
         for number, (item, label, point) in enumerate(
             usable_items(items, _item_point_or_box_centre, policy, report), start=1)
     ]

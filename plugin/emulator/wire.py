@@ -92,8 +92,8 @@ def encoded_digest(encoded: bytes) -> str:
     share one with odds of 1 in 36 million) at a fifth of SHA-1's cost; the
     emulator digests every image it receives, on the cores its client runs on.
     """
-    half = memoryview(encoded)[: len(encoded) // 2], memoryview(encoded)[len(encoded) // 2:]
-    return f"{zlib.crc32(half[0]):08x}{zlib.crc32(half[1]):08x}"
+    view, middle = memoryview(encoded), len(encoded) // 2
+    return f"{zlib.crc32(view[:middle]):08x}{zlib.crc32(view[middle:]):08x}"
 
 
 @dataclass(frozen=True)
@@ -235,12 +235,6 @@ def read_json(body: bytes) -> Any:
     except ValueError:
         return json.loads(body)  # raises as json.loads does
     return json.loads(body) if markers else value
-
-
-def decode_base64(data: str) -> bytes:
-    """Decodes base64 in either alphabet (generateContent sends URL-safe), strictly
-    (:func:`checked_base64`'s rules)."""
-    return base64.urlsafe_b64decode(checked_base64(data))
 
 
 def read_generate_content(model: str, body: dict, api_key: Optional[str]) -> EmulatorRequest:
