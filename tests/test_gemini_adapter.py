@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -80,6 +81,64 @@ def test_schema_and_thinking_level_reach_the_model(emulator, api):
     assert sent.schema == schema
     level = sent.generation_config.get("thinkingConfig", sent.generation_config).get("thinking_level")
     assert str(level).lower() == "minimal"
+
+
+REQUEST_SHAPES = {
+    "schema and thinking level": dict(response_schema={"type": "object", "properties": {"boxes": {"type": "array"}}},
+                                      thinking_level="minimal"),
+    "resolution and seed": dict(response_schema={"type": "object"}, media_resolution="high", seed=7),
+    "an uploaded image beside": dict(extra_image=ImagePart("image/png", uri="https://example.com/files/abc")),
+    "no options at all": dict(thinking_level=None),
+}
+
+
+@pytest.mark.parametrize("shape", REQUEST_SHAPES.values(), ids=REQUEST_SHAPES.keys())
+def test_the_sdk_sends_the_body_its_own_classes_would_send(emulator, monkeypatch, shape):
+    """The request classes that spare the SDK's converters a quadratic ``in`` (and its function-calling
+    loop) leave the wire body as the SDK's own classes make it, byte for byte."""
+    from google import genai
+    from google.genai import errors, types
+
+    from gemini_annotate.emulator import EmulatorServer
+
+    bodies = []
+    handle = EmulatorServer.handle
+    monkeypatch.setattr(EmulatorServer, "handle", lambda self, method, path, headers, body, arrived=None: (
+        bodies.append(body), handle(self, method, path, headers, body, arrived))[1])
+    server = emulator(Canned("{}"))
+    options = dict(shape)
+    images = (ImagePart("image/png", data=PNG_1x1), *([options.pop("extra_image")] if "extra_image" in options else []))
+    request = GeminiRequest(prompt="Detect things.", images=images, **options)
+    with contextlib.suppress(GeminiError):  # the emulator cannot fetch example.com: the body is what counts
+        _generate("generate_content", request, model="gemini-2.5-flash")
+
+    async def with_the_sdks_classes():
+        client = GeminiClient(model="gemini-2.5-flash")
+        reference = genai.Client(api_key="emulator", http_options=types.HttpOptions(base_url=server.url))
+        parts = [types.Part.from_bytes(data=image.data, mime_type=image.mime_type) if image.data
+                 else types.Part.from_uri(file_uri=image.uri, mime_type=image.mime_type) for image in images]
+        built = client._build_generation_config(request)
+        config = built and types.GenerateContentConfig(**built.model_dump(exclude={"automatic_function_calling"}))
+        with contextlib.suppress(errors.ClientError):
+            await reference.aio.models.generate_content(
+                model="gemini-2.5-flash", config=config,
+                contents=types.Content(role="user", parts=[types.Part.from_text(text=request.prompt), *parts]))
+        await client.aclose()
+
+    monkeypatch.setenv("GEMINI_API_KEY", "emulator")
+    asyncio.run(with_the_sdks_classes())
+    assert len(bodies) == 2 and bodies[0] == bodies[1]
+
+
+@pytest.mark.parametrize("item", ["response_json_schema", "seed", "temperature", ("seed", 7), ("seed", 8), 7])
+def test_request_classes_answer_membership_as_pydantic_does(item):
+    from google.genai import types
+
+    from gemini_annotate.gemini import _GenerateContentConfig
+
+    ours, theirs = _GenerateContentConfig(seed=7), types.GenerateContentConfig(seed=7)
+    assert (item in ours) == (item in theirs)
+    assert isinstance(ours, types.GenerateContentConfig)
 
 
 def test_older_models_get_a_thinking_budget_instead_of_a_level(emulator):
