@@ -102,9 +102,9 @@ def test_the_sdk_sends_the_body_its_own_classes_would_send(emulator, monkeypatch
     from gemini_annotate.emulator import EmulatorServer
 
     bodies = []
-    handle = EmulatorServer.handle
-    monkeypatch.setattr(EmulatorServer, "handle", lambda self, method, path, headers, body, arrived=None: (
-        bodies.append(body), handle(self, method, path, headers, body, arrived))[1])
+    respond = EmulatorServer.respond
+    monkeypatch.setattr(EmulatorServer, "respond", lambda self, method, path, headers, body, arrived=None: (
+        bodies.append(body), respond(self, method, path, headers, body, arrived))[1])
     server = emulator(Canned("{}"))
     options = dict(shape)
     images = (ImagePart("image/png", data=PNG_1x1), *([options.pop("extra_image")] if "extra_image" in options else []))

@@ -21,13 +21,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Optional, Union
 
 from .batches import BatchStore
 from .files import FILE_PATH, FileAccessError, FileStore
 from .scenarios import EmulatorFault, EmulatorReply, Scenario, bad_key_fault
 from .tokens import request_input_tokens
+from .transport import Answer, HttpServer
 from .wire import (
     EmulatorRequest,
     WireError,
@@ -46,7 +46,6 @@ _BATCH = re.compile(r"/batches/(?P<id>[A-Za-z0-9_-]+)$")
 _INTERACTIONS = re.compile(r"/interactions$")
 _UPLOAD = re.compile(r"^/upload/[^/]+/files$")
 _DOWNLOAD = re.compile(r"/files/(?P<id>[A-Za-z0-9_-]+):download$")
-_SLEEP_STEP = 0.05
 
 
 @dataclass(frozen=True)
@@ -115,40 +114,37 @@ class EmulatorServer:
         self.records: deque[RequestRecord] = deque(maxlen=100_000)
         self.last_requests: deque[EmulatorRequest] = deque(maxlen=max(keep_requests, 0))
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._in_flight = 0
         self.max_in_flight = 0
-        self._httpd = _Server((host, port), _handler_for(self))
+        self._http = HttpServer(host, port, self.respond, waiting=self._waiting)
         self._thread: Optional[threading.Thread] = None
 
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._http.server_address[:2]
         return f"http://{host}:{port}"
 
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1]
+        return self._http.server_address[1]
 
     def start(self) -> "EmulatorServer":
         """Starts serving in a background thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="gemini-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._http.serve_forever, name="gemini-emulator", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serves in the calling thread until interrupted (the CLI's mode)."""
         try:
-            self._httpd.serve_forever(poll_interval=0.2)
+            self._http.serve_forever()
         finally:
-            self._httpd.server_close()
+            self._http.server_close()
 
     def stop(self) -> None:
         """Stops serving; slow answers in progress end at once."""
-        self._stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._http.shutdown()
+        self._http.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -179,12 +175,13 @@ class EmulatorServer:
         with self._lock:
             return self._in_flight
 
-    # request handling (called from handler threads)
+    # request handling (called from the transport's event loop)
 
-    def handle(self, method: str, path: str, headers, body: bytes,
-               arrived: Optional[float] = None) -> tuple[int, Union[dict, bytes], dict]:
-        """Answers one HTTP request; ``arrived`` (``time.monotonic()``) starts the latency clock."""
+    def respond(self, method: str, path: str, headers, body: bytes, arrived: Optional[float] = None) -> Answer:
+        """Answers one HTTP request, and says when the answer is due: ``arrived``
+        (``time.monotonic()``) plus the latency and the scenario's delay."""
         arrived = time.monotonic() if arrived is None else arrived
+        due = arrived
         path, _, query = path.partition("?")
         key = _caller_identity(headers)
         request: Optional[EmulatorRequest] = None
@@ -214,7 +211,7 @@ class EmulatorServer:
                 self.files.delete(m["id"])
                 status, payload = 200, {}
             if request is not None:
-                status, payload, extra = self._answer(request, arrived)
+                status, payload, extra, due = self._answer(request, arrived)
                 usage = self._usage(payload)
         except WireError as e:
             status, payload = 400, error_body(400, str(e))
@@ -228,7 +225,7 @@ class EmulatorServer:
             self.records.append(record)
             if request is not None and self.last_requests.maxlen:
                 self.last_requests.append(replace(request, api_key=None))
-        return status, payload, extra
+        return Answer(status, payload, extra, due)
 
     def reported_tokens(self) -> tuple[int, int]:
         """Input and output tokens the emulator reported in its successful replies."""
@@ -297,7 +294,7 @@ class EmulatorServer:
 
     def _answer_in_batch(self, request: EmulatorRequest) -> tuple[int, dict]:
         try:
-            status, payload, _ = self._answer(request, batch=True)
+            status, payload, _, _ = self._answer(request, batch=True)
         except FileAccessError as e:
             return e.status, error_body(e.status, e.message)
         return status, payload
@@ -315,23 +312,23 @@ class EmulatorServer:
             raise WireError("Invalid JSON payload received: expected an object.")
         return value
 
-    def _answer(self, request: EmulatorRequest, arrived: Optional[float] = None,
-                batch: bool = False) -> tuple[int, dict, dict]:
+    def _answer(self, request: EmulatorRequest, arrived: Optional[float] = None, batch: bool = False) -> Answer:
         fault = self._check_access(request)
         if fault is None:
             request = replace(request, images=tuple(self.files.resolve(i) for i in request.images))
         response = fault or self.scenario.respond(request)
-        if not batch:  # a batch's answers are ready when its job succeeds
-            # the latency runs from the request's arrival: reading it is the
-            # emulator's own work, and must not add to the latency a client sees
-            started = time.monotonic() if arrived is None else arrived
-            self._sleep(started + self._latency() + response.delay - time.monotonic())
+        # the latency runs from the request's arrival: reading it is the emulator's own
+        # work, and must not add to the latency a client sees; a batch's answers are
+        # ready when its job succeeds
+        arrived = time.monotonic() if arrived is None else arrived
+        due = arrived if batch else arrived + self._latency() + response.delay
         if isinstance(response, EmulatorFault):
             headers = {}
             if response.retry_after_header is not None:
                 headers["Retry-After"] = f"{response.retry_after_header:g}"
-            return response.status, error_body(response.status, response.message, list(response.details)), headers
-        return 200, self._reply_body(request, response), {}
+            return Answer(response.status, error_body(response.status, response.message, list(response.details)),
+                          headers, due)
+        return Answer(200, self._reply_body(request, response), {}, due)
 
     def _check_access(self, request: EmulatorRequest) -> Optional[EmulatorFault]:
         if not request.api_key:
@@ -353,17 +350,11 @@ class EmulatorServer:
     def _latency(self) -> float:
         return float(self.latency() if callable(self.latency) else self.latency)
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
+    def _waiting(self, change: int) -> None:
+        """Counts the answers waiting for their latency (the transport's callback)."""
         with self._lock:
-            self._in_flight += 1
+            self._in_flight += change
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        try:
-            self._stopping.wait(seconds)
-        finally:
-            with self._lock:
-                self._in_flight -= 1
 
 
 def _caller_identity(headers) -> Optional[str]:
@@ -389,45 +380,3 @@ def image_digest(data: bytes) -> str:
 def _image_digest(request: Optional[EmulatorRequest]) -> Optional[str]:
     image = request.first_image if request else None
     return image.digest if image is not None else None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
-def _handler_for(emulator: EmulatorServer) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "gemini-annotate-emulator"
-        # headers and body go out in two writes; with Nagle's algorithm the body
-        # waits for the client's delayed ACK (~40 ms), which would add to the
-        # emulator's latency
-        disable_nagle_algorithm = True
-
-        def _serve(self) -> None:
-            arrived = time.monotonic()
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, payload, extra = emulator.handle(self.command, self.path, self.headers, body, arrived)
-            raw = isinstance(payload, bytes)
-            data = payload if raw else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/octet-stream" if raw
-                                 else "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client gave up (timeout): nothing to do
-
-        do_POST = do_GET = do_DELETE = _serve
-
-        def log_message(self, format, *args) -> None:  # keep test and CLI output clean
-            pass
-
-    return Handler
