@@ -24,6 +24,11 @@ workers, and the first pass's answers are judged here in between, once every
 worker has finished it. The second pass's budget is what the first left, and
 it runs in fewer workers when that is less than a request per worker.
 
+The workers start sending together: each loads its samples and sets its job
+up (imports, database), says it is ready, and waits until every worker has
+(or ended), so no worker's requests compete with another's start-up for the
+cores (:data:`READY_TIMEOUT_SECONDS` bounds the wait).
+
 Each worker's progress is sent to this process and added up; an error in one
 worker is reported once the others finish (:class:`AnnotationStopped`,
 with the summary of what was done), and Ctrl-C stops them all, each saving what
@@ -54,6 +59,9 @@ from .sync import run_sync
 
 STOP_GRACE_SECONDS = 30.0
 """How long workers asked to stop (Ctrl-C) may take to save what they finished."""
+
+READY_TIMEOUT_SECONDS = 120.0
+"""How long a ready worker waits for the others before it starts anyway."""
 
 
 def _split(total: Optional[int], parts: int, index: int) -> Optional[int]:
@@ -90,6 +98,7 @@ class _WorkerState:
     progress: Optional[RunProgress] = None
     summary: Optional[RunSummary] = None
     error: Optional[str] = None
+    ready: bool = False
     finished: bool = False
 
 
@@ -126,9 +135,10 @@ def run_in_workers(
     # a pipe per worker, not one shared queue: a worker killed while writing
     # would leave a queue's lock held, and the other workers blocked on it
     pipes = [context.Pipe(duplex=False) for _ in range(config.workers)]
+    go = context.Event()
     processes = [
         context.Process(target=_worker_main, name=f"gemini-annotate-worker-{i}", daemon=True,
-                        args=(i, dataset_name, stages, part.model_dump(), api_key, pipes[i][1]))
+                        args=(i, dataset_name, stages, part.model_dump(), api_key, pipes[i][1], go))
         for i, part in enumerate(worker_configs(config))
     ]
     states = [_WorkerState() for _ in processes]
@@ -137,7 +147,7 @@ def run_in_workers(
         for process, (_, writer) in zip(processes, pipes):
             process.start()
             writer.close()  # the worker holds its end: the pipe ends when the worker does
-        _collect(readers, states, progress)
+        _collect(readers, states, progress, go=go)
     except KeyboardInterrupt:
         _stop_all(processes, readers, states)
         raise
@@ -157,9 +167,9 @@ def run_in_workers(
 
 
 def _collect(readers: dict, states: list[_WorkerState], progress: Optional[ProgressCallback],
-             until: Optional[float] = None) -> None:
+             until: Optional[float] = None, go=None) -> None:
     """Receives the workers' messages until every worker's pipe has ended (or ``until``, a
-    ``time.monotonic()``)."""
+    ``time.monotonic()``); sets ``go`` once every worker is ready or has ended."""
     open_readers = [reader for reader, i in readers.items() if not states[i].finished]
     while open_readers and (until is None or time.monotonic() < until):
         for reader in connection.wait(open_readers, timeout=0.5):
@@ -169,8 +179,10 @@ def _collect(readers: dict, states: list[_WorkerState], progress: Optional[Progr
             except (EOFError, OSError):
                 state.finished = True
                 open_readers.remove(reader)
-                continue
-            if kind == "progress":
+                kind, payload = "ended", None
+            if kind == "ready":
+                state.ready = True
+            elif kind == "progress":
                 state.progress = payload
                 if progress is not None:
                     progress(_added_up([s.progress for s in states if s.progress is not None]))
@@ -178,6 +190,8 @@ def _collect(readers: dict, states: list[_WorkerState], progress: Optional[Progr
                 state.summary = RunSummary.from_dict(payload)
             elif kind == "error":
                 state.error = payload
+            if go is not None and all(s.ready or s.finished for s in states):
+                go.set()
 
 
 def _added_up(parts: list[RunProgress]) -> RunProgress:
@@ -213,7 +227,7 @@ def _total(config: AnnotateConfig, states: list[_WorkerState]) -> RunSummary:
 
 
 def _worker_main(index: int, dataset_name: str, stages: list[Any], config_fields: dict,
-                 api_key: Optional[str], pipe) -> None:
+                 api_key: Optional[str], pipe, go) -> None:
     """One worker process: loads the samples, runs its shard, reports progress and its summary.
 
     Ctrl-C reaches the worker through the parent (a terminal sends it to
@@ -223,13 +237,15 @@ def _worker_main(index: int, dataset_name: str, stages: list[Any], config_fields
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with pipe:
-        run_worker(dataset_name, stages, config_fields, api_key, pipe.send)
+        run_worker(dataset_name, stages, config_fields, api_key, pipe.send,
+                   wait_for_others=lambda: go.wait(READY_TIMEOUT_SECONDS))
 
 
 def run_worker(dataset_name: str, stages: list[Any], config_fields: dict, api_key: Optional[str],
-               send: Callable[[tuple], None]) -> None:
-    """Runs one worker's shard, sending ``(kind, payload)`` messages: ``progress`` snapshots,
-    then its ``summary`` or an ``error``."""
+               send: Callable[[tuple], None], wait_for_others: Callable[[], Any] = lambda: None) -> None:
+    """Runs one worker's shard, sending ``(kind, payload)`` messages: ``ready`` once its job is
+    set up (it then waits with ``wait_for_others``), ``progress`` snapshots, then its ``summary``
+    or an ``error``."""
     try:
         dataset = fo.load_dataset(dataset_name)
         samples = fo.DatasetView._build(dataset, stages) if stages else dataset
@@ -239,6 +255,8 @@ def run_worker(dataset_name: str, stages: list[Any], config_fields: dict, api_ke
             send(("progress", snapshot))
 
         job = OnlineAnnotationJob(samples, config, api_key=api_key, progress=report)
+        send(("ready", None))
+        wait_for_others()
         try:
             summary = run_sync(job.run)
         except AnnotationStopped as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
+import time
 
 import fiftyone as fo
 import numpy as np
@@ -13,7 +15,7 @@ from PIL import Image
 import gemini_annotate
 from gemini_annotate.emulator import Canned
 from gemini_annotate.run_records import load_run_summary
-from gemini_annotate.workers import run_worker, worker_configs
+from gemini_annotate.workers import _collect, _WorkerState, run_worker, worker_configs
 
 TWO_BOXES = json.dumps({"boxes": [
     {"box_2d": [100, 100, 400, 400], "label": "cat"},
@@ -111,6 +113,47 @@ def test_a_worker_error_is_reported_with_its_reason():
 
     [(kind, reason)] = sent
     assert kind == "error" and "no-such-dataset-for-workers" in reason
+
+
+@pytest.mark.parametrize("worker_messages, go", [
+    ([["ready"], ["ready"]], True),
+    ([["ready"], ["error", "ends"]], True),  # a worker that failed setting up holds no one back
+    ([["ready"], ["ends"]], True),  # nor one killed without a word
+    ([["ready"], []], False),  # the other is still setting up
+    ([[], []], False),
+], ids=["both ready", "one failed", "one killed", "one still setting up", "none ready"])
+def test_workers_start_sending_once_every_worker_is_ready_or_ended(worker_messages, go):
+    pipes = [multiprocessing.Pipe(duplex=False) for _ in worker_messages]
+    for (_, writer), messages in zip(pipes, worker_messages):
+        for message in messages:
+            if message == "ends":
+                writer.close()
+            else:
+                writer.send((message, "reason" if message == "error" else None))
+    readers = {reader: i for i, (reader, _) in enumerate(pipes)}
+    states = [_WorkerState() for _ in pipes]
+    started = threading.Event()
+
+    _collect(readers, states, None, until=time.monotonic() + 0.5, go=started)
+
+    assert started.is_set() == go
+    for reader, writer in pipes:
+        reader.close()
+        writer.close()
+
+
+def test_a_worker_is_ready_before_it_sends_its_first_request(small_images, emulator):
+    dataset = small_images(6)
+    server = emulator(Canned(TWO_BOXES))
+    sent: list[tuple] = []
+    seen_when_waiting = []
+    config = gemini_annotate.AnnotateConfig(label_field="gemini", shard=0, num_shards=1)
+
+    run_worker(dataset.name, [], config.model_dump(), None, sent.append,
+               wait_for_others=lambda: seen_when_waiting.append((list(sent), server.count())))
+
+    assert seen_when_waiting == [([("ready", None)], 0)]
+    assert sent[-1][0] == "summary" and server.count() == 6
 
 
 def test_interrupting_the_run_stops_every_worker(small_images, emulator):
