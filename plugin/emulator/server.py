@@ -132,6 +132,7 @@ class EmulatorServer:
         """Starts serving in a background thread."""
         self._thread = threading.Thread(target=self._http.serve_forever, name="gemini-emulator", daemon=True)
         self._thread.start()
+        self._http.wait_until_serving()  # a stop right after start must find it serving
         return self
 
     def serve_forever(self) -> None:

@@ -2,11 +2,13 @@
 
 The emulator shares its machine's cores with the client it stands in for, so
 what it spends per request is taken from the client being measured.
-``http.server`` spent ~0.45 ms of CPU per request: a thread per connection,
-``email``'s parser for the headers, and a thread woken after each answer's
-latency. Here one event loop reads each request, hands it to a
-:data:`Responder` that answers at once with the time the answer is due, and
-writes it then (``loop.call_at``); it spends ~0.15 ms.
+``http.server`` runs a thread per connection, parses headers with ``email``'s
+parser and wakes a thread after each answer's latency. Here one event loop
+reads each request, hands it to a :data:`Responder` that answers at once with
+the time the answer is due, and writes it then (``loop.call_later``). The
+emulator's whole CPU per request, measured against ``http.server`` back to
+back: 0.40–0.47 instead of 0.54–0.60 ms with a 6 KB image, 0.93–1.03 instead
+of 1.23–1.36 ms with a 350 KB one.
 
 It speaks what the SDK and ``urllib`` send: one request at a time per
 connection, kept alive (HTTP/1.1) unless the client asks to close, bodies
@@ -73,6 +75,11 @@ class HttpServer:
             asyncio.run(self._serve())
         finally:
             self._done.set()
+
+    def wait_until_serving(self, timeout: float = 10.0) -> None:
+        """Returns once :meth:`serve_forever`, started in another thread, serves (so it can be shut down)."""
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the emulator's HTTP server did not start")
 
     def shutdown(self) -> None:
         """Sends every waiting answer at once, closes every connection and stops serving."""
