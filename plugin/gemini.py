@@ -154,7 +154,6 @@ class GeminiClient:
         self.api = api
         self.timeout = timeout
         self.vertexai = vertexai
-        self._types = types
         http_options = types.HttpOptions(
             base_url=base_url or None,
             timeout=int(timeout * 1000),
@@ -260,7 +259,6 @@ class GeminiClient:
         return built
 
     def _build_generation_config(self, request: GeminiRequest):
-        types = self._types
         config: dict[str, Any] = {}
         if request.response_schema is not None:
             config["response_mime_type"] = "application/json"

@@ -12,8 +12,8 @@ of 1.23–1.36 ms with a 350 KB one.
 
 It speaks what the SDK and ``urllib`` send: one request at a time per
 connection, kept alive (HTTP/1.1) unless the client asks to close, bodies
-sized by ``Content-Length``. Anything else is answered 400, 411 or 431 and the
-connection closed, as a strict server would.
+sized by ``Content-Length``. Anything else is answered 400, 411 or 431 (in
+Google's error envelope) and the connection closed, as a strict server would.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import threading
 import time
 from http import HTTPStatus
 from typing import Callable, NamedTuple, Optional, Union
+
+from .wire import error_body
 
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
@@ -165,7 +167,7 @@ class _Connection(asyncio.Protocol):
                     if self._request is None:
                         return
             except _BadRequest as e:
-                self._send(e.status, {"error": {"code": e.status, "message": str(e)}}, {}, keep_alive=False)
+                self._send(e.status, error_body(e.status, str(e)), {}, keep_alive=False)
                 return
             request = self._request
             if len(self._buffer) < request.length:
@@ -213,7 +215,7 @@ class _Connection(asyncio.Protocol):
             status, payload, extra, due = self._server._respond(
                 request.method, request.target, request.headers, body, request.arrived)
         except Exception as e:  # the emulator's own fault: answer it, as a real server would answer 500
-            self._send(500, {"error": {"code": 500, "message": f"emulator error: {e!r}"}}, {}, keep_alive=False)
+            self._send(500, error_body(500, f"emulator error: {e!r}"), {}, keep_alive=False)
             return
         delay = due - time.monotonic()
         if delay <= 0:
